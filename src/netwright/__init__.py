@@ -1,0 +1,76 @@
+"""netwright: build, train, check, save and ship PyTorch network models.
+
+    import netwright as nw
+    result = nw.fit(model, (X, y), loss="cross_entropy", epochs=10, val=0.2, metrics=["accuracy"])
+
+Names are imported on first use, so ``import netwright`` stays fast (no torch import until a
+function that needs it is called).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    # training
+    "fit": "netwright.training.trainer",
+    "evaluate": "netwright.training.trainer",
+    "predict": "netwright.training.trainer",
+    "Trainer": "netwright.training.trainer",
+    "FitResult": "netwright.training.trainer",
+    "seed_everything": "netwright.training.trainer",
+    "resolve_device": "netwright.training.trainer",
+    "train_step": "netwright.training.step",
+    "eval_step": "netwright.training.step",
+    # callbacks
+    "Callback": "netwright.training.callbacks",
+    "EarlyStopping": "netwright.training.callbacks",
+    "BestCheckpoint": "netwright.training.callbacks",
+    "CSVLogger": "netwright.training.callbacks",
+    "ProgressBar": "netwright.training.callbacks",
+    # components by name
+    "resolve_loss": "netwright.losses",
+    "build_optimizer": "netwright.optim",
+    "build_scheduler": "netwright.optim",
+    "MetricSet": "netwright.metrics",
+    "load_builtin": "netwright.data.builtin",
+    # errors
+    "NetwrightError": "netwright.errors",
+    "ConfigError": "netwright.errors",
+    "DataError": "netwright.errors",
+    "ModelSpecError": "netwright.errors",
+    "LossTargetError": "netwright.errors",
+    "CheckpointError": "netwright.errors",
+    "ExportError": "netwright.errors",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'netwright' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from .data.builtin import load_builtin
+    from .errors import (CheckpointError, ConfigError, DataError, ExportError, LossTargetError,
+                         ModelSpecError, NetwrightError)
+    from .losses import resolve_loss
+    from .metrics import MetricSet
+    from .optim import build_optimizer, build_scheduler
+    from .training.callbacks import BestCheckpoint, Callback, CSVLogger, EarlyStopping, ProgressBar
+    from .training.step import eval_step, train_step
+    from .training.trainer import (FitResult, Trainer, evaluate, fit, predict, resolve_device,
+                                   seed_everything)

@@ -1,0 +1,182 @@
+"""Batches: a fast in-memory path and a DataLoader path.
+
+In-memory data is batched by slicing a shuffled index: one ``randperm`` per epoch and one gather
+per tensor per batch, on the device the data lives on. That is what a hand-written loop does and
+several times faster than ``DataLoader(TensorDataset)``, which fetches and collates item by item.
+Datasets go through a ``DataLoader`` with workers and pinned memory when asked.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data.dataloader import default_collate
+
+from ..errors import ConfigError, DataError, describe
+from .sources import DatasetSource, Features, InMemory, LoaderSource, Source, map_features
+
+__all__ = ["Batches", "TensorBatches", "LoaderBatches", "make_batches", "move", "split_batch"]
+
+
+def move(x: Any, device: torch.device, non_blocking: bool = False) -> Any:
+    """Move a tensor, or a tuple/list/dict of tensors, to ``device``."""
+    if isinstance(x, torch.Tensor):
+        return x.to(device, non_blocking=non_blocking)
+    if isinstance(x, Mapping):
+        return {k: move(v, device, non_blocking) for k, v in x.items()}
+    if isinstance(x, (tuple, list)):
+        return type(x)(move(v, device, non_blocking) for v in x)
+    return x
+
+
+def split_batch(batch: Any, *, targets: bool) -> tuple[Features, torch.Tensor | None]:
+    """A DataLoader batch → (x, y). Batches are ``(x, y)`` pairs, or ``x`` alone for prediction."""
+    if isinstance(batch, (tuple, list)) and len(batch) == 2:
+        return batch[0], batch[1]
+    if not targets:
+        if isinstance(batch, (tuple, list)) and len(batch) == 1:
+            return batch[0], None
+        return batch, None
+    raise DataError(
+        f"data: each batch must be an (inputs, targets) pair; the loader yielded {describe(batch)}. "
+        f"Fix: make the Dataset's __getitem__ return (x, y)."
+    )
+
+
+class Batches:
+    """An iterable of (x, y) batches on ``device``, with the size of each batch known upfront
+    where possible (gradient accumulation needs it to weight a short last window exactly)."""
+
+    def __iter__(self) -> Iterator[tuple[Features, torch.Tensor | None]]:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def sizes(self) -> list[int] | None:
+        return None
+
+    def peek(self) -> tuple[Features, torch.Tensor | None]:
+        """The first batch without advancing any shuffling state (for pre-flight checks)."""
+        raise NotImplementedError
+
+
+class TensorBatches(Batches):
+    def __init__(self, data: InMemory, batch_size: int, *, shuffle: bool,
+                 generator: torch.Generator | None, device: torch.device, drop_last: bool = False):
+        # Data small enough is moved to the device once, so batches are gathered there.
+        self.data = data.to(device)
+        self.n = len(data)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.generator = generator
+        self.drop_last = drop_last
+        self.device = device
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size if self.drop_last else math.ceil(self.n / self.batch_size)
+
+    def sizes(self) -> list[int]:
+        full, rest = divmod(self.n, self.batch_size)
+        return [self.batch_size] * full + ([rest] if rest and not self.drop_last else [])
+
+    def peek(self):
+        head = self.data.subset(torch.arange(min(self.batch_size, self.n), device=self.device))
+        return head.x, head.y
+
+    def __iter__(self):
+        x, y, bs = self.data.x, self.data.y, self.batch_size
+        if self.shuffle:
+            # randperm on the CPU generator keeps the order identical on every device.
+            order = torch.randperm(self.n, generator=self.generator).to(self.device)
+        else:
+            order = None
+        single = isinstance(x, torch.Tensor)
+        stop = len(self) * bs
+        for start in range(0, min(stop, self.n), bs):
+            if order is None:
+                sl = slice(start, start + bs)
+                xb = x[sl] if single else map_features(x, lambda t: t[sl])
+                yield xb, (y[sl] if y is not None else None)
+            else:
+                idx = order[start:start + bs]
+                xb = x[idx] if single else map_features(x, lambda t: t[idx])
+                yield xb, (y[idx] if y is not None else None)
+
+
+class LoaderBatches(Batches):
+    def __init__(self, loader: DataLoader, device: torch.device, *, targets: bool):
+        self.loader = loader
+        self.device = device
+        self.targets = targets
+        self.non_blocking = bool(getattr(loader, "pin_memory", False)) and device.type == "cuda"
+
+    def __len__(self) -> int:
+        try:
+            return len(self.loader)
+        except TypeError:
+            return 0  # an IterableDataset without __len__: length unknown
+
+    def sizes(self) -> list[int] | None:
+        bs = self.loader.batch_size
+        dataset = self.loader.dataset
+        if bs is None or isinstance(dataset, IterableDataset):
+            return None
+        try:
+            n = len(dataset)
+        except TypeError:
+            return None
+        full, rest = divmod(n, bs)
+        return [bs] * full + ([rest] if rest and not self.loader.drop_last else [])
+
+    def peek(self):
+        dataset = self.loader.dataset
+        if isinstance(dataset, IterableDataset):
+            return None
+        try:
+            n = min(self.loader.batch_size or 1, len(dataset), 64)
+            items = [dataset[i] for i in range(n)]
+        except Exception:  # noqa: BLE001 - a dataset that cannot be indexed is checked by training itself
+            return None
+        collate = self.loader.collate_fn or default_collate
+        x, y = split_batch(collate(items), targets=self.targets)
+        return move(x, self.device), move(y, self.device)
+
+    def __iter__(self):
+        dev, nb = self.device, self.non_blocking
+        for batch in self.loader:
+            x, y = split_batch(batch, targets=self.targets)
+            yield move(x, dev, nb), move(y, dev, nb)
+
+
+def make_batches(source: Source, *, batch_size: int, shuffle: bool, device: torch.device,
+                 generator: torch.Generator | None, targets: bool = True, num_workers: int = 0,
+                 pin_memory: bool | None = None, persistent_workers: bool = False,
+                 drop_last: bool = False) -> Batches:
+    """Batches for any source; ``pin_memory=None`` pins when the device is CUDA."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+        raise ConfigError(f"batch_size: expected a positive integer, received {batch_size!r}.")
+    if isinstance(source, InMemory):
+        if targets and source.y is None:
+            raise DataError("data: targets are needed here; received features only. Fix: pass (X, y).")
+        return TensorBatches(source, batch_size, shuffle=shuffle, generator=generator,
+                             device=device, drop_last=drop_last)
+    if isinstance(source, LoaderSource):
+        return LoaderBatches(source.loader, device, targets=targets)
+    if isinstance(source, DatasetSource):
+        if not isinstance(num_workers, int) or num_workers < 0:
+            raise ConfigError(f"num_workers: expected an integer >= 0, received {num_workers!r}.")
+        iterable = isinstance(source.dataset, IterableDataset)
+        loader = DataLoader(
+            source.dataset, batch_size=batch_size, shuffle=shuffle and not iterable,
+            num_workers=num_workers,
+            pin_memory=(device.type == "cuda") if pin_memory is None else pin_memory,
+            persistent_workers=persistent_workers and num_workers > 0,
+            generator=generator if shuffle and not iterable else None, drop_last=drop_last,
+        )
+        return LoaderBatches(loader, device, targets=targets)
+    raise DataError(f"data: unsupported source {describe(source)}.")

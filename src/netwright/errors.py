@@ -1,0 +1,81 @@
+"""The errors netwright raises.
+
+Every error a user can cause is a :class:`NetwrightError` whose message says what was expected,
+what was received and the fix, naming the argument, layer, key, column or file involved. The
+kinds also subclass the built-in error a user would otherwise have caught (``ValueError``,
+``TypeError``) so existing ``except`` clauses keep working.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+__all__ = [
+    "NetwrightError",
+    "ConfigError",
+    "DataError",
+    "ModelSpecError",
+    "LossTargetError",
+    "CheckpointError",
+    "ExportError",
+    "did_you_mean",
+    "describe",
+]
+
+
+class NetwrightError(Exception):
+    """Base of every error netwright raises on purpose."""
+
+
+class ConfigError(NetwrightError, ValueError):
+    """An argument or config field has a value netwright cannot use."""
+
+
+class DataError(NetwrightError, ValueError):
+    """Training/evaluation data has the wrong type, shape, dtype or content."""
+
+
+class ModelSpecError(NetwrightError, ValueError):
+    """A model (or a model description) cannot be built or called as given."""
+
+
+class LossTargetError(NetwrightError, ValueError):
+    """The model's output and the targets do not fit the loss."""
+
+
+class CheckpointError(NetwrightError, ValueError):
+    """A checkpoint or weights file is missing, corrupt, unsafe or does not fit the model."""
+
+
+class ExportError(NetwrightError, RuntimeError):
+    """A model could not be exported, or the export does not compute what the model computes."""
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """Return `` Did you mean 'x'?`` for the closest choice, or an empty string.
+
+    >>> did_you_mean("adma", ["adam", "sgd"])
+    " Did you mean 'adam'?"
+    """
+    close = difflib.get_close_matches(str(name).lower(), list(choices), n=1, cutoff=0.6)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def describe(value: object) -> str:
+    """A short description of a value for error messages: its type, and shape/dtype if it has them.
+
+    >>> describe([1, 2])
+    'list of length 2'
+    """
+    shape = getattr(value, "shape", None)
+    dtype = getattr(value, "dtype", None)
+    kind = type(value).__module__.split(".")[0] + "." + type(value).__name__
+    kind = kind.replace("builtins.", "")
+    if shape is not None and dtype is not None:
+        return f"{kind} of shape {tuple(shape)} and dtype {dtype}"
+    if isinstance(value, (list, tuple, dict)):
+        return f"{kind} of length {len(value)}"
+    if isinstance(value, (int, float, str, bool)) or value is None:
+        return f"{kind} {value!r}"
+    return kind

@@ -1,0 +1,271 @@
+"""Optimizers and learning-rate schedulers by name, and when each scheduler steps.
+
+The moment a scheduler steps is part of its meaning: ``onecycle`` and warm-up step after every
+optimizer step, ``step``/``multistep``/``exponential``/``cosine`` after every epoch, and
+``reduce_on_plateau`` after validation with the monitored value. :class:`Schedule` carries that
+moment so the training loop never has to guess.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import ConfigError, did_you_mean
+
+__all__ = ["OPTIMIZERS", "SCHEDULERS", "build_optimizer", "build_scheduler", "Schedule", "metric_mode"]
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
+SCHEDULERS = ("step", "multistep", "exponential", "cosine", "onecycle", "reduce_on_plateau")
+_SCHED_ALIASES = {"steplr": "step", "exponentiallr": "exponential", "plateau": "reduce_on_plateau",
+                  "reducelronplateau": "reduce_on_plateau", "one_cycle": "onecycle",
+                  "cosine_annealing": "cosine", "multisteplr": "multistep"}
+
+# Norm layers whose weights are scales, not features: decaying them toward 0 only hurts.
+_NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
+if hasattr(nn, "RMSNorm"):
+    _NORMS = _NORMS + (nn.RMSNorm,)
+
+
+def _name_and_options(spec: Any, what: str, names: tuple[str, ...]) -> tuple[str, dict]:
+    if isinstance(spec, Mapping):
+        options = dict(spec)
+        if "name" not in options:
+            raise ConfigError(
+                f"{what}: a mapping needs a 'name' key; received keys {sorted(options)}. "
+                f"Fix: {{'name': '{names[0]}', ...}}; names: {', '.join(names)}."
+            )
+        return str(options.pop("name")), options
+    return str(spec), {}
+
+
+def param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool) -> list[dict]:
+    """Split parameters into a decayed group and a group (biases, norm weights) without decay.
+
+    >>> groups = param_groups(nn.Sequential(nn.Linear(2, 2), nn.LayerNorm(2)), 0.01, False)
+    >>> [len(g["params"]) for g in groups]
+    [1, 3]
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    if decay_norm_and_bias or weight_decay == 0:
+        return [{"params": params, "weight_decay": weight_decay}]
+    no_decay: set[int] = set()
+    for module in model.modules():
+        for pname, p in module.named_parameters(recurse=False):
+            if isinstance(module, _NORMS) or pname.endswith("bias"):
+                no_decay.add(id(p))
+    decay = [p for p in params if id(p) not in no_decay]
+    rest = [p for p in params if id(p) in no_decay]
+    return [g for g in ({"params": decay, "weight_decay": weight_decay},
+                        {"params": rest, "weight_decay": 0.0}) if g["params"]]
+
+
+def build_optimizer(
+    spec: Any,
+    model: nn.Module,
+    *,
+    lr: float,
+    weight_decay: float = 0.0,
+    decay_norm_and_bias: bool = True,
+) -> torch.optim.Optimizer:
+    """An optimizer from a name, ``{"name": ..., **options}``, a ``torch.optim`` class or instance.
+
+    ``decay_norm_and_bias=False`` exempts biases and norm-layer weights from weight decay.
+    An instance is used as is (its own lr and parameters win).
+
+    >>> opt = build_optimizer({"name": "sgd", "momentum": 0.9, "nesterov": True},
+    ...                       nn.Linear(3, 1), lr=0.1)
+    >>> type(opt).__name__, opt.param_groups[0]["momentum"]
+    ('SGD', 0.9)
+    """
+    if isinstance(spec, torch.optim.Optimizer):
+        return spec
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+        raise ConfigError(
+            f"lr: expected a positive number, received {lr!r}. Fix: e.g. lr=1e-3 for adam, "
+            f"lr=0.1 for sgd."
+        )
+    if not isinstance(weight_decay, (int, float)) or weight_decay < 0:
+        raise ConfigError(f"weight_decay: expected a number >= 0, received {weight_decay!r}.")
+    if isinstance(spec, type) and issubclass(spec, torch.optim.Optimizer):
+        cls, options = spec, {}
+    else:
+        name, options = _name_and_options(spec, "optimizer", OPTIMIZERS)
+        key = name.strip().lower()
+        classes = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
+                   "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad}
+        if key not in classes:
+            raise ConfigError(
+                f"optimizer: unknown name {name!r}.{did_you_mean(key, OPTIMIZERS)} Expected one "
+                f"of: {', '.join(OPTIMIZERS)}; or a torch.optim class or instance."
+            )
+        cls = classes[key]
+    options.setdefault("lr", lr)
+    wd = options.pop("weight_decay", weight_decay)
+    groups = param_groups(model, wd, decay_norm_and_bias)
+    if not any(g["params"] for g in groups):
+        raise ConfigError(
+            f"optimizer: the model {type(model).__name__} has no trainable parameters "
+            f"(none with requires_grad=True). Fix: unfreeze some layers before training."
+        )
+    try:
+        return cls(groups, **options)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"optimizer {cls.__name__}: {exc}. Fix: use the keyword arguments of "
+            f"torch.optim.{cls.__name__}."
+        ) from exc
+
+
+def metric_mode(monitor: str) -> str:
+    """``"min"`` for losses and errors, ``"max"`` for scores such as accuracy or f1.
+
+    >>> metric_mode("val_loss"), metric_mode("val_accuracy")
+    ('min', 'max')
+    """
+    lowered = monitor.lower()
+    return "min" if any(k in lowered for k in ("loss", "mse", "mae", "rmse", "error")) else "max"
+
+
+@dataclass
+class Schedule:
+    """A scheduler and the moment it steps: ``"step"`` (after each optimizer step), ``"epoch"``
+    or ``"plateau"`` (after validation, given ``logs[monitor]``). ``warmup`` is an optional
+    per-step linear warm-up chained in front of it."""
+
+    scheduler: Any = None
+    interval: str = "epoch"
+    monitor: str | None = None
+    warmup: Any = None
+    name: str = ""
+    options: dict = field(default_factory=dict)
+
+    def step_batch(self) -> None:
+        if self.warmup is not None and self.warmup.last_epoch < self.warmup.total_iters:
+            self.warmup.step()
+        if self.interval == "step" and self.scheduler is not None:
+            self.scheduler.step()
+
+    def step_epoch(self, logs: Mapping[str, float]) -> None:
+        if self.scheduler is None:
+            return
+        if self.interval == "epoch":
+            self.scheduler.step()
+        elif self.interval == "plateau":
+            self.scheduler.step(logs[self.monitor])
+
+    @property
+    def per_batch(self) -> bool:
+        return self.warmup is not None or (self.interval == "step" and self.scheduler is not None)
+
+    def state_dict(self) -> dict:
+        return {
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "warmup": self.warmup.state_dict() if self.warmup is not None else None,
+        }
+
+    def load_state_dict(self, state: Mapping) -> None:
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        if self.warmup is not None and state.get("warmup") is not None:
+            self.warmup.load_state_dict(state["warmup"])
+
+
+def build_scheduler(
+    spec: Any,
+    optimizer: torch.optim.Optimizer,
+    *,
+    epochs: int,
+    steps_per_epoch: int,
+    default_monitor: str = "val_loss",
+) -> Schedule:
+    """A :class:`Schedule` from a name, ``{"name": ..., **options}``, or a torch scheduler.
+
+    Options are torch's, plus ``warmup_steps`` (linear warm-up over that many optimizer steps)
+    and, for ``reduce_on_plateau``, ``monitor`` (any logged value: ``val_loss``,
+    ``val_accuracy``, ``train_loss`` ...; ``mode`` follows from its name unless given).
+    A torch scheduler instance steps per epoch unless given as ``{"scheduler": obj,
+    "interval": "step"}``.
+
+    >>> opt = torch.optim.SGD(nn.Linear(2, 1).parameters(), lr=0.1)
+    >>> build_scheduler("onecycle", opt, epochs=3, steps_per_epoch=10).interval
+    'step'
+    """
+    if spec is None:
+        return Schedule()
+    if isinstance(spec, Mapping) and "scheduler" in spec:
+        interval = spec.get("interval", "epoch")
+        if interval not in ("step", "epoch", "plateau"):
+            raise ConfigError(
+                f"scheduler.interval: expected 'step', 'epoch' or 'plateau', received {interval!r}."
+            )
+        sched = spec["scheduler"]
+        monitor = spec.get("monitor", default_monitor)
+        if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            interval = "plateau"
+        return Schedule(sched, interval, monitor, name=type(sched).__name__)
+    if isinstance(spec, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        return Schedule(spec, "plateau", default_monitor, name="ReduceLROnPlateau")
+    if isinstance(spec, torch.optim.lr_scheduler.LRScheduler):
+        return Schedule(spec, "epoch", name=type(spec).__name__)
+    name, options = _name_and_options(spec, "scheduler", SCHEDULERS)
+    key = name.strip().lower()
+    key = _SCHED_ALIASES.get(key.replace("-", "_"), key)
+    if key not in SCHEDULERS:
+        raise ConfigError(
+            f"scheduler: unknown name {name!r}.{did_you_mean(key, SCHEDULERS)} Expected one of: "
+            f"{', '.join(SCHEDULERS)}; or a torch.optim.lr_scheduler instance."
+        )
+    raw = dict(options)
+    warmup_steps = int(options.pop("warmup_steps", 0) or 0)
+    if warmup_steps < 0:
+        raise ConfigError(f"scheduler.warmup_steps: expected a number >= 0, received {warmup_steps}.")
+    if warmup_steps and key == "onecycle":
+        raise ConfigError(
+            "scheduler 'onecycle' has its own warm-up (pct_start); received warmup_steps too. "
+            "Fix: drop warmup_steps, or set pct_start."
+        )
+    warmup = None
+    if warmup_steps:
+        # Created first so it records each group's base lr as 'initial_lr'; the main scheduler is
+        # chained after it and, like LinearLR, scales the current lr multiplicatively.
+        warmup = torch.optim.lr_scheduler.LinearLR(
+            optimizer, start_factor=1.0 / (warmup_steps + 1), end_factor=1.0, total_iters=warmup_steps
+        )
+    lrs = torch.optim.lr_scheduler
+    monitor = None
+    try:
+        if key == "step":
+            options.setdefault("step_size", max(1, epochs // 3))
+            sched, interval = lrs.StepLR(optimizer, **options), "epoch"
+        elif key == "multistep":
+            if "milestones" not in options:
+                raise ConfigError(
+                    "scheduler 'multistep': the option 'milestones' is required (the epochs at "
+                    "which the lr is multiplied by gamma). Fix: {'name': 'multistep', "
+                    "'milestones': [30, 60]}."
+                )
+            sched, interval = lrs.MultiStepLR(optimizer, **options), "epoch"
+        elif key == "exponential":
+            options.setdefault("gamma", 0.95)
+            sched, interval = lrs.ExponentialLR(optimizer, **options), "epoch"
+        elif key == "cosine":
+            options.setdefault("T_max", epochs)
+            sched, interval = lrs.CosineAnnealingLR(optimizer, **options), "epoch"
+        elif key == "onecycle":
+            options.setdefault("max_lr", [g["lr"] for g in optimizer.param_groups])
+            options.setdefault("total_steps", epochs * steps_per_epoch)
+            sched, interval = lrs.OneCycleLR(optimizer, **options), "step"
+        else:  # reduce_on_plateau
+            monitor = options.pop("monitor", default_monitor)
+            options.setdefault("mode", metric_mode(monitor))
+            sched, interval = lrs.ReduceLROnPlateau(optimizer, **options), "plateau"
+    except TypeError as exc:
+        raise ConfigError(
+            f"scheduler '{key}': {exc}. Fix: use the keyword arguments of its torch class."
+        ) from exc
+    return Schedule(sched, interval, monitor, warmup, key, raw)

@@ -1,0 +1,1 @@
+"""Training: the Trainer (fit/evaluate/predict), the step functions and the callbacks."""

@@ -1,0 +1,126 @@
+"""The training step and the evaluation step: the whole of what happens to one batch.
+
+Read ``train_step`` top to bottom and you have read netwright's training: forward under the
+chosen precision, loss, backward (scaled for float16), and, at the end of an accumulation
+window, unscale → clip → optimizer step → zero the gradients.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+
+__all__ = ["StepContext", "train_step", "eval_step", "call_model", "autocast_for", "PRECISIONS",
+           "make_clipper"]
+
+PRECISIONS = ("32", "bf16-mixed", "16-mixed")
+
+
+def call_model(model: nn.Module, x: Any) -> Any:
+    """``model(x)``; a tuple of inputs is spread as ``model(*x)`` and a dict as ``model(**x)``."""
+    if isinstance(x, tuple):
+        return model(*x)
+    if isinstance(x, Mapping):
+        return model(**x)
+    return model(x)
+
+
+def autocast_for(precision: str, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
+    """A factory of the autocast context for ``precision`` on ``device``."""
+    if precision not in PRECISIONS:
+        raise ConfigError(
+            f"precision: expected one of {', '.join(PRECISIONS)}; received {precision!r}. "
+            f"Fix: '32' (full precision), 'bf16-mixed' (CPU or CUDA), '16-mixed' (CUDA)."
+        )
+    if precision == "32":
+        return contextlib.nullcontext
+    if precision == "16-mixed" and device.type != "cuda":
+        raise ConfigError(
+            f"precision '16-mixed' needs a CUDA device; this run is on {device.type}. "
+            f"Fix: precision='bf16-mixed' on CPU, or device='cuda'."
+        )
+    dtype = torch.bfloat16 if precision == "bf16-mixed" else torch.float16
+    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def make_clipper(clip_grad: Any) -> Callable[[Any], Any] | None:
+    """``clip_grad``: a max norm (float), ``{"norm": 1.0}`` (optionally with ``"norm_type"``)
+    or ``{"value": 0.5}``."""
+    if clip_grad is None:
+        return None
+    if isinstance(clip_grad, (int, float)) and not isinstance(clip_grad, bool):
+        clip_grad = {"norm": float(clip_grad)}
+    if isinstance(clip_grad, Mapping) and len({"norm", "value"} & set(clip_grad)) == 1:
+        if "norm" in clip_grad and float(clip_grad["norm"]) > 0:
+            max_norm = float(clip_grad["norm"])
+            norm_type = float(clip_grad.get("norm_type", 2.0))
+            return lambda params: torch.nn.utils.clip_grad_norm_(params, max_norm, norm_type=norm_type)
+        if "value" in clip_grad and float(clip_grad["value"]) > 0:
+            value = float(clip_grad["value"])
+            return lambda params: torch.nn.utils.clip_grad_value_(params, value)
+    raise ConfigError(
+        f"clip_grad: expected a positive max norm (1.0), {{'norm': 1.0}} or {{'value': 0.5}}; "
+        f"received {clip_grad!r}."
+    )
+
+
+@dataclass
+class StepContext:
+    """What every step of one fit needs; built once by the Trainer."""
+
+    model: nn.Module
+    loss_fn: Callable[..., torch.Tensor]
+    optimizer: torch.optim.Optimizer
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+    scaler: Any = None  # torch.amp.GradScaler for float16, else None
+    clip: Callable[[Any], Any] | None = None
+    params: list = None  # the parameters to clip
+
+
+def train_step(ctx: StepContext, x: Any, y: torch.Tensor, *, scale: float = 1.0,
+               step: bool = True) -> torch.Tensor:
+    """One batch of training; returns the batch's (unscaled) loss, detached.
+
+    With gradient accumulation the caller passes ``step=False`` for every batch but the last of
+    a window, and ``scale`` = this batch's size / the window's size: the gradients then add up
+    to exactly those of one batch holding the whole window, also for a shorter last window.
+    """
+    with ctx.autocast():
+        out = call_model(ctx.model, x)
+        loss = ctx.loss_fn(out, y)
+    scaled = loss * scale if scale != 1.0 else loss
+    if ctx.scaler is not None:
+        ctx.scaler.scale(scaled).backward()
+    else:
+        scaled.backward()
+    if step:
+        if ctx.clip is not None:
+            if ctx.scaler is not None:
+                ctx.scaler.unscale_(ctx.optimizer)  # clip the true gradients, not scaled ones
+            ctx.clip(ctx.params)
+        if ctx.scaler is not None:
+            ctx.scaler.step(ctx.optimizer)  # skips the step if gradients overflowed
+            ctx.scaler.update()
+        else:
+            ctx.optimizer.step()
+        # Zeroing right after the step (to None) frees gradient memory before the next forward.
+        ctx.optimizer.zero_grad(set_to_none=True)
+    return loss.detach()
+
+
+def eval_step(model: nn.Module, x: Any, y: torch.Tensor | None, loss_fn: Callable | None,
+              autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+              ) -> tuple[Any, torch.Tensor | None]:
+    """Forward one batch (the caller holds ``inference_mode`` and ``eval()``); returns the
+    output and the loss (None without a loss or targets)."""
+    with autocast():
+        out = call_model(model, x)
+        loss = loss_fn(out, y) if (loss_fn is not None and y is not None) else None
+    return out, loss

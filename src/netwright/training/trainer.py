@@ -1,0 +1,629 @@
+"""Trainer: fit, evaluate and predict with any ``nn.Module``.
+
+``fit`` only puts things in order — check the setup on one batch, then per epoch: train the
+batches (:func:`~netwright.training.step.train_step`), evaluate, step the scheduler, run the
+callbacks. Everything that happens to a batch is in ``step.py``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..checkpoint import atomic_write_text, save_weights
+from ..data.batches import Batches, make_batches
+from ..data.sources import InMemory, Source, to_source
+from ..data.splits import split_fraction
+from ..errors import ConfigError, LossTargetError, ModelSpecError, NetwrightError, describe
+from ..losses import LossInfo, check_output_target, resolve_loss
+from ..metrics import MetricSet, Task, infer_task
+from ..optim import Schedule, build_optimizer, build_scheduler, metric_mode
+from .callbacks import (BestCheckpoint, CSVLogger, EarlyStopping, EpochPrinter, FitInfo,
+                        ProgressBar, is_better)
+from .step import StepContext, autocast_for, call_model, eval_step, make_clipper, train_step
+
+__all__ = ["Trainer", "FitResult", "fit", "evaluate", "predict", "resolve_device", "seed_everything"]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's (CPU and CUDA) random generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(device: Any = "auto") -> torch.device:
+    """``"auto"`` picks CUDA, then Apple's MPS, then the CPU; anything else is checked."""
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(
+            f"device: expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; received {device!r}."
+        ) from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: 'cuda' was asked for but torch sees no CUDA device. Fix: device='auto' or 'cpu'.")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(
+            f"device: {device!r} does not exist; torch sees {torch.cuda.device_count()} CUDA device(s)."
+        )
+    return dev
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ConfigError(f"{name}: expected a positive integer, received {value!r}.")
+    return int(value)
+
+
+@dataclass
+class FitResult:
+    """What ``fit`` returns: the per-epoch ``history``, the ``best`` epoch's row by ``monitor``,
+    the trained ``model``, the ``run_dir`` (if any) and why training stopped."""
+
+    history: list[dict]
+    best: dict | None
+    monitor: str
+    model: nn.Module
+    run_dir: Path | None = None
+    stop_reason: str = "completed"
+    seconds: float = 0.0
+    task: Task | None = None
+
+    @property
+    def final(self) -> dict:
+        return self.history[-1] if self.history else {}
+
+    def __repr__(self) -> str:
+        best = {k: v for k, v in (self.best or {}).items() if not isinstance(v, (list, dict))}
+        return (f"FitResult(epochs={len(self.history)}, stop_reason={self.stop_reason!r}, "
+                f"monitor={self.monitor!r}, best={best}, seconds={self.seconds:.2f})")
+
+
+def _set_modes(model: nn.Module, modes: Sequence[bool]) -> None:
+    for module, mode in zip(model.modules(), modes):
+        module.training = mode
+
+
+def _evaluate_batches(model: nn.Module, batches: Batches, loss_fn, metrics: MetricSet | None,
+                      autocast) -> dict[str, Any]:
+    """Loss (weighted by batch size) and metrics over ``batches`` in eval mode under
+    ``inference_mode``; every module's previous train/eval mode is restored afterwards."""
+    modes = [m.training for m in model.modules()]
+    model.eval()
+    total, count = [], 0
+    if metrics:
+        metrics.reset()
+    try:
+        with torch.inference_mode():
+            for x, y in batches:
+                out, loss = eval_step(model, x, y, loss_fn, autocast)
+                if loss is not None:
+                    n = y.shape[0]
+                    total.append(loss.float() * n)
+                    count += n
+                if metrics:
+                    metrics.update(out, y)
+    finally:
+        _set_modes(model, modes)
+    results: dict[str, Any] = {}
+    if total:
+        results["loss"] = float(torch.stack(total).sum()) / count
+    if metrics:
+        results.update(metrics.compute())
+    return results
+
+
+class Trainer:
+    """Train, evaluate and predict with any ``nn.Module``; every knob of :func:`fit`.
+
+    >>> import torch.nn as nn, numpy as np
+    >>> X = np.random.rand(64, 4).astype("float32"); y = (X[:, 0] > 0.5).astype("int64")
+    >>> t = Trainer(nn.Linear(4, 2), loss="cross_entropy", epochs=2, verbose=0)
+    >>> len(t.fit((X, y)).history)
+    2
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        loss: Any,
+        optimizer: Any = "adam",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        decay_norm_and_bias: bool = True,
+        epochs: int = 10,
+        batch_size: int = 32,
+        metrics: Any = None,
+        scheduler: Any = None,
+        callbacks: Sequence[Any] | None = None,
+        early_stopping: int | dict | None = None,
+        monitor: str | None = None,
+        seed: int | None = 0,
+        device: Any = "auto",
+        precision: str = "32",
+        accumulate: int = 1,
+        clip_grad: Any = None,
+        run_dir: str | os.PathLike | None = None,
+        overwrite: bool = False,
+        verbose: int = 1,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool | None = None,
+        persistent_workers: bool = False,
+        target: Any = None,
+        task: str | None = None,
+        check: bool = True,
+    ):
+        if not isinstance(model, nn.Module):
+            raise ModelSpecError(
+                f"model: expected a torch.nn.Module, received {describe(model)}. Fix: pass an "
+                f"instance, e.g. SimpleNet() rather than SimpleNet."
+            )
+        self.model = model
+        self.loss_fn, self.loss_info = resolve_loss(loss)
+        self.loss_spec = loss
+        self.optimizer_spec, self.lr, self.weight_decay = optimizer, lr, weight_decay
+        self.decay_norm_and_bias = decay_norm_and_bias
+        self.epochs = _positive_int("epochs", epochs)
+        self.batch_size = _positive_int("batch_size", batch_size)
+        self.eval_batch_size = _positive_int("eval_batch_size", eval_batch_size or max(batch_size, 256))
+        self.accumulate = _positive_int("accumulate", accumulate)
+        if not isinstance(optimizer, torch.optim.Optimizer) and (
+            isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0
+        ):
+            raise ConfigError(f"lr: expected a positive number, received {lr!r}. Fix: e.g. lr=1e-3.")
+        self.metrics_spec, self.scheduler_spec = metrics, scheduler
+        self.callbacks = list(callbacks or [])
+        if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
+            if isinstance(early_stopping, dict):
+                early_stopping = EarlyStopping(**early_stopping)
+            else:
+                early_stopping = EarlyStopping(patience=_positive_int("early_stopping", early_stopping))
+        self.early_stopping = early_stopping
+        self.monitor = monitor
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+            raise ConfigError(f"seed: expected an integer or None, received {seed!r}.")
+        self.seed = seed
+        self.device = resolve_device(device)
+        self.precision = str(precision)
+        self.autocast = autocast_for(self.precision, self.device)
+        self.clip = make_clipper(clip_grad)
+        self.clip_grad = clip_grad
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.overwrite = overwrite
+        self.verbose = int(verbose)
+        self.shuffle, self.drop_last = shuffle, drop_last
+        self.loader_options = {"num_workers": num_workers, "pin_memory": pin_memory,
+                               "persistent_workers": persistent_workers}
+        self.target = target
+        self.task_name = task
+        self.check = check
+        self.task: Task | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.schedule: Schedule | None = None
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _batches(self, source: Source, *, train: bool, targets: bool = True,
+                 generator: torch.Generator | None = None) -> Batches:
+        return make_batches(
+            source, batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=self.shuffle and train, device=self.device, generator=generator,
+            targets=targets, drop_last=self.drop_last and train, **self.loader_options,
+        )
+
+    def _check_first_batch(self, batches: Batches) -> Task | None:
+        """Forward one batch in eval mode (no side effects) to catch output/target mistakes
+        with a clear message before training, and to infer the task for the metrics."""
+        head = batches.peek()
+        if head is None:
+            return None
+        x, y = head
+        modes = [m.training for m in self.model.modules()]
+        self.model.eval()
+        try:
+            with torch.inference_mode(), self.autocast():
+                try:
+                    out = call_model(self.model, x)
+                except Exception as exc:  # noqa: BLE001 - re-raised with the inputs named
+                    raise ModelSpecError(
+                        f"model {type(self.model).__name__}: forward failed on the first batch, "
+                        f"inputs {_describe_inputs(x)}: {type(exc).__name__}: {exc}"
+                    ) from exc
+                if self.check:
+                    check_output_target(self.loss_info, out, y,
+                                        ignore_index=getattr(self.loss_fn, "ignore_index", -100))
+                    try:
+                        self.loss_fn(out, y)
+                    except Exception as exc:  # noqa: BLE001 - re-raised with both shapes named
+                        raise LossTargetError(
+                            f"loss '{self.loss_info.name}' failed on the first batch: output "
+                            f"{_describe_inputs(out)}, targets {_describe_inputs(y)}: "
+                            f"{type(exc).__name__}: {exc}"
+                        ) from exc
+        finally:
+            _set_modes(self.model, modes)
+        if isinstance(out, torch.Tensor) and isinstance(y, torch.Tensor):
+            return infer_task(self.loss_info, out, y, self.task_name)
+        return None
+
+    def _prepare_run_dir(self) -> None:
+        if self.run_dir is None:
+            return
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise ConfigError(f"run_dir: {str(self.run_dir)!r} exists and is not a folder.")
+        taken = [p.name for p in ("metrics.csv", "weights.safetensors", "checkpoints")
+                 for p in [self.run_dir / p] if p.exists()]
+        if taken and not self.overwrite:
+            raise ConfigError(
+                f"run_dir: {str(self.run_dir)!r} already holds a run ({', '.join(taken)}); netwright "
+                f"does not overwrite it. Fix: pass a new run_dir, or overwrite=True to replace it."
+            )
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+
+    def _resolved_config(self) -> dict:
+        def name(spec):
+            if spec is None or isinstance(spec, (str, int, float, bool, dict, list)):
+                return spec
+            return f"{type(spec).__module__}.{type(spec).__qualname__}" if not isinstance(spec, type) \
+                else f"{spec.__module__}.{spec.__qualname__}"
+        return {
+            "model": f"{type(self.model).__module__}.{type(self.model).__qualname__}",
+            "loss": name(self.loss_spec), "optimizer": name(self.optimizer_spec), "lr": self.lr,
+            "weight_decay": self.weight_decay, "decay_norm_and_bias": self.decay_norm_and_bias,
+            "epochs": self.epochs, "batch_size": self.batch_size, "metrics": name(self.metrics_spec),
+            "scheduler": name(self.scheduler_spec), "seed": self.seed, "device": str(self.device),
+            "precision": self.precision, "accumulate": self.accumulate, "clip_grad": self.clip_grad,
+            "shuffle": self.shuffle, "drop_last": self.drop_last, "task": self.task.kind if self.task else None,
+        }
+
+    # -- public API ------------------------------------------------------------------------
+    def fit(self, train: Any, val: Any = None) -> FitResult:
+        """Train on ``train``; validate on ``val`` (data, or a fraction of ``train`` to hold out)."""
+        t_start = time.perf_counter()
+        model, device = self.model, self.device
+        if self.seed is not None:
+            seed_everything(int(self.seed))
+        seed = int(self.seed) if self.seed is not None else int(torch.seed() % 2**31)
+        train_src = to_source(train, arg="train", target=self.target)
+        val_src = None
+        if isinstance(val, float):
+            stratify = self.loss_info.task in ("multiclass", "binary", "custom")
+            train_src, val_src = split_fraction(train_src, val, seed=seed, stratify=stratify)
+        elif val is not None:
+            val_src = to_source(val, arg="val", target=self.target)
+
+        model.to(device)
+        if isinstance(self.loss_fn, nn.Module):
+            self.loss_fn.to(device)
+        generator = torch.Generator().manual_seed(seed)
+        train_batches = self._batches(train_src, train=True, generator=generator)
+        val_batches = self._batches(val_src, train=False) if val_src is not None else None
+        nb = len(train_batches)
+        if nb == 0 and self.accumulate > 1:
+            raise ConfigError("accumulate: needs a training loader whose length is known (len(loader)).")
+
+        self.task = self._check_first_batch(train_batches)
+        metrics = None
+        if self.metrics_spec:
+            if self.task is None:
+                raise ConfigError("metrics: the task could not be inferred from the data. Fix: pass task=.")
+            metrics = MetricSet(self.metrics_spec, self.task).to(device)
+
+        self.optimizer = build_optimizer(self.optimizer_spec, model, lr=self.lr,
+                                         weight_decay=self.weight_decay,
+                                         decay_norm_and_bias=self.decay_norm_and_bias)
+        steps_per_epoch = max(1, math.ceil(nb / self.accumulate))
+        metric_keys = [k for k in (metrics.metrics if metrics else {}) if k != "confusion_matrix"]
+        log_keys = ["epoch", "train_loss"]
+        log_keys += ["val_loss"] + [f"val_{k}" for k in metric_keys] if val_batches else [
+            f"train_{k}" for k in metric_keys]
+        log_keys.append("lr")
+        monitor = self.monitor or ("val_loss" if val_batches else "train_loss")
+        if monitor not in log_keys:
+            raise ConfigError(
+                f"monitor: {monitor!r} is not a logged value; each epoch logs {log_keys}. "
+                f"Fix: monitor one of those (val_* values need val data)."
+            )
+        mode = metric_mode(monitor)
+        self.schedule = build_scheduler(self.scheduler_spec, self.optimizer, epochs=self.epochs,
+                                        steps_per_epoch=steps_per_epoch, default_monitor=monitor)
+        if self.schedule.interval == "plateau" and self.schedule.monitor not in log_keys:
+            raise ConfigError(
+                f"scheduler '{self.schedule.name}': monitor {self.schedule.monitor!r} will never be "
+                f"logged; each epoch logs {log_keys}. Fix: monitor one of those."
+            )
+        scaler = None
+        if self.precision == "16-mixed":
+            scaler = torch.amp.GradScaler(device.type)
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        ctx = StepContext(model, self.loss_fn, self.optimizer, self.autocast, scaler, self.clip, params)
+        plan = _accumulation_plan(train_batches.sizes(), nb, self.accumulate)
+
+        self._prepare_run_dir()
+        callbacks = list(self.callbacks)
+        if self.early_stopping is not None:
+            callbacks.append(self.early_stopping)
+        if self.run_dir is not None:
+            import yaml
+
+            atomic_write_text(self.run_dir / "config.yaml",
+                              yaml.safe_dump(self._resolved_config(), sort_keys=False))
+            callbacks += [CSVLogger(self.run_dir / "metrics.csv"),
+                          BestCheckpoint(self.run_dir, monitor=monitor)]
+        if self.verbose > 0:
+            tty = sys.stdout.isatty() and self.verbose == 1
+            callbacks.append(ProgressBar() if tty else EpochPrinter())
+        batch_cbs = [cb for cb in callbacks if callable(getattr(cb, "on_batch_end", None))]
+        info = FitInfo(model, self.optimizer, self.epochs, nb, monitor, mode, self.run_dir, log_keys)
+
+        history: list[dict] = []
+        stop_reason = "completed"
+        try:
+            for cb in callbacks:
+                _hook(cb, "on_fit_start", info)
+            self.optimizer.zero_grad(set_to_none=True)
+            for epoch in range(self.epochs):
+                for cb in callbacks:
+                    _hook(cb, "on_epoch_start", epoch)
+                model.train()
+                lr_now = self.optimizer.param_groups[0]["lr"]
+                losses = []
+                for i, (x, y) in enumerate(train_batches):
+                    if plan is None:
+                        loss = train_step(ctx, x, y)
+                        stepped = True
+                    else:
+                        scale, stepped = plan[i]
+                        loss = train_step(ctx, x, y, scale=scale, step=stepped)
+                    losses.append(loss)
+                    if stepped and self.schedule.per_batch:
+                        self.schedule.step_batch()
+                    for cb in batch_cbs:
+                        cb.on_batch_end(epoch, i, loss)
+                logs: dict[str, Any] = {"epoch": epoch + 1,
+                                        "train_loss": _mean_loss(losses, train_batches.sizes())}
+                if val_batches is not None:
+                    res = _evaluate_batches(model, val_batches, self.loss_fn, metrics, self.autocast)
+                    logs.update({f"val_{k}": v for k, v in res.items()})
+                elif metrics:
+                    eval_train = self._batches(train_src, train=False)
+                    res = _evaluate_batches(model, eval_train, None, metrics, self.autocast)
+                    logs.update({f"train_{k}": v for k, v in res.items()})
+                logs["lr"] = lr_now
+                history.append(logs)
+                if not math.isfinite(logs["train_loss"]):
+                    stop_reason = (f"non-finite train loss ({logs['train_loss']}) at epoch {epoch + 1}; "
+                                   f"try a lower lr (now {lr_now:g}) or clip_grad=1.0")
+                    break
+                self.schedule.step_epoch(logs)
+                stop = False
+                for cb in callbacks:
+                    if _hook(cb, "on_epoch_end", epoch, logs, model):
+                        stop = True
+                        stop_reason = ("early_stopping" if isinstance(cb, EarlyStopping)
+                                       else f"stopped by {type(cb).__name__}")
+                if stop:
+                    break
+            for cb in callbacks:
+                _hook(cb, "on_fit_end", history, model)
+        finally:
+            for cb in callbacks:
+                close = getattr(cb, "close", None)
+                if callable(close):
+                    close()
+        if self.run_dir is not None:
+            save_weights(model.state_dict(), self.run_dir / "weights.safetensors")
+        best = None
+        for row in history:
+            value = row.get(monitor)
+            if isinstance(value, float) and is_better(value, None if best is None else best[monitor], mode):
+                best = row
+        return FitResult(history, best, monitor, model, self.run_dir, stop_reason,
+                         time.perf_counter() - t_start, self.task)
+
+    def evaluate(self, data: Any, *, metrics: Any = None, loss: Any = "default") -> dict[str, Any]:
+        """Loss and metrics on ``data``; defaults to this trainer's loss and metrics."""
+        return evaluate(self.model, data, loss=self.loss_spec if loss == "default" else loss,
+                        metrics=metrics if metrics is not None else self.metrics_spec,
+                        batch_size=self.eval_batch_size, device=self.device,
+                        precision=self.precision, task=self.task_name, target=self.target)
+
+    def predict(self, data: Any) -> Any:
+        """Raw model outputs for ``data``, on the CPU."""
+        return predict(self.model, data, batch_size=self.eval_batch_size, device=self.device,
+                       precision=self.precision)
+
+
+def _hook(cb: Any, name: str, *args: Any) -> Any:
+    fn = getattr(cb, name, None)
+    return fn(*args) if callable(fn) else None
+
+
+def _describe_inputs(x: Any) -> str:
+    if isinstance(x, torch.Tensor):
+        return f"{str(x.dtype).replace('torch.', '')} of shape {tuple(x.shape)}"
+    if isinstance(x, dict):
+        return "{" + ", ".join(f"{k}: {_describe_inputs(v)}" for k, v in x.items()) + "}"
+    if isinstance(x, (tuple, list)):
+        return "(" + ", ".join(_describe_inputs(v) for v in x) + ")"
+    return describe(x)
+
+
+def _accumulation_plan(sizes: list[int] | None, nb: int, accumulate: int) -> list[tuple[float, bool]] | None:
+    """Per batch: (its share of its accumulation window, whether the window ends there)."""
+    if accumulate == 1:
+        return None
+    if sizes is None:
+        sizes = [1] * nb  # unknown sizes: assume equal batches
+    plan = []
+    for start in range(0, len(sizes), accumulate):
+        window = sizes[start:start + accumulate]
+        total = sum(window)
+        plan += [(s / total, j == len(window) - 1) for j, s in enumerate(window)]
+    return plan
+
+
+def _mean_loss(losses: list[torch.Tensor], sizes: list[int] | None) -> float:
+    if not losses:
+        return float("nan")
+    stacked = torch.stack(losses).float()
+    if sizes is not None and len(sizes) == len(losses):
+        w = torch.tensor(sizes, dtype=stacked.dtype, device=stacked.device)
+        return float((stacked * w).sum() / w.sum())
+    return float(stacked.mean())
+
+
+def fit(model: nn.Module, train: Any, *, loss: Any, optimizer: Any = "adam", lr: float = 1e-3,
+        epochs: int = 10, batch_size: int = 32, val: Any = None, metrics: Any = None,
+        scheduler: Any = None, callbacks: Sequence[Any] | None = None, seed: int | None = 0,
+        device: Any = "auto", precision: str = "32", accumulate: int = 1, clip_grad: Any = None,
+        run_dir: str | os.PathLike | None = None, **options: Any) -> FitResult:
+    """Train ``model`` on ``train`` and return a :class:`FitResult`.
+
+    ``train``/``val``: ``(X, y)`` arrays or tensors, ``(DataFrame, "target")``, a ``Dataset``
+    or a ``DataLoader``; ``val`` may be a fraction of ``train`` to hold out (stratified for
+    classification). Other options are :class:`Trainer`'s (``weight_decay``,
+    ``early_stopping``, ``monitor``, ``verbose``, ``num_workers`` ...).
+
+    >>> import torch, torch.nn as nn
+    >>> X = torch.randn(200, 4); y = (X[:, 0] > 0).long()
+    >>> result = fit(nn.Linear(4, 2), (X, y), loss="cross_entropy", lr=0.05, epochs=5,
+    ...              val=0.25, metrics=["accuracy"], verbose=0)
+    >>> result.history[-1]["val_accuracy"] > 0.8
+    True
+    """
+    trainer = Trainer(model, loss=loss, optimizer=optimizer, lr=lr, epochs=epochs,
+                      batch_size=batch_size, metrics=metrics, scheduler=scheduler,
+                      callbacks=callbacks, seed=seed, device=device, precision=precision,
+                      accumulate=accumulate, clip_grad=clip_grad, run_dir=run_dir, **options)
+    return trainer.fit(train, val)
+
+
+def evaluate(model: nn.Module, data: Any, *, loss: Any = None, metrics: Any = None,
+             batch_size: int = 256, device: Any = None, precision: str = "32",
+             task: str | None = None, target: Any = None) -> dict[str, Any]:
+    """Loss and metrics of ``model`` on ``data``, in eval mode under ``inference_mode``.
+
+    ``device=None`` uses the device the model's parameters are on.
+
+    >>> import torch, torch.nn as nn
+    >>> res = evaluate(nn.Linear(3, 2), (torch.randn(10, 3), torch.zeros(10, dtype=torch.long)),
+    ...                loss="cross_entropy", metrics=["accuracy"])
+    >>> sorted(res)
+    ['accuracy', 'loss']
+    """
+    if not isinstance(model, nn.Module):
+        raise ModelSpecError(f"model: expected a torch.nn.Module, received {describe(model)}.")
+    if loss is None and not metrics:
+        raise ConfigError("evaluate: nothing to compute. Fix: pass loss=..., metrics=[...] or both.")
+    dev = _model_device(model) if device is None else resolve_device(device)
+    model.to(dev)
+    loss_fn, info = resolve_loss(loss) if loss is not None else (None, LossInfo("none", "custom", "values", ""))
+    if isinstance(loss_fn, nn.Module):
+        loss_fn.to(dev)
+    autocast = autocast_for(str(precision), dev)
+    source = to_source(data, arg="data", target=target)
+    batches = make_batches(source, batch_size=batch_size, shuffle=False, device=dev, generator=None)
+    metric_set = None
+    if metrics:
+        head = batches.peek()
+        if head is None:
+            raise ConfigError("metrics: the task could not be inferred from this data. Fix: pass task=.")
+        modes = [m.training for m in model.modules()]
+        model.eval()
+        try:
+            with torch.inference_mode(), autocast():
+                out = call_model(model, head[0])
+        finally:
+            _set_modes(model, modes)
+        if not isinstance(out, torch.Tensor):
+            raise ConfigError(
+                f"metrics: the model returns {describe(out)}, not one tensor; metrics need one output. "
+                f"Fix: evaluate each head separately."
+            )
+        metric_set = MetricSet(metrics, infer_task(info, out, head[1], task)).to(dev)
+    return _evaluate_batches(model, batches, loss_fn, metric_set, autocast)
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
+    return torch.device("cpu")
+
+
+def _concat(outputs: list[Any]) -> Any:
+    first = outputs[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(outputs)
+    if isinstance(first, dict):
+        return {k: torch.cat([o[k] for o in outputs]) for k in first}
+    if isinstance(first, (tuple, list)):
+        return type(first)(torch.cat([o[i] for o in outputs]) for i in range(len(first)))
+    raise NetwrightError(f"predict: cannot join model outputs of type {type(first).__name__}.")
+
+
+def predict(model: nn.Module, data: Any, *, batch_size: int = 256, device: Any = None,
+            precision: str = "32") -> Any:
+    """Raw model outputs for ``data`` (features, ``(X, y)``, a Dataset or a DataLoader), joined
+    over batches and returned on the CPU; dict/tuple outputs are joined per part.
+
+    >>> import torch, torch.nn as nn
+    >>> predict(nn.Linear(3, 2), torch.randn(10, 3), batch_size=4).shape
+    torch.Size([10, 2])
+    """
+    if not isinstance(model, nn.Module):
+        raise ModelSpecError(f"model: expected a torch.nn.Module, received {describe(model)}.")
+    dev = _model_device(model) if device is None else resolve_device(device)
+    model.to(dev)
+    autocast = autocast_for(str(precision), dev)
+    source = to_source(data, arg="data", targets=False)
+    if isinstance(source, InMemory):
+        source = InMemory(source.x, None)
+    batches = make_batches(source, batch_size=batch_size, shuffle=False, device=dev,
+                           generator=None, targets=False)
+    modes = [m.training for m in model.modules()]
+    model.eval()
+    outputs = []
+    try:
+        with torch.inference_mode():
+            for x, _ in batches:
+                out, _ = eval_step(model, x, None, None, autocast)
+                outputs.append(_to_cpu(out))
+    finally:
+        _set_modes(model, modes)
+    if not outputs:
+        raise NetwrightError("predict: the data yielded no batches.")
+    return _concat(outputs)
+
+
+def _to_cpu(out: Any) -> Any:
+    if isinstance(out, torch.Tensor):
+        return out.float().cpu() if out.dtype in (torch.float16, torch.bfloat16) else out.cpu()
+    if isinstance(out, dict):
+        return {k: _to_cpu(v) for k, v in out.items()}
+    if isinstance(out, (tuple, list)):
+        return type(out)(_to_cpu(v) for v in out)
+    return out
