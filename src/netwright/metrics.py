@@ -58,10 +58,19 @@ def infer_task(info: LossInfo, output: torch.Tensor, target: torch.Tensor | None
     width = output.shape[1] if output.ndim >= 2 else 1
     out_kind = info.output
     if info.task == "custom":
-        # An unnamed loss: integer targets with several outputs are classes; else regression.
+        # No loss to go by: read the targets. Integer targets with several outputs are classes;
+        # 0/1 float targets of the output's shape are binary/multilabel; the rest regression.
+        # Outputs already in [0, 1] (rows summing to 1 for classes) are taken as probabilities.
+        out = output.detach().float()
+        in_unit = bool(((out >= 0) & (out <= 1)).all())
         if target is not None and not target.is_floating_point() and width > 1:
             guessed = "multiclass"
-            out_kind = "logits"
+            sums_to_one = in_unit and bool(torch.allclose(out.sum(1), torch.ones(out.shape[0]).to(out)))
+            out_kind = "probs" if sums_to_one else "logits"
+        elif (target is not None and target.is_floating_point() and target.shape == output.shape
+              and bool(((target == 0) | (target == 1)).all())):
+            guessed = "binary" if width == 1 or output.ndim == 1 else "multilabel"
+            out_kind = "probs" if in_unit else "logits"
         else:
             guessed = "regression"
     elif info.task == "binary":
@@ -69,11 +78,12 @@ def infer_task(info: LossInfo, output: torch.Tensor, target: torch.Tensor | None
     else:
         guessed = info.task
     kind = task or guessed
-    if kind == "binary":
-        return Task("binary", 2, out_kind if info.task != "custom" else "probs")
-    if kind in ("multiclass", "multilabel"):
-        return Task(kind, int(width), out_kind if info.task != "custom" else "logits")
-    return Task("regression", 0, "values")
+    if kind == "regression":
+        return Task("regression", 0, "values")
+    if out_kind == "values":  # a task set by hand over a regression-style output
+        out = output.detach().float()
+        out_kind = "probs" if bool(((out >= 0) & (out <= 1)).all()) else "logits"
+    return Task(kind, 2 if kind == "binary" else int(width), out_kind)
 
 
 def _parse(spec: Any) -> tuple[str, str, dict]:

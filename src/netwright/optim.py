@@ -112,6 +112,13 @@ def build_optimizer(
             f"optimizer: the model {type(model).__name__} has no trainable parameters "
             f"(none with requires_grad=True). Fix: unfreeze some layers before training."
         )
+    if _fused_possible(cls, groups, options):
+        try:
+            # torch's fused kernels run the whole update in one pass: 2-3x faster steps than
+            # the default per-tensor loop on CPU (benchmarks/overhead.py), same algorithm.
+            return cls(groups, **options, fused=True)
+        except (RuntimeError, ValueError, TypeError):
+            pass  # dtype/device/torch version without a fused kernel: use the default
     try:
         return cls(groups, **options)
     except (TypeError, ValueError) as exc:
@@ -119,6 +126,28 @@ def build_optimizer(
             f"optimizer {cls.__name__}: {exc}. Fix: use the keyword arguments of "
             f"torch.optim.{cls.__name__}."
         ) from exc
+
+
+_FUSED = ("Adam", "AdamW", "SGD", "Adagrad")
+
+
+def _fused_possible(cls: type, groups: list[dict], options: dict) -> bool:
+    """Whether to ask for ``fused=True``: a torch optimizer that has a fused kernel, options
+    that do not choose an implementation, and floating parameters on one supported device."""
+    if cls.__module__.split(".")[:2] != ["torch", "optim"] or cls.__name__ not in _FUSED:
+        return False
+    if any(k in options for k in ("fused", "foreach", "differentiable", "capturable")):
+        return False
+    try:
+        from torch.optim.optimizer import _get_fused_kernels_supported_devices
+
+        supported = set(_get_fused_kernels_supported_devices())
+    except ImportError:
+        return False
+    params = [p for g in groups for p in g["params"]]
+    devices = {p.device.type for p in params}
+    return (len(devices) == 1 and devices <= supported
+            and all(p.is_floating_point() and not p.is_sparse for p in params))
 
 
 def metric_mode(monitor: str) -> str:

@@ -19,6 +19,9 @@ from torch.utils.data.dataloader import default_collate
 from ..errors import ConfigError, DataError, describe
 from .sources import DatasetSource, Features, InMemory, LoaderSource, Source, map_features
 
+# Above this size a shuffled epoch is gathered batch by batch, so the data is never held twice.
+_WHOLE_EPOCH_GATHER_BYTES = 256 * 2**20
+
 __all__ = ["Batches", "TensorBatches", "LoaderBatches", "make_batches", "move", "split_batch"]
 
 
@@ -93,11 +96,16 @@ class TensorBatches(Batches):
         if self.shuffle:
             # randperm on the CPU generator keeps the order identical on every device.
             order = torch.randperm(self.n, generator=self.generator).to(self.device)
+            if self.data.nbytes <= _WHOLE_EPOCH_GATHER_BYTES:
+                # One gather for the whole epoch, then views: cheaper than a gather per batch.
+                x = x[order] if isinstance(x, torch.Tensor) else map_features(x, lambda t: t[order])
+                y = y[order] if y is not None else None
+                order = None
         else:
             order = None
         single = isinstance(x, torch.Tensor)
-        stop = len(self) * bs
-        for start in range(0, min(stop, self.n), bs):
+        stop = min(len(self) * bs, self.n)
+        for start in range(0, stop, bs):
             if order is None:
                 sl = slice(start, start + bs)
                 xb = x[sl] if single else map_features(x, lambda t: t[sl])

@@ -57,7 +57,10 @@ def to_tensor(value: Any, *, arg: str) -> torch.Tensor:
             )
         if arr.dtype.kind == "i" or arr.dtype.kind == "u":
             arr = arr.astype(np.int64, copy=False)
-        t = torch.from_numpy(np.ascontiguousarray(arr))
+        arr = np.ascontiguousarray(arr)
+        if not arr.flags.writeable:
+            arr = arr.copy()  # torch warns on read-only arrays (pandas returns some)
+        t = torch.from_numpy(arr)
     if t.dtype == torch.float64:
         t = t.to(torch.float32)
     elif t.dtype == torch.bool:

@@ -243,7 +243,7 @@ class ProgressBar(Callback):
             self._progress.update(self._task, completed=batch + 1, loss=f"{float(loss):.4g}")
 
     def on_epoch_end(self, epoch, logs, model):
-        self._progress.console.print(f"epoch {epoch + 1}/{self.epochs}  {_fmt(logs)}")
+        self._progress.console.print(f"epoch {epoch + 1}/{self.epochs}  {_fmt(logs)}", highlight=False)
         return False
 
     def on_fit_end(self, history, model):

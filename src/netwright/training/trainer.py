@@ -379,6 +379,7 @@ class Trainer:
 
         history: list[dict] = []
         stop_reason = "completed"
+        per_batch_schedule = self.schedule.per_batch
         try:
             for cb in callbacks:
                 _hook(cb, "on_fit_start", info)
@@ -397,7 +398,7 @@ class Trainer:
                         scale, stepped = plan[i]
                         loss = train_step(ctx, x, y, scale=scale, step=stepped)
                     losses.append(loss)
-                    if stepped and self.schedule.per_batch:
+                    if stepped and per_batch_schedule:
                         self.schedule.step_batch()
                     for cb in batch_cbs:
                         cb.on_batch_end(epoch, i, loss)
@@ -574,6 +575,18 @@ def _model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def _positional_inputs(model: nn.Module) -> int:
+    """How many positional arguments ``model.forward`` requires (0 if it cannot be told)."""
+    import inspect
+
+    try:
+        params = inspect.signature(model.forward).parameters.values()
+    except (TypeError, ValueError):
+        return 0
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+               for p in params)
+
+
 def _concat(outputs: list[Any]) -> Any:
     first = outputs[0]
     if isinstance(first, torch.Tensor):
@@ -599,6 +612,8 @@ def predict(model: nn.Module, data: Any, *, batch_size: int = 256, device: Any =
     dev = _model_device(model) if device is None else resolve_device(device)
     model.to(dev)
     autocast = autocast_for(str(precision), dev)
+    if isinstance(data, tuple) and len(data) == 2 and _positional_inputs(model) >= 2:
+        data = (data, None)  # a pair of arrays for a two-input model is its inputs, not (X, y)
     source = to_source(data, arg="data", targets=False)
     if isinstance(source, InMemory):
         source = InMemory(source.x, None)
