@@ -23,7 +23,7 @@ def test_run_dir_holds_config_metrics_best_and_final_weights(tmp_path, blobs):
     assert set(rows[0]) == {"epoch", "train_loss", "val_loss", "val_accuracy", "lr"}
     assert float(rows[-1]["val_loss"]) == result.history[-1]["val_loss"]
     final = load_weights_file(run / "weights.safetensors")
-    assert all(torch.equal(final[k], v) for k, v in model.state_dict().items())
+    assert all(torch.equal(final[k], v.cpu()) for k, v in model.state_dict().items())
     state = json.loads((run / "checkpoints" / "best" / "state.json").read_text())
     assert state["epoch"] == result.best["epoch"] and state["monitor"] == "val_loss"
     assert (run / "checkpoints" / "best" / "weights.safetensors").is_file()
