@@ -1,0 +1,613 @@
+"""Build an ``nn.Module`` from a JSON-able description (a *spec*).
+
+The grammar (full reference: docs/models.md):
+
+- ``"relu"``: a layer without arguments.
+- ``{"linear": 64}``: a layer with its main argument(s) (``{"conv2d": [32, 3]}`` gives
+  ``out_channels=32, kernel_size=3``); ``{"linear": {"out_features": 64, "bias": False}}``: torch's
+  keyword arguments.
+- ``[spec, spec, ...]``: ``nn.Sequential``.
+- ``{"name": spec, "other": spec, ...}``: ``nn.Sequential`` with those child names.
+- ``{"repeat": {"times": 3, "block": spec}}``: a ``ModuleList`` of 3 independent blocks, applied in turn.
+- ``{"branches": {"a": spec, "b": spec}, "merge": "concat"}``: a ``ModuleDict``; every branch
+  gets the input; outputs are concatenated on dim 1 (or ``"sum"``, ``"stack"``; ``"dim": k``).
+- ``{"heads": {"a": spec, "b": spec}}``: a ``ModuleDict`` returning ``{"a": ..., "b": ...}``.
+- ``{"residual": spec}``: ``x + block(x)``.
+- ``{"zoo": "cnn", **args}``: a model from :mod:`netwright.models.zoo`.
+- ``{"class": "pkg.module:ClassName", "args": {...}}``: any ``nn.Module`` class.
+
+Sizes that follow from the input (``in_features``, ``in_channels``, ``num_features``,
+``input_size``, ``normalized_shape``) may be left out when ``input_shape`` is given: the builder
+runs a zero batch through each layer as soon as it is made (in eval mode, without gradients, so
+no running statistics move and no random numbers are drawn), reads the next layer's sizes off
+the result, and so never leaves a lazy layer behind.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import importlib
+import inspect
+import json
+import math
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import ModelSpecError, did_you_mean
+from .layers import (CONTAINERS, LAYERS, Branches, Heads, LayerInfo, Repeat, Residual,
+                     accepted_args)
+
+__all__ = ["build", "spec_of", "rebuild", "SPEC_ATTR"]
+
+# The attribute a built model carries its own description in: {"spec", "input_shape",
+# "input_dtype"}, everything needed to rebuild it (and what a run stores in model.json).
+SPEC_ATTR = "netwright_spec"
+
+_BATCH = 2  # the dummy batch: >1 so that a layer squeezing the batch dimension shows up
+_WHAT = {
+    "in_features": "input features",
+    "in_channels": "input channels",
+    "num_features": "features (channels)",
+    "input_size": "features per step",
+    "normalized_shape": "trailing sizes",
+}
+
+
+def build(spec: Any, input_shape: Sequence[int] | None = None, *, input_dtype: Any = None) -> nn.Module:
+    """Build the ``nn.Module`` that ``spec`` describes, for inputs of ``input_shape`` per sample.
+
+    ``input_shape`` leaves out the batch dimension: ``(20,)``, ``(1, 28, 28)``, ``(T,)`` for token
+    ids (``input_dtype`` defaults to float32, or int64 when the first layer is an embedding).
+    The same spec and shape always give the same structure, so a model rebuilt from its spec
+    loads the original's ``state_dict``.
+
+    >>> model = build({"hidden": {"linear": 13}, "act": "relu", "out": {"linear": 3}}, input_shape=(20,))
+    >>> model
+    Sequential(
+      (hidden): Linear(in_features=20, out_features=13, bias=True)
+      (act): ReLU()
+      (out): Linear(in_features=13, out_features=3, bias=True)
+    )
+    >>> model(torch.zeros(4, 20)).shape
+    torch.Size([4, 3])
+    """
+    spec = _json_copy(spec)
+    shape = _check_input_shape(input_shape)
+    dtype = _check_dtype(input_dtype)
+    x = None if shape is None else torch.zeros((_BATCH, *shape), dtype=dtype or torch.float32)
+    builder = _Builder(x, dtype_given=dtype is not None)
+    module, _ = builder.build(spec, x, "model")
+    final_dtype = builder.ids_dtype or dtype
+    remember(module, spec, shape, final_dtype)
+    return module
+
+
+def spec_of(model: nn.Module) -> dict | None:
+    """How ``model`` was built: ``{"spec", "input_shape", "input_dtype"}`` (JSON-able), or
+    ``None`` for a model netwright did not build.
+
+    >>> spec_of(build(["relu"], (3,)))
+    {'spec': ['relu'], 'input_shape': [3], 'input_dtype': None}
+    """
+    desc = getattr(model, SPEC_ATTR, None)
+    return copy.deepcopy(desc) if isinstance(desc, dict) else None
+
+
+def rebuild(description: Mapping[str, Any]) -> nn.Module:
+    """Build a model again from what :func:`spec_of` returned (e.g. read back from model.json).
+
+    >>> m = build([{"linear": 2}], (3,)); r = rebuild(spec_of(m))
+    >>> r.load_state_dict(m.state_dict()) and torch.equal(r(torch.ones(1, 3)), m(torch.ones(1, 3)))
+    True
+    """
+    if not isinstance(description, Mapping) or "spec" not in description:
+        raise ModelSpecError(
+            f"rebuild: expected {{'spec': ..., 'input_shape': [...], 'input_dtype': ...}} as "
+            f"spec_of(model) returns it; received {type(description).__name__} "
+            f"{sorted(description) if isinstance(description, Mapping) else ''}."
+        )
+    return build(description["spec"], description.get("input_shape"),
+                 input_dtype=description.get("input_dtype"))
+
+
+def remember(module: nn.Module, spec: Any, shape: Sequence[int] | None, dtype: torch.dtype | None) -> None:
+    """Attach the description :func:`spec_of` returns (a plain attribute: no effect on printing,
+    state_dict or export)."""
+    desc = {
+        "spec": spec,
+        "input_shape": None if shape is None else list(shape),
+        "input_dtype": None if dtype is None else str(dtype).replace("torch.", ""),
+    }
+    try:
+        object.__setattr__(module, SPEC_ATTR, desc)
+    except (AttributeError, TypeError):  # pragma: no cover - a module class with __slots__
+        pass
+
+
+# --- checks on the arguments of build() ---------------------------------------------------------
+
+
+def _json_copy(spec: Any) -> Any:
+    # A spec is stored in model.json, so it must survive JSON; the copy also means the model never
+    # shares mutable state with the caller's dict, and tuples become lists (built the same way).
+    try:
+        return json.loads(json.dumps(spec, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise ModelSpecError(
+            f"model spec: expected JSON-serialisable values (names, numbers, lists, mappings) so "
+            f"that the model can be rebuilt from model.json; received a spec with {exc}. Fix: "
+            f"describe layers by name, and wrap custom modules as "
+            f"{{'class': 'pkg.module:ClassName', 'args': {{...}}}}."
+        ) from None
+
+
+def _check_input_shape(input_shape: Any) -> tuple[int, ...] | None:
+    if input_shape is None:
+        return None
+    if isinstance(input_shape, int) and not isinstance(input_shape, bool):
+        input_shape = (input_shape,)
+    if isinstance(input_shape, torch.Size):
+        input_shape = tuple(input_shape)
+    if (not isinstance(input_shape, (list, tuple)) or not input_shape
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in input_shape)):
+        raise ModelSpecError(
+            f"input_shape: expected the shape of one sample, without the batch dimension, as "
+            f"positive sizes, e.g. (20,) or (1, 28, 28); received {input_shape!r}."
+        )
+    return tuple(int(s) for s in input_shape)
+
+
+def _check_dtype(dtype: Any) -> torch.dtype | None:
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    name = str(dtype).replace("torch.", "")
+    value = getattr(torch, name, None)
+    if isinstance(value, torch.dtype):
+        return value
+    raise ModelSpecError(
+        f"input_dtype: expected a torch dtype or its name ('float32', 'int64', ...); received "
+        f"{dtype!r}."
+    )
+
+
+# --- how shapes and places are written in messages ---------------------------------------------
+
+
+def _fmt(x: Any) -> str:
+    """``(N, 20)`` for a dummy batch: N is the batch dimension the user did not choose."""
+    if isinstance(x, torch.Tensor):
+        dims = ", ".join(["N", *map(str, x.shape[1:])]) if x.ndim else ""
+        dims = f"({dims},)" if x.ndim == 1 else f"({dims})"
+        return dims if x.is_floating_point() else f"{dims} {str(x.dtype).replace('torch.', '')}"
+    if isinstance(x, Mapping):
+        return "{" + ", ".join(f"{k!r}: {_fmt(v)}" for k, v in x.items()) + "}"
+    if isinstance(x, (tuple, list)):
+        return f"a {type(x).__name__} of " + ", ".join(_fmt(v) for v in x)
+    return type(x).__name__
+
+
+def _attr(path: str, name: str) -> str:
+    return f"{path}.{name}" if name.isidentifier() else f"{path}[{name!r}]"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _square(n: int) -> int | None:
+    root = math.isqrt(n)
+    return root if root * root == n else None
+
+
+def _is_plain(value: Any) -> bool:
+    """Could ``value`` be a layer's arguments rather than a block? (For "did you mean" only.)"""
+    if isinstance(value, Mapping):
+        return all(_is_plain(v) and not isinstance(v, Mapping) for v in value.values())
+    if isinstance(value, list):
+        return all(_is_plain(v) and not isinstance(v, Mapping) for v in value)
+    return not (isinstance(value, str) and value in LAYERS)
+
+
+def _check_names(names: Sequence[Any], container: nn.Module, path: str, what: str) -> None:
+    for name in names:
+        # add_module refuses these with a bare KeyError, far from the spec.
+        if not isinstance(name, str) or not name or "." in name or (
+                hasattr(container, name) and name not in container._modules):
+            raise ModelSpecError(
+                f"{path}: {what} names must be non-empty strings without '.' that are not "
+                f"attributes of torch's {type(container).__name__}; received {name!r}. Fix: "
+                f"rename it, e.g. {str(name).replace('.', '_') + '_' if name else 'block'!r}."
+            )
+
+
+# --- the builder --------------------------------------------------------------------------------
+
+
+class _Builder:
+    """Walks a spec, building each module and pushing a dummy batch through it.
+
+    ``x`` is the dummy batch reaching the current place: a tensor, a dict (after ``heads``), or
+    ``None`` where no input shape is known (then nothing can be inferred).
+    """
+
+    def __init__(self, root: torch.Tensor | None, *, dtype_given: bool):
+        self.root, self.dtype_given = root, dtype_given
+        self.ids_dtype: torch.dtype | None = None  # set when the model turns out to read ids
+
+    def build(self, spec: Any, x: Any, path: str) -> tuple[nn.Module, Any]:
+        if isinstance(spec, list):
+            return self.sequential(list(enumerate(spec)), x, path, named=False)
+        if isinstance(spec, str):
+            return self.layer(spec, None, x, path)
+        if isinstance(spec, Mapping):
+            keys = list(spec)
+            if "zoo" in spec:
+                return self.zoo(spec, x, path)
+            if "class" in spec and set(keys) <= {"class", "args"}:
+                return self.klass(spec, x, path)
+            if "branches" in spec and set(keys) <= {"branches", "merge", "dim"}:
+                return self.branches(spec, x, path)
+            if len(keys) == 1 and keys[0] in ("repeat", "heads", "residual"):
+                return getattr(self, keys[0])(spec[keys[0]], x, path)
+            if len(keys) == 1 and keys[0] in LAYERS:
+                return self.layer(keys[0], spec[keys[0]], x, path)
+            if len(keys) == 1 and _is_plain(spec[keys[0]]) and did_you_mean(keys[0], LAYERS):
+                raise self.unknown_layer(keys[0], path)
+            if not keys:
+                raise ModelSpecError(
+                    f"{path}: expected a layer or a mapping of names to layers; received an empty "
+                    f"mapping. Fix: e.g. {{'linear': 64}}, or remove it."
+                )
+            return self.sequential(list(spec.items()), x, path, named=True)
+        raise ModelSpecError(
+            f"{path}: expected a layer name ('relu'), a layer with arguments ({{'linear': 64}}), a "
+            f"list of layers or a mapping of names to layers; received {spec!r}."
+        )
+
+    # containers ----------------------------------------------------------------------------
+
+    def sequential(self, items: list[tuple[Any, Any]], x: Any, path: str, *, named: bool):
+        if named:
+            _check_names([name for name, _ in items], nn.Sequential(), path, "layer")
+        modules: OrderedDict[str, nn.Module] = OrderedDict()
+        previous, last = None, None
+        for key, item in items:
+            where = _attr(path, key) if named else f"{path}[{key}]"
+            if previous is not None and (isinstance(x, Mapping) or isinstance(last, Heads)):
+                raise ModelSpecError(
+                    f"{where} follows {previous}, which returns a dict of outputs"
+                    f"{' ' + _fmt(x) if isinstance(x, Mapping) else ''}; a "
+                    f"layer needs one tensor. Fix: make 'heads' the last block, and put layers "
+                    f"that belong to one output inside its head."
+                )
+            module, x = self.build(item, x, where)
+            modules[str(key)] = module
+            previous, last = where, module
+        return nn.Sequential(modules), x
+
+    def repeat(self, options: Any, x: Any, path: str):
+        if not isinstance(options, Mapping) or set(options) != {"times", "block"}:
+            raise ModelSpecError(
+                f"{path} 'repeat': expected {{'times': N, 'block': spec}}; received {options!r}. "
+                f"Fix: e.g. {{'repeat': {{'times': 3, 'block': [{{'linear': 64}}, 'relu']}}}}."
+            )
+        times = options["times"]
+        if isinstance(times, bool) or not isinstance(times, int) or times < 1:
+            raise ModelSpecError(f"{path} 'repeat': times must be a positive integer; received {times!r}.")
+        blocks = []
+        for i in range(times):
+            block, x = self.build(options["block"], x, f"{path}[{i}]")
+            blocks.append(block)
+        return Repeat(blocks), x
+
+    def residual(self, block_spec: Any, x: Any, path: str):
+        block, out = self.build(block_spec, x, f"{path}.block")
+        if isinstance(x, torch.Tensor):
+            if not isinstance(out, torch.Tensor) or out.shape != x.shape:
+                fix = ""
+                if isinstance(out, torch.Tensor) and out.ndim == x.ndim and x.ndim >= 2:
+                    fix = f"make the block end with {x.shape[1]} features/channels (it ends with {out.shape[1]}) and keep the other sizes, or "
+                raise ModelSpecError(
+                    f"{path} 'residual' computes x + block(x), so the block must keep the shape; it "
+                    f"maps {_fmt(x)} to {_fmt(out)}. Fix: {fix}take the block out of 'residual'."
+                )
+            out = x + out
+        return Residual(block), out
+
+    def _mapping_of_blocks(self, what: str, blocks: Any, path: str, example: str) -> None:
+        if not isinstance(blocks, Mapping) or not blocks:
+            raise ModelSpecError(
+                f"{path} '{what}': expected a non-empty mapping of names to blocks; received "
+                f"{blocks!r}. Fix: e.g. {example}."
+            )
+        _check_names(list(blocks), nn.ModuleDict(), path, what)
+
+    def branches(self, spec: Mapping[str, Any], x: Any, path: str):
+        blocks = spec["branches"]
+        self._mapping_of_blocks("branches", blocks, path,
+                                "{'branches': {'wide': {'linear': 32}, 'deep': [{'linear': 32}, 'relu']}}")
+        modules, outs = {}, []
+        for name, branch_spec in blocks.items():
+            modules[name], out = self.build(branch_spec, x, f"{path}[{name!r}]")
+            outs.append(out)
+        try:
+            module = Branches(modules, merge=spec.get("merge", "concat"), dim=spec.get("dim", 1))
+        except (ValueError, TypeError) as exc:
+            raise ModelSpecError(f"{path} 'branches': {exc}.") from None
+        if x is None:
+            return module, None
+        try:
+            merged = module.merge_outputs(outs)
+        except (RuntimeError, TypeError, IndexError) as exc:
+            shapes = ", ".join(f"{name!r}: {_fmt(o)}" for name, o in zip(blocks, outs))
+            fix = ("give the branches outputs that differ only in that dimension" if module.merge == "concat"
+                   else "give every branch the same output shape")
+            raise ModelSpecError(
+                f"{path} 'branches' cannot {module.merge} the outputs of its branches"
+                f"{' along dim ' + str(module.dim) if module.merge != 'sum' else ''}: {shapes} "
+                f"({_first_line(exc)}). Fix: {fix}."
+            ) from None
+        return module, merged
+
+    def heads(self, blocks: Any, x: Any, path: str):
+        self._mapping_of_blocks("heads", blocks, path,
+                                "{'heads': {'label': {'linear': 10}, 'box': {'linear': 4}}}")
+        modules, outs = {}, {}
+        for name, head_spec in blocks.items():
+            modules[name], outs[name] = self.build(head_spec, x, f"{path}[{name!r}]")
+        return Heads(modules), (None if x is None else outs)
+
+    # things from elsewhere -----------------------------------------------------------------
+
+    def zoo(self, spec: Mapping[str, Any], x: Any, path: str):
+        from . import zoo  # the zoo builds its layer specs with this module: import late
+
+        args = {k: v for k, v in spec.items() if k != "zoo"}
+        shape = tuple(x.shape[1:]) if isinstance(x, torch.Tensor) else None
+        made = zoo.make(spec["zoo"], shape, args, where=path)
+        if isinstance(made, nn.Module):
+            return made, self.trace(made, x, path, f"zoo {spec['zoo']!r}")
+        return self.build(made, x, path)
+
+    def klass(self, spec: Mapping[str, Any], x: Any, path: str):
+        target, args = spec["class"], spec.get("args") or {}
+        cls = import_module_class(target, path)
+        if not isinstance(args, Mapping):
+            raise ModelSpecError(f"{path} {target!r}: 'args' must be a mapping of keyword arguments; received {args!r}.")
+        try:
+            module = cls(**args)
+        except TypeError as exc:
+            raise ModelSpecError(
+                f"{path} {target!r} cannot be made with args {dict(args)!r}: {_first_line(exc)}. "
+                f"Fix: use the arguments of {cls.__name__}{_signature(cls)}."
+            ) from None
+        return module, self.trace(module, x, path, repr(target))
+
+    # layers --------------------------------------------------------------------------------
+
+    def unknown_layer(self, name: Any, path: str) -> ModelSpecError:
+        return ModelSpecError(
+            f"{path}: unknown layer {name!r}.{did_you_mean(str(name), LAYERS)} Expected one of: "
+            f"{', '.join(LAYERS)}; or a block: {', '.join(CONTAINERS)}."
+        )
+
+    def layer(self, name: str, value: Any, x: Any, path: str):
+        info = LAYERS.get(name)
+        if info is None:
+            raise self.unknown_layer(name, path)
+        label = f"{path} {name!r}"
+        kwargs = {**info.defaults, **self.arguments(info, value, label)}
+        if isinstance(x, torch.Tensor):
+            x = self.check_input(info, kwargs, x, label)
+        elif x is not None:
+            raise ModelSpecError(f"{label} needs one tensor as input; it receives {_fmt(x)}.")
+        missing = [a for a in _required(info) if a not in kwargs]
+        if missing:
+            if missing == [info.infer]:
+                raise ModelSpecError(
+                    f"{label} needs {info.infer}, which can only be inferred from the input shape. "
+                    f"Fix: pass input_shape to build(), e.g. build(spec, input_shape=(20,)), or "
+                    f"set {info.infer}."
+                )
+            main = [a for a in info.main if a != info.infer]
+            raise ModelSpecError(
+                f"{label} needs {', '.join(missing)}; received {kwargs or 'no arguments'}. Fix: "
+                f"e.g. {{{name!r}: {{{', '.join(f'{a!r}: ...' for a in missing)}}}}}"
+                + (f", or {{{name!r}: [{', '.join(main)}]}}." if len(main) > 1 else ".")
+            )
+        try:
+            module = info.cls(**kwargs)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ModelSpecError(
+                f"{label} ({info.torch_name}) cannot be made with {kwargs}: {_first_line(exc)}. "
+                f"Fix: check the values against torch's documentation of {info.cls.__name__}."
+            ) from None
+        return module, self.trace(module, x, path, repr(name))
+
+    def arguments(self, info: LayerInfo, value: Any, label: str) -> dict[str, Any]:
+        accepted = accepted_args(info)
+        if value is None:
+            return {}
+        if isinstance(value, Mapping):
+            for key in value:
+                if key not in accepted:
+                    listed = ", ".join(accepted) if accepted else "none"
+                    raise ModelSpecError(
+                        f"{label} ({info.torch_name}) has no argument {key!r}."
+                        f"{did_you_mean(str(key), accepted)} Accepted arguments: {listed}."
+                    )
+            return dict(value)
+        if not info.main:
+            raise ModelSpecError(
+                f"{label} takes no main argument; received {value!r}. Fix: write it as {info.name!r}"
+                + (f" or with keyword arguments ({', '.join(accepted)})." if accepted else ".")
+            )
+        if len(info.main) == 1:
+            return {info.main[0]: value}
+        values = value if isinstance(value, list) else [value]
+        if len(values) > len(info.main):
+            raise ModelSpecError(
+                f"{label}: a list gives the main arguments {', '.join(info.main)} in order; received "
+                f"{len(values)} values {value!r}. Fix: give the others by keyword, e.g. "
+                f"{{{info.name!r}: {{{', '.join(f'{a!r}: ...' for a in info.main)}, ...}}}}."
+            )
+        return dict(zip(info.main, values))
+
+    def check_input(self, info: LayerInfo, kwargs: dict, x: torch.Tensor, label: str) -> torch.Tensor:
+        """Check the incoming dummy batch against the layer and fill in the inferable size."""
+        if info.ndim and x.ndim not in info.ndim:
+            raise ModelSpecError(
+                f"{label} expects input of shape {info.form}; it receives {_fmt(x)}. "
+                f"Fix: {_ndim_fix(info, x)}."
+            )
+        if info.name == "embedding":
+            if x.is_floating_point():
+                if x is self.root and not self.dtype_given:
+                    # The model reads token ids: the dummy batch (and model.json) say so.
+                    self.ids_dtype = torch.int64
+                    return torch.zeros_like(x, dtype=torch.int64)
+                raise ModelSpecError(
+                    f"{label} expects integer token ids; it receives floats {_fmt(x)}. Fix: put "
+                    f"'embedding' first and feed int64 ids (input_dtype='int64')."
+                )
+            return x
+        if info.infer and not x.is_floating_point():
+            raise ModelSpecError(
+                f"{label} expects floats; it receives integers {_fmt(x)}. Fix: start with "
+                f"'embedding' for token ids, or pass input_dtype='float32'."
+            )
+        if info.infer is None:
+            return x
+        if info.infer == "normalized_shape":
+            given = kwargs.get("normalized_shape")
+            inferred = x.shape[-1]
+            if given is not None:
+                sizes = [given] if isinstance(given, int) else list(given)
+                if list(x.shape[x.ndim - len(sizes):]) != sizes or len(sizes) >= x.ndim:
+                    raise ModelSpecError(
+                        f"{label} normalizes the trailing sizes {sizes}; it receives {_fmt(x)}. "
+                        f"Fix: leave normalized_shape out (it becomes {inferred}) or match the "
+                        f"input's last sizes."
+                    )
+                return x
+            kwargs["normalized_shape"] = inferred
+            return x
+        inferred = x.shape[-1] if info.infer in ("in_features", "input_size") else x.shape[1]
+        given = kwargs.get(info.infer)
+        if given is None:
+            kwargs[info.infer] = int(inferred)
+        elif given != inferred:
+            raise ModelSpecError(
+                f"{label} expects {given} {_WHAT[info.infer]} ({info.infer}={given}); it receives "
+                f"{_fmt(x)}, which has {inferred}. Fix: leave {info.infer} out to infer it, or set "
+                f"{info.infer}={inferred}."
+            )
+        return x
+
+    def trace(self, module: nn.Module, x: Any, path: str, what: str) -> Any:
+        """The module's output for the dummy batch ``x``, with every module's mode left as it was."""
+        if x is None:
+            return None
+        modes = [m.training for m in module.modules()]
+        module.eval()  # BatchNorm must not update its running statistics, Dropout must not draw
+        try:
+            with torch.no_grad():
+                if isinstance(x, Mapping):
+                    return module(**x)
+                return module(x)
+        except Exception as exc:  # noqa: BLE001 - any failure here is a spec that cannot chain
+            raise ModelSpecError(
+                f"{path} {what} cannot take an input of shape {_fmt(x)}: {_first_line(exc)}. Fix: "
+                f"check its arguments against the incoming shape (the layers before it produce "
+                f"{_fmt(x)})."
+            ) from None
+        finally:
+            for m, mode in zip(module.modules(), modes):
+                m.training = mode
+
+
+def _required(info: LayerInfo) -> list[str]:
+    if info.args is not None:
+        return [a for a in (*info.main[:1], info.infer) if a and info.main]
+    return [p.name for p in inspect.signature(info.cls.__init__).parameters.values()
+            if p.name != "self" and p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+
+def _ndim_fix(info: LayerInfo, x: torch.Tensor) -> str:
+    """The likely fix when a layer gets an input of the wrong rank."""
+    name, feats = info.name, x.shape[1:].numel()
+    if x.ndim > max(info.ndim or (0,)) and name in ("linear",):
+        return f"add 'flatten' before it (it would give (N, {feats}))"
+    if name == "batchnorm1d" and x.ndim == 4:
+        return "use 'batchnorm2d' for (N, C, H, W)"
+    if name == "batchnorm2d" and x.ndim in (2, 3):
+        return "use 'batchnorm1d' for (N, C) or (N, C, L)"
+    if info.ndim == (4,):
+        if x.ndim == 2:
+            side = _square(feats)
+            shape = f"[1, {side}, {side}]" if side else "[C, H, W]"
+            return f"add {{'reshape': {shape}}} before it to read each sample as an image"
+        if x.ndim == 3 and name.endswith("2d"):
+            return f"use {name[:-2] + '1d'!r} for (N, C, L), or add {{'unflatten': [2, [H, W]]}} before it"
+    if info.ndim == (3,):
+        if name in ("rnn", "lstm", "gru"):
+            if x.ndim == 2:
+                return (f"feed sequences (N, T, F), or add {{'reshape': [{feats}, 1]}} before it to "
+                        f"read the {feats} features as {feats} steps of 1 feature")
+            return "add {'flatten': {'start_dim': 2}} before it, giving (N, C, H*W) (C steps)"
+        if x.ndim == 2:
+            return f"add {{'reshape': [1, {feats}]}} before it (one channel of length {feats})"
+        if x.ndim == 4 and name.endswith("1d"):
+            return f"use {name[:-2] + '2d'!r} for (N, C, H, W)"
+    return f"reshape the input to {info.form} before it"
+
+
+def _signature(obj: Any) -> str:
+    try:
+        return str(inspect.signature(obj))
+    except (TypeError, ValueError):
+        return "(...)"
+
+
+def import_module_class(target: Any, path: str = "model") -> type[nn.Module]:
+    """Import ``"pkg.module:ClassName"`` and check that it is an ``nn.Module`` class.
+
+    >>> import_module_class("torch.nn:Linear")
+    <class 'torch.nn.modules.linear.Linear'>
+    """
+    if not isinstance(target, str) or target.count(":") != 1 or not all(target.split(":")):
+        raise ModelSpecError(
+            f"{path} 'class': expected 'package.module:ClassName'; received {target!r}. "
+            f"Fix: e.g. {{'class': 'mypkg.models:Net', 'args': {{'hidden': 64}}}}."
+        )
+    module_name, qualname = target.split(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ModelSpecError(
+            f"{path} 'class': cannot import module {module_name!r} ({_first_line(exc)}). Fix: check "
+            f"the name, and that the module is installed or on PYTHONPATH."
+        ) from None
+    for part in qualname.split("."):
+        parent, obj = obj, getattr(obj, part, None)
+        if obj is None:
+            names = {n.lower(): n for n in dir(parent) if not n.startswith("_")}
+            close = difflib.get_close_matches(part.lower(), list(names), n=1, cutoff=0.6)
+            hint = f" Did you mean {names[close[0]]!r}?" if close else ""
+            raise ModelSpecError(
+                f"{path} 'class': {module_name!r} has no attribute {part!r}.{hint} "
+                f"Fix: give 'module:ClassName' of an nn.Module class."
+            )
+    if not (isinstance(obj, type) and issubclass(obj, nn.Module)):
+        raise ModelSpecError(
+            f"{path} 'class': expected an nn.Module class; {target!r} is "
+            f"{'a class not derived from nn.Module' if isinstance(obj, type) else 'a ' + type(obj).__name__}. "
+            f"Fix: point at a subclass of torch.nn.Module."
+        )
+    return obj
