@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
-EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.py"))
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
+CONFIGS = sorted((ROOT / "examples").glob("*.yaml"))
 
 
 def test_there_are_examples():
-    assert len(EXAMPLES) >= 2
+    assert len(EXAMPLES) >= 2 and len(CONFIGS) >= 6
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
@@ -27,3 +29,12 @@ def test_example_runs(path, tmp_path):
         assert "SimpleNet (logits out): val accuracy" in res.stdout
     if path.name == "digits_mlp.py":
         assert "test accuracy" in res.stdout and (tmp_path / "run" / "weights.safetensors").is_file()
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_example_config_trains(path, tmp_path):
+    import netwright as nw
+
+    result = nw.run(path, [f"run_dir={tmp_path}", "train.epochs=1"], verbose=0)
+    assert set(result.scores) == {"val", "test"}
+    assert (result.run_dir / "weights.safetensors").is_file()

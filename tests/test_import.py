@@ -27,3 +27,18 @@ def test_public_names_resolve():
 
     for name in nw.__all__:
         assert getattr(nw, name) is not None
+
+
+def test_public_names_are_not_shadowed_by_submodules():
+    # `import netwright.x` sets the attribute netwright.x to the module: no public function may
+    # share a submodule's name, or it would turn into a module after that import.
+    import importlib
+    import pkgutil
+    import types
+
+    import netwright as nw
+
+    for info in pkgutil.walk_packages(nw.__path__, "netwright."):
+        importlib.import_module(info.name)
+    for name in nw.__all__:
+        assert not isinstance(getattr(nw, name), types.ModuleType), name

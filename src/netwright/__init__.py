@@ -31,6 +31,18 @@ _EXPORTS = {
     "BestCheckpoint": "netwright.training.callbacks",
     "CSVLogger": "netwright.training.callbacks",
     "ProgressBar": "netwright.training.callbacks",
+    # runs, models, saving
+    "run": "netwright.runner",
+    "open_run": "netwright.runner",
+    "load_config": "netwright.config",
+    "RunConfig": "netwright.config",
+    "build": "netwright.models.builder",
+    "summary": "netwright.models.summary",
+    "build_zoo": "netwright.models.zoo",
+    "save": "netwright.saving",
+    "load": "netwright.saving",
+    "load_weights": "netwright.checkpoint",
+    "LoadReport": "netwright.checkpoint",
     # components by name
     "resolve_loss": "netwright.losses",
     "build_optimizer": "netwright.optim",
@@ -64,7 +76,14 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from .checkpoint import LoadReport, load_weights
+    from .config import RunConfig, load_config
     from .data.builtin import load_builtin
+    from .models.builder import build
+    from .models.summary import summary
+    from .models.zoo import build_zoo
+    from .runner import open_run, run
+    from .saving import load, save
     from .errors import (CheckpointError, ConfigError, DataError, ExportError, LossTargetError,
                          ModelSpecError, NetwrightError)
     from .losses import resolve_loss

