@@ -1,0 +1,96 @@
+"""nw.save / nw.load: model.json + safetensors, for built, zoo and plain torch models."""
+
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+
+import netwright as nw
+from netwright.models import ZOO, build_zoo
+from netwright.models.scaling import Scaled
+
+ZOO_INPUTS = {
+    "simplenet": ((20,), {"out_features": 3}),
+    "mlp": ((12,), {"hidden": [16], "num_classes": 4}),
+    "cnn": ((1, 28, 28), {"num_classes": 10}),
+    "resnet": ((3, 32, 32), {"num_classes": 5}),
+    "rnn": ((7, 3), {"num_classes": 2}),
+    "lstm": ((7, 3), {"outputs": 1}),
+    "gru": ((7, 3), {"num_classes": 3}),
+    "text_classifier": ((9,), {"vocab_size": 50, "num_classes": 2}),
+}
+
+
+def _example(name, shape):
+    if name == "text_classifier":
+        return torch.randint(0, 50, (4, *shape))
+    return torch.randn(4, *shape)
+
+
+def test_every_zoo_model_is_covered():
+    assert set(ZOO_INPUTS) == set(ZOO)
+
+
+@pytest.mark.parametrize("name", sorted(ZOO_INPUTS))
+def test_save_load_round_trip_for_every_zoo_model(name, tmp_path):
+    shape, args = ZOO_INPUTS[name]
+    torch.manual_seed(0)
+    model = build_zoo(name, shape, **args).eval()
+    x = _example(name, shape)
+    folder = nw.save(model, tmp_path / name)
+    loaded = nw.load(folder)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    assert json.loads((folder / "model.json").read_text())["model"]["spec"]["zoo"] == name
+
+
+def test_scaled_wrapper_and_its_statistics_round_trip(tmp_path):
+    net = nw.build([{"linear": 2}], (3,))
+    model = Scaled(net, (3,), (2,))
+    model.set_stats(x=(torch.tensor([1.0, 2, 3]), torch.tensor([2.0, 2, 2])),
+                    y=(torch.tensor([10.0, 20]), torch.tensor([5.0, 5])))
+    loaded = nw.load(nw.save(model, tmp_path / "m"))
+    x = torch.randn(5, 3)
+    assert torch.equal(loaded(x), model(x))
+    assert torch.equal(loaded.y_mean, torch.tensor([10.0, 20]))
+
+
+def test_plain_torch_model_needs_its_constructor_arguments(tmp_path):
+    model = nn.Linear(3, 2)
+    with pytest.raises(nw.ModelSpecError, match=r"init_args"):
+        nw.save(model, tmp_path / "a")
+    assert not (tmp_path / "a").exists()
+    folder = nw.save(model, tmp_path / "b", init_args={"in_features": 3, "out_features": 2})
+    loaded = nw.load(folder)
+    assert torch.equal(loaded.weight, model.weight)
+
+
+def test_a_class_defined_in_main_is_refused_with_the_fix(tmp_path):
+    Local = type("Local", (nn.Module,), {"forward": lambda self, x: x})
+    Local.__module__ = "__main__"
+    with pytest.raises(nw.ModelSpecError, match=r"move the class into a module"):
+        nw.save(Local(), tmp_path / "m")
+
+
+def test_save_never_overwrites_and_load_explains_missing_pieces(tmp_path):
+    model = nw.build([{"linear": 2}], (3,))
+    nw.save(model, tmp_path / "m")
+    before = (tmp_path / "m" / "weights.safetensors").read_bytes()
+    with pytest.raises(nw.CheckpointError, match="does not overwrite"):
+        nw.save(nw.build([{"linear": 2}], (3,)), tmp_path / "m")
+    assert (tmp_path / "m" / "weights.safetensors").read_bytes() == before
+    (tmp_path / "w").mkdir()
+    with pytest.raises(nw.CheckpointError, match=r"has no model.json.*load_weights"):
+        nw.load(tmp_path / "w")
+    with pytest.raises(nw.CheckpointError, match="is not a folder"):
+        nw.load(tmp_path / "nothing")
+
+
+def test_a_checkpoint_of_another_architecture_is_a_clear_error(tmp_path):
+    nw.save(nw.build([{"linear": 4}], (3,)), tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    meta["model"]["spec"] = [{"linear": 5}]
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(nw.CheckpointError, match=r"(?s)checkpoint.*\(4, 3\).*model.*\(5, 3\)"):
+        nw.load(tmp_path / "m")
