@@ -24,9 +24,12 @@ def test_run_dir_holds_config_metrics_best_and_final_weights(tmp_path, blobs):
     assert float(rows[-1]["val_loss"]) == result.history[-1]["val_loss"]
     final = load_weights_file(run / "weights.safetensors")
     assert all(torch.equal(final[k], v.cpu()) for k, v in model.state_dict().items())
-    state = json.loads((run / "checkpoints" / "best" / "state.json").read_text())
+    state = json.loads((run / "checkpoints" / "best" / "state.json").read_text())["state"]
     assert state["epoch"] == result.best["epoch"] and state["monitor"] == "val_loss"
-    assert (run / "checkpoints" / "best" / "weights.safetensors").is_file()
+    assert state["history"][-1]["val_loss"] == result.best["val_loss"]
+    for bundle in ("best", "last", "prev"):
+        assert (run / "checkpoints" / bundle / "weights.safetensors").is_file()
+        assert (run / "checkpoints" / bundle / "state.safetensors").is_file()
     assert "precision" in (run / "config.yaml").read_text()
     assert isinstance(result.history[-1]["val_confusion_matrix"], list)
     assert not list(run.rglob("*.tmp"))

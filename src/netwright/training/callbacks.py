@@ -7,6 +7,7 @@ The trainer calls, with explicit arguments and nothing else:
 - ``on_batch_end(epoch: int, batch: int, loss: Tensor)`` — only on callbacks that define it
 - ``on_epoch_end(epoch: int, logs: dict, model) -> bool | None`` — return True to stop training
 - ``on_fit_end(history: list[dict], model)``
+- ``on_notice(message: str)`` — a one-off message for the user (e.g. "resumed from ...")
 
 A callback with state worth resuming also defines ``state_dict()``/``load_state_dict()``.
 Subclassing :class:`Callback` is optional; it only supplies the no-op hooks.
@@ -114,12 +115,14 @@ class EarlyStopping(Callback):
             model.load_state_dict(self._best_state)
 
     def state_dict(self) -> dict:
+        # The best weights are part of the state: a resumed run must restore the same ones.
         return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
-                "mode": self.mode, "monitor": self.monitor}
+                "mode": self.mode, "monitor": self.monitor, "best_state": self._best_state}
 
     def load_state_dict(self, state: dict) -> None:
         for key in ("best", "best_epoch", "wait", "mode", "monitor"):
             setattr(self, key, state[key])
+        self._best_state = state.get("best_state")
 
 
 class BestCheckpoint(Callback):
@@ -201,6 +204,9 @@ class EpochPrinter(Callback):
     def on_epoch_start(self, epoch):
         self._t0 = time.perf_counter()
 
+    def on_notice(self, message: str) -> None:
+        print(message, file=self.stream, flush=True)
+
     def on_epoch_end(self, epoch, logs, model):
         took = time.perf_counter() - self._t0
         print(f"epoch {epoch + 1}/{self.epochs}  {_fmt(logs)}  ({took:.2f}s)", file=self.stream, flush=True)
@@ -231,6 +237,9 @@ class ProgressBar(Callback):
         self._progress.start()
         self._task = self._progress.add_task("train", total=info.batches_per_epoch or None,
                                              epoch="1", loss="-")
+
+    def on_notice(self, message: str) -> None:
+        self._progress.console.print(message, highlight=False)
 
     def on_epoch_start(self, epoch):
         self._progress.reset(self._task, epoch=f"{epoch + 1}/{self.epochs}", loss="-")

@@ -12,6 +12,7 @@ import os
 import random
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +30,8 @@ from ..errors import ConfigError, LossTargetError, ModelSpecError, NetwrightErro
 from ..losses import LossInfo, check_output_target, resolve_loss
 from ..metrics import MetricSet, Task, infer_task
 from ..optim import Schedule, build_optimizer, build_scheduler, metric_mode
-from .callbacks import (BestCheckpoint, CSVLogger, EarlyStopping, EpochPrinter, FitInfo,
-                        ProgressBar, is_better)
+from ..resume import check_config
+from .callbacks import CSVLogger, EarlyStopping, EpochPrinter, FitInfo, ProgressBar, is_better
 from .step import StepContext, autocast_for, call_model, eval_step, make_clipper, train_step
 
 __all__ = ["Trainer", "FitResult", "fit", "evaluate", "predict", "resolve_device", "seed_everything"]
@@ -175,6 +176,9 @@ class Trainer:
         task: str | None = None,
         check: bool = True,
         run_files: dict[str, str] | None = None,
+        resume: bool = False,
+        force: bool = False,
+        checkpoint_every: int | None = None,
     ):
         if not isinstance(model, nn.Module):
             raise ModelSpecError(
@@ -221,6 +225,11 @@ class Trainer:
         self.task_name = task
         self.check = check
         self.run_files = dict(run_files or {})  # extra files for run_dir, written once checks pass
+        if resume and run_dir is None:
+            raise ConfigError("resume=True needs the run_dir of the run to continue. Fix: pass run_dir=.")
+        self.resume, self.force = bool(resume), bool(force)
+        self.checkpoint_every = (None if checkpoint_every is None
+                                 else _positive_int("checkpoint_every", checkpoint_every))
         self.task: Task | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.schedule: Schedule | None = None
@@ -269,6 +278,15 @@ class Trainer:
             return infer_task(self.loss_info, out, y, self.task_name)
         return None
 
+    def _find_bundle(self):
+        from ..resume import latest_bundle
+
+        notes: list[str] = []
+        bundle = latest_bundle(self.run_dir, say=notes.append)
+        for note in notes:
+            warnings.warn(f"resume: {note}; falling back to the previous complete checkpoint", stacklevel=3)
+        return bundle
+
     def _prepare_run_dir(self) -> None:
         if self.run_dir is None:
             return
@@ -276,7 +294,7 @@ class Trainer:
             raise ConfigError(f"run_dir: {str(self.run_dir)!r} exists and is not a folder.")
         taken = [p.name for p in ("metrics.csv", "weights.safetensors", "checkpoints")
                  for p in [self.run_dir / p] if p.exists()]
-        if taken and not self.overwrite:
+        if taken and not self.overwrite and not self.resume:
             raise ConfigError(
                 f"run_dir: {str(self.run_dir)!r} already holds a run ({', '.join(taken)}); netwright "
                 f"does not overwrite it. Fix: pass a new run_dir, or overwrite=True to replace it."
@@ -366,15 +384,20 @@ class Trainer:
         callbacks = list(self.callbacks)
         if self.early_stopping is not None:
             callbacks.append(self.early_stopping)
+        config_text, bundle = None, None
         if self.run_dir is not None:
             import yaml
 
             files = {"config.yaml": yaml.safe_dump(self._resolved_config(), sort_keys=False),
                      **self.run_files}
+            config_text = files["config.yaml"]
+            bundle = self._find_bundle() if self.resume else None
+            if bundle is not None:
+                check_config(bundle.state["config"], yaml.safe_load(config_text), force=self.force,
+                             where=self.run_dir)
             for name, text in files.items():
                 atomic_write_text(self.run_dir / name, text)
-            callbacks += [CSVLogger(self.run_dir / "metrics.csv"),
-                          BestCheckpoint(self.run_dir, monitor=monitor)]
+            callbacks.append(CSVLogger(self.run_dir / "metrics.csv"))
         if self.verbose > 0:
             tty = sys.stdout.isatty() and self.verbose == 1
             callbacks.append(ProgressBar() if tty else EpochPrinter())
@@ -384,17 +407,36 @@ class Trainer:
         history: list[dict] = []
         stop_reason = "completed"
         per_batch_schedule = self.schedule.per_batch
+        sizes = train_batches.sizes()
+        saver = _BundleSaver(self, callbacks, scaler, generator, config_text, monitor, mode)
+        start_epoch, start_batch, partial, epoch_rng = 0, 0, [], None
         try:
             for cb in callbacks:
                 _hook(cb, "on_fit_start", info)
+            if self.resume:
+                if bundle is None:
+                    _notice(callbacks, f"resume: no checkpoint in {self.run_dir}; starting from the beginning")
+                else:
+                    history, stop_reason, start_epoch, start_batch, partial, epoch_rng = saver.restore(bundle)
+                    _notice(callbacks, f"resumed from {bundle.folder} at epoch {start_epoch + 1}, "
+                                       f"batch {start_batch}")
             self.optimizer.zero_grad(set_to_none=True)
-            for epoch in range(self.epochs):
+            for epoch in range(start_epoch, self.epochs):
+                if stop_reason != "completed":
+                    break  # the run had already stopped (early stopping) before it was interrupted
                 for cb in callbacks:
                     _hook(cb, "on_epoch_start", epoch)
                 model.train()
-                lr_now = self.optimizer.param_groups[0]["lr"]
-                losses = []
+                if epoch == start_epoch and start_batch:
+                    generator.set_state(epoch_rng)  # replay this epoch's data order
+                else:
+                    epoch_rng, start_batch, partial = generator.get_state(), 0, []
+                lr_now = self.optimizer.param_groups[0]["lr"] if not start_batch else saver.epoch_lr
+                saver.epoch_lr = lr_now
+                losses = list(partial)
                 for i, (x, y) in enumerate(train_batches):
+                    if i < start_batch:
+                        continue  # done before the interruption
                     if plan is None:
                         loss = train_step(ctx, x, y)
                         stepped = True
@@ -406,8 +448,11 @@ class Trainer:
                         self.schedule.step_batch()
                     for cb in batch_cbs:
                         cb.on_batch_end(epoch, i, loss)
-                logs: dict[str, Any] = {"epoch": epoch + 1,
-                                        "train_loss": _mean_loss(losses, train_batches.sizes())}
+                    if (stepped and self.checkpoint_every and self.run_dir is not None
+                            and (i + 1) % self.checkpoint_every == 0 and i + 1 < nb):
+                        saver.save(epoch, i + 1, history, losses, epoch_rng, "completed")
+                start_batch = 0
+                logs: dict[str, Any] = {"epoch": epoch + 1, "train_loss": _mean_loss(losses, sizes)}
                 if val_batches is not None:
                     res = _evaluate_batches(model, val_batches, self.loss_fn, metrics, self.autocast)
                     logs.update({f"val_{k}": v for k, v in res.items()})
@@ -422,14 +467,12 @@ class Trainer:
                                    f"try a lower lr (now {lr_now:g}) or clip_grad=1.0")
                     break
                 self.schedule.step_epoch(logs)
-                stop = False
                 for cb in callbacks:
-                    if _hook(cb, "on_epoch_end", epoch, logs, model):
-                        stop = True
+                    if _hook(cb, "on_epoch_end", epoch, logs, model) and stop_reason == "completed":
                         stop_reason = ("early_stopping" if isinstance(cb, EarlyStopping)
                                        else f"stopped by {type(cb).__name__}")
-                if stop:
-                    break
+                if self.run_dir is not None:
+                    saver.save(epoch + 1, 0, history, [], None, stop_reason, logs=logs)
             for cb in callbacks:
                 _hook(cb, "on_fit_end", history, model)
         finally:
@@ -458,6 +501,76 @@ class Trainer:
         """Raw model outputs for ``data``, on the CPU."""
         return predict(self.model, data, batch_size=self.eval_batch_size, device=self.device,
                        precision=self.precision)
+
+
+class _BundleSaver:
+    """Writes and restores resume bundles for one fit (see ``netwright.resume``)."""
+
+    def __init__(self, trainer: Trainer, callbacks: list, scaler: Any, generator: torch.Generator,
+                 config_text: str | None, monitor: str, mode: str):
+        self.t, self.callbacks, self.scaler, self.generator = trainer, callbacks, scaler, generator
+        self.config = None
+        if config_text is not None:
+            import yaml
+
+            self.config = yaml.safe_load(config_text)
+        self.monitor, self.mode = monitor, mode
+        self.best: float | None = None
+        self.epoch_lr: float | None = None
+
+    def _callback_states(self) -> dict:
+        return {f"{i}:{type(cb).__name__}": cb.state_dict() for i, cb in enumerate(self.callbacks)
+                if callable(getattr(cb, "state_dict", None))}
+
+    def save(self, epoch: int, batch: int, history: list, losses: list, epoch_rng: Any,
+             stop_reason: str, logs: dict | None = None) -> None:
+        from ..resume import rng_state, rotate_into
+
+        t = self.t
+        state = {
+            "epoch": epoch, "batch": batch, "history": history, "stop_reason": stop_reason,
+            "optimizer": t.optimizer.state_dict(), "schedule": t.schedule.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "callbacks": self._callback_states(), "rng": rng_state(),
+            "epoch_rng": epoch_rng if epoch_rng is not None else self.generator.get_state(),
+            "losses": torch.stack(losses).cpu() if losses else None, "epoch_lr": self.epoch_lr,
+            "best": self.best, "monitor": self.monitor, "config": self.config,
+        }
+        ckpt = t.run_dir / "checkpoints"
+        model_state = t.model.state_dict()
+        rotate_into(ckpt, "last", model_state, state)
+        value = logs.get(self.monitor) if logs else None
+        if isinstance(value, float) and is_better(value, self.best, self.mode):
+            self.best = value
+            state["best"] = value
+            rotate_into(ckpt, "best", model_state, state)
+
+    def restore(self, bundle: Any) -> tuple:
+        from ..resume import set_rng_state
+
+        t, s = self.t, bundle.state
+        t.model.load_state_dict(bundle.model_state)
+        t.optimizer.load_state_dict(s["optimizer"])
+        t.schedule.load_state_dict(s["schedule"])
+        if self.scaler is not None and s.get("scaler"):
+            self.scaler.load_state_dict(s["scaler"])
+        states = s.get("callbacks") or {}
+        for key, cb_state in states.items():
+            index, name = key.split(":", 1)
+            cb = self.callbacks[int(index)] if int(index) < len(self.callbacks) else None
+            if cb is not None and type(cb).__name__ == name and callable(getattr(cb, "load_state_dict", None)):
+                cb.load_state_dict(cb_state)
+        set_rng_state(s["rng"])
+        self.generator.set_state(s["epoch_rng"])
+        self.best, self.epoch_lr = s.get("best"), s.get("epoch_lr")
+        losses = list(s["losses"].to(t.device)) if s.get("losses") is not None else []
+        return (list(s["history"]), s.get("stop_reason", "completed"), int(s["epoch"]),
+                int(s["batch"]), losses, s["epoch_rng"])
+
+
+def _notice(callbacks: list, message: str) -> None:
+    for cb in callbacks:
+        _hook(cb, "on_notice", message)
 
 
 def _hook(cb: Any, name: str, *args: Any) -> Any:
