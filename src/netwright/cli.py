@@ -142,6 +142,9 @@ def train(
     config: Path = typer.Argument(..., help="A run config (YAML); see `netwright init`."),
     overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. train.epochs=5"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the newest run of this config "
+                                "from its newest complete checkpoint."),
+    force: bool = typer.Option(False, "--force", help="With --resume: continue even if the config changed."),
 ) -> None:
     """Train from a config: progress, then val/test metrics and the run directory."""
     from rich.console import Console
@@ -150,7 +153,7 @@ def train(
     from netwright.runner import run
 
     try:
-        result = run(config, overrides or [], verbose=0 if quiet else 1)
+        result = run(config, overrides or [], verbose=0 if quiet else 1, resume=resume, force=force)
     except NetwrightError as exc:
         _fail(exc)
         return

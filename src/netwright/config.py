@@ -91,6 +91,8 @@ class TrainConfig(_Strict):
     early_stopping: Optional[EarlyStoppingConfig] = None
     monitor: Optional[str] = None
     num_workers: int = Field(0, ge=0)
+    checkpoint_every: Optional[int] = Field(None, ge=1, description="also write a resume bundle "
+                                            "every this many batches (one is written every epoch)")
 
     @field_validator("precision", mode="before")
     @classmethod

@@ -91,7 +91,8 @@ def new_run_dir(root: str | os.PathLike, name: str) -> Path:
 
 
 def _trainer(cfg: RunConfig, model: nn.Module, run_dir: Path | None, verbose: int,
-             run_files: dict[str, str] | None = None) -> Trainer:
+             run_files: dict[str, str] | None = None, resume: bool = False,
+             force: bool = False) -> Trainer:
     opt = cfg.optimizer.model_dump()
     lr, wd, dnb = opt.pop("lr"), opt.pop("weight_decay"), opt.pop("decay_norm_and_bias")
     t = cfg.train
@@ -102,13 +103,26 @@ def _trainer(cfg: RunConfig, model: nn.Module, run_dir: Path | None, verbose: in
         metrics=list(cfg.metrics) or None, scheduler=cfg.scheduler, early_stopping=early,
         monitor=t.monitor, seed=t.seed, device=t.device, precision=t.precision,
         accumulate=t.accumulate, clip_grad=t.clip_grad, num_workers=t.num_workers,
-        run_dir=run_dir, verbose=verbose, run_files=run_files,
+        run_dir=run_dir, verbose=verbose, run_files=run_files, resume=resume, force=force,
+        checkpoint_every=t.checkpoint_every,
     )
 
 
+def latest_run_dir(root: str | os.PathLike, name: str) -> Path | None:
+    """The newest existing ``root/name`` or ``root/name-N`` (highest N), or None."""
+    root = Path(root)
+    found = [p for p in root.glob(f"{name}*") if p.is_dir() and (
+        p.name == name or (p.name.startswith(f"{name}-") and p.name[len(name) + 1:].isdigit()))]
+    return max(found, key=lambda p: int(p.name[len(name) + 1:] or 1) if p.name != name else 1, default=None)
+
+
 def run(config: str | os.PathLike | Mapping | RunConfig, overrides: Sequence[str] = (), *,
-        verbose: int = 1) -> RunResult:
+        verbose: int = 1, resume: bool = False, force: bool = False) -> RunResult:
     """Run a config: train, score the val and test splits, write the run directory.
+
+    ``resume=True`` continues the newest run of this config's name from its newest complete
+    checkpoint (bitwise as if never interrupted, on CPU); a changed config is refused unless
+    ``force=True``.
 
     >>> import tempfile
     >>> result = run({"model": {"zoo": "mlp", "hidden": [16]}, "data": {"source": "iris"},
@@ -121,7 +135,11 @@ def run(config: str | os.PathLike | Mapping | RunConfig, overrides: Sequence[str
     _, info = resolve_loss(cfg.loss)
     data = prepare_data(cfg.data, info.task)
     model = build_model(cfg, data)
-    run_dir = new_run_dir(cfg.run_dir, cfg.name)
+    run_dir = latest_run_dir(cfg.run_dir, cfg.name) if resume else None
+    if resume and run_dir is None:
+        raise ConfigError(f"resume: no run named {cfg.name!r} in {cfg.run_dir!r} to continue. Fix: "
+                          f"train it first (without --resume), or check name and run_dir.")
+    run_dir = run_dir or new_run_dir(cfg.run_dir, cfg.name)
     import yaml
 
     model_json = describe_model(model)
@@ -129,7 +147,7 @@ def run(config: str | os.PathLike | Mapping | RunConfig, overrides: Sequence[str
                        "feature_names": data.feature_names})
     files = {"config.yaml": yaml.safe_dump(config_to_dict(cfg), sort_keys=False),
              "model.json": json.dumps(model_json, indent=2) + "\n"}
-    trainer = _trainer(cfg, model, run_dir, verbose, files)
+    trainer = _trainer(cfg, model, run_dir, verbose, files, resume, force)
     val = data.val if data.val is not None else None
     fit_result = trainer.fit(data.train, val)
     scores = {}

@@ -91,3 +91,15 @@ def test_init_writes_a_config_that_trains_and_never_overwrites(tmp_path):
     assert (tmp_path / "runs" / "digits_mlp" / "metrics.csv").is_file()
     res = cli("init", "my.yaml", cwd=tmp_path)
     assert res.returncode == 2 and "already exists" in res.stderr
+
+
+def test_train_resume_continues_the_newest_run(tmp_path):
+    res = cli("train", "examples/digits_mlp.yaml",
+              "train.epochs=2", f"run_dir={tmp_path}", "--quiet")
+    assert res.returncode == 0, res.stderr
+    res = cli("train", "examples/digits_mlp.yaml", "train.epochs=2", f"run_dir={tmp_path}", "--resume")
+    assert res.returncode == 0, res.stderr
+    assert "resumed from" in res.stdout and f"{tmp_path}/digits_mlp" in res.stdout
+    assert not (tmp_path / "digits_mlp-2").exists()
+    res = cli("train", "examples/digits_mlp.yaml", "train.epochs=3", f"run_dir={tmp_path}", "--resume")
+    assert res.returncode == 2 and "train.epochs: 2 -> 3" in res.stderr
