@@ -25,7 +25,9 @@ def test_example_runs(path, tmp_path):
     res = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
     if path.name == "simplenet.py":
-        assert "caught: loss 'cross_entropy' expects targets as class indices" in res.stdout
+        assert "caught: netwright doctor found 1 error, 1 warning" in res.stdout
+        assert "NW104 error [targets]: loss 'cross_entropy' expects targets as class indices" in res.stdout
+        assert "NW101 warning [output]" in res.stdout
         assert "SimpleNet (logits out): val accuracy" in res.stdout
     if path.name == "digits_mlp.py":
         assert "test accuracy" in res.stdout and (tmp_path / "run" / "weights.safetensors").is_file()

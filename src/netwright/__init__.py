@@ -43,6 +43,11 @@ _EXPORTS = {
     "load": "netwright.saving",
     "load_weights": "netwright.checkpoint",
     "LoadReport": "netwright.checkpoint",
+    "doctor": "netwright.doctor",
+    "preflight": "netwright.doctor",
+    "DoctorError": "netwright.doctor",
+    "Report": "netwright.doctor",
+    "Finding": "netwright.doctor",
     # components by name
     "resolve_loss": "netwright.losses",
     "build_optimizer": "netwright.optim",
@@ -79,6 +84,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .checkpoint import LoadReport, load_weights
     from .config import RunConfig, load_config
     from .data.builtin import load_builtin
+    from .doctor import DoctorError, Finding, Report, doctor, preflight
     from .models.builder import build
     from .models.summary import summary
     from .models.zoo import build_zoo

@@ -270,6 +270,49 @@ def summary_cmd(
     console.print(report.to_table() if hasattr(report, "to_table") else str(report))
 
 
+@app.command("doctor")
+def doctor_cmd(
+    config: Path = typer.Argument(..., help="A run config (YAML)."),
+    overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides"),
+    quick: bool = typer.Option(False, "--quick", help="Only the cheap checks (no overfitting steps)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Check a config's model, data and training setup before training (deep checks included).
+
+    Exit status: 0 without errors, 1 when the report has an error finding, 2 for a bad config.
+    """
+    from rich.console import Console
+
+    from netwright.config import load_config
+    from netwright.data.prepare import prepare_data
+    from netwright.doctor import doctor
+    from netwright.errors import NetwrightError
+    from netwright.losses import resolve_loss
+    from netwright.runner import build_model
+
+    try:
+        cfg = load_config(config, overrides or [])
+        data = prepare_data(cfg.data, resolve_loss(cfg.loss)[1].task)
+        model = build_model(cfg, data)
+        opt = cfg.optimizer.model_dump()
+        report = doctor(model, data.train, loss=cfg.loss, optimizer=opt.pop("name"), lr=opt.pop("lr"),
+                        scheduler=cfg.scheduler, metrics=list(cfg.metrics) or None,
+                        epochs=cfg.train.epochs, batch_size=cfg.train.batch_size,
+                        monitor=cfg.train.monitor, val=data.val, deep=not quick)
+    except NetwrightError as exc:
+        _fail(exc)
+        return
+    if json_out:
+        print(report.to_json())
+    else:
+        console = Console()
+        console.print(report.to_table())
+        console.print(f"{len(report.errors)} error(s), {len(report.warnings)} warning(s); "
+                      f"codes are explained in docs/doctor.md")
+    if report.errors:
+        raise typer.Exit(code=1)
+
+
 _TEMPLATES = {
     "mlp": """\
 # A netwright run config. Train it with:  netwright train {path}

@@ -26,8 +26,8 @@ from ..checkpoint import atomic_write_text, save_weights
 from ..data.batches import Batches, make_batches
 from ..data.sources import InMemory, Source, to_source
 from ..data.splits import split_fraction
-from ..errors import ConfigError, LossTargetError, ModelSpecError, NetwrightError, describe
-from ..losses import LossInfo, check_output_target, resolve_loss
+from ..errors import ConfigError, ModelSpecError, NetwrightError, describe
+from ..losses import LossInfo, resolve_loss
 from ..metrics import MetricSet, Task, infer_task
 from ..optim import Schedule, build_optimizer, build_scheduler, metric_mode
 from ..resume import check_config
@@ -87,6 +87,7 @@ class FitResult:
     stop_reason: str = "completed"
     seconds: float = 0.0
     task: Task | None = None
+    findings: Any = None  # the doctor's pre-flight report (warnings; errors stop fit)
 
     @property
     def final(self) -> dict:
@@ -231,6 +232,7 @@ class Trainer:
         self.checkpoint_every = (None if checkpoint_every is None
                                  else _positive_int("checkpoint_every", checkpoint_every))
         self.task: Task | None = None
+        self.findings = None  # the doctor's pre-flight report of the last fit
         self.optimizer: torch.optim.Optimizer | None = None
         self.schedule: Schedule | None = None
 
@@ -243,9 +245,8 @@ class Trainer:
             targets=targets, drop_last=self.drop_last and train, **self.loader_options,
         )
 
-    def _check_first_batch(self, batches: Batches) -> Task | None:
-        """Forward one batch in eval mode (no side effects) to catch output/target mistakes
-        with a clear message before training, and to infer the task for the metrics."""
+    def _infer_task(self, batches: Batches) -> Task | None:
+        """Forward one batch in eval mode (no side effects) to infer the task for the metrics."""
         head = batches.peek()
         if head is None:
             return None
@@ -261,22 +262,29 @@ class Trainer:
                         f"model {type(self.model).__name__}: forward failed on the first batch, "
                         f"inputs {_describe_inputs(x)}: {type(exc).__name__}: {exc}"
                     ) from exc
-                if self.check:
-                    check_output_target(self.loss_info, out, y,
-                                        ignore_index=getattr(self.loss_fn, "ignore_index", -100))
-                    try:
-                        self.loss_fn(out, y)
-                    except Exception as exc:  # noqa: BLE001 - re-raised with both shapes named
-                        raise LossTargetError(
-                            f"loss '{self.loss_info.name}' failed on the first batch: output "
-                            f"{_describe_inputs(out)}, targets {_describe_inputs(y)}: "
-                            f"{type(exc).__name__}: {exc}"
-                        ) from exc
         finally:
             _set_modes(self.model, modes)
         if isinstance(out, torch.Tensor) and isinstance(y, torch.Tensor):
             return infer_task(self.loss_info, out, y, self.task_name)
         return None
+
+    def _preflight(self, batches: Batches, source: Source, log_keys: list[str],
+                   steps_per_epoch: int) -> Any:
+        """The doctor's cheap checks on one batch: errors stop fit (a DoctorError carrying the
+        report), warnings are returned to be shown once."""
+        from ..doctor import preflight
+
+        head = batches.peek()
+        if head is None:
+            return None
+        whole = (source.x, source.y) if isinstance(source, InMemory) else None
+        report = preflight(self.model, head[0], head[1], loss_fn=self.loss_fn,
+                           loss_info=self.loss_info, optimizer=self.optimizer,
+                           schedule=self.schedule, log_keys=log_keys,
+                           steps_per_epoch=steps_per_epoch, epochs=self.epochs, data=whole,
+                           batch_sizes=batches.sizes())
+        report.raise_for_errors()
+        return report
 
     def _find_bundle(self):
         from ..resume import latest_bundle
@@ -343,18 +351,12 @@ class Trainer:
         if nb == 0 and self.accumulate > 1:
             raise ConfigError("accumulate: needs a training loader whose length is known (len(loader)).")
 
-        self.task = self._check_first_batch(train_batches)
-        metrics = None
-        if self.metrics_spec:
-            if self.task is None:
-                raise ConfigError("metrics: the task could not be inferred from the data. Fix: pass task=.")
-            metrics = MetricSet(self.metrics_spec, self.task).to(device)
-
         self.optimizer = build_optimizer(self.optimizer_spec, model, lr=self.lr,
                                          weight_decay=self.weight_decay,
                                          decay_norm_and_bias=self.decay_norm_and_bias)
         steps_per_epoch = max(1, math.ceil(nb / self.accumulate))
-        metric_keys = [k for k in (metrics.metrics if metrics else {}) if k != "confusion_matrix"]
+        metric_keys = [_parse_metric(m)[0] for m in _as_list(self.metrics_spec)]
+        metric_keys = [k for k in metric_keys if k != "confusion_matrix"]
         log_keys = ["epoch", "train_loss"]
         log_keys += ["val_loss"] + [f"val_{k}" for k in metric_keys] if val_batches else [
             f"train_{k}" for k in metric_keys]
@@ -373,6 +375,13 @@ class Trainer:
                 f"scheduler '{self.schedule.name}': monitor {self.schedule.monitor!r} will never be "
                 f"logged; each epoch logs {log_keys}. Fix: monitor one of those."
             )
+        self.findings = self._preflight(train_batches, train_src, log_keys, steps_per_epoch) if self.check else None
+        self.task = self._infer_task(train_batches)
+        metrics = None
+        if self.metrics_spec:
+            if self.task is None:
+                raise ConfigError("metrics: the task could not be inferred from the data. Fix: pass task=.")
+            metrics = MetricSet(self.metrics_spec, self.task).to(device)
         scaler = None
         if self.precision == "16-mixed":
             scaler = torch.amp.GradScaler(device.type)
@@ -413,6 +422,8 @@ class Trainer:
         try:
             for cb in callbacks:
                 _hook(cb, "on_fit_start", info)
+            for finding in (self.findings.warnings if self.findings is not None else []):
+                _notice(callbacks, f"doctor {finding.code} (warning): {finding.message} Fix: {finding.fix}")
             if self.resume:
                 if bundle is None:
                     _notice(callbacks, f"resume: no checkpoint in {self.run_dir}; starting from the beginning")
@@ -488,7 +499,7 @@ class Trainer:
             if isinstance(value, float) and is_better(value, None if best is None else best[monitor], mode):
                 best = row
         return FitResult(history, best, monitor, model, self.run_dir, stop_reason,
-                         time.perf_counter() - t_start, self.task)
+                         time.perf_counter() - t_start, self.task, self.findings)
 
     def evaluate(self, data: Any, *, metrics: Any = None, loss: Any = "default") -> dict[str, Any]:
         """Loss and metrics on ``data``; defaults to this trainer's loss and metrics."""
@@ -566,6 +577,18 @@ class _BundleSaver:
         losses = list(s["losses"].to(t.device)) if s.get("losses") is not None else []
         return (list(s["history"]), s.get("stop_reason", "completed"), int(s["epoch"]),
                 int(s["batch"]), losses, s["epoch_rng"])
+
+
+def _as_list(spec: Any) -> list:
+    if spec is None:
+        return []
+    return [spec] if isinstance(spec, (str, dict)) else list(spec)
+
+
+def _parse_metric(spec: Any) -> tuple:
+    from ..metrics import _parse
+
+    return _parse(spec)
 
 
 def _notice(callbacks: list, message: str) -> None:
