@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 import netwright as nw
 from conftest import SimpleNet, SimpleNetLogits
-from netwright.doctor import CODES, DoctorError, Finding, Report, doctor, preflight
+from netwright.diagnosis import CODES, DoctorError, Finding, Report, doctor, preflight
 from netwright.losses import resolve_loss
 from netwright.models import ZOO, build_zoo
 
@@ -547,7 +547,8 @@ def test_every_code_has_a_broken_setup():
     ("nw201_lstm", r"input_size=3.*has 2"),
     ("nw202", r"x\.permute\(0, 3, 1, 2\)"),
     ("nw203", r"Linear '2' expects in_features=12.*its input has 13.*not the first layer"),
-    ("nw203_in_forward", r"RaisesInForward\.forward itself, after layer 'fc1' returned float32 of shape \(32, 12\)"),
+    ("nw203_in_forward",
+     r"RaisesInForward\.forward itself, after layer .fc1. returned float32 of shape \(32, 12\)"),
     ("nw204", r"x\.float\(\) / 255"),
     ("nw205", r"ids from \d+ to 19.*at least 20"),
     ("nw108", r"\[0, 3\).*labels from 3 to 5"),
@@ -743,6 +744,7 @@ def test_preflight_leaves_model_and_rng_untouched(data):
     after = model.state_dict()
     assert state.keys() == after.keys() and all(torch.equal(state[k], after[k]) for k in state)
     assert report.codes == ["NW207"]  # the functional dropout, found by comparing two forwards
+    assert report.output.shape == (32, 3)  # fit infers the task from it: no second forward
     assert all(p.grad is None for p in model.parameters())
 
 

@@ -234,10 +234,6 @@ def _semantic_errors(raw: Mapping) -> list[str]:
             errors.append(f"data.source: files must be .csv, .parquet or .npz; received {src!r}.")
         elif not Path(src).is_file():
             errors.append(f"data.source: file {src!r} does not exist.")
-    export = section("export")
-    if export.get("formats"):
-        errors.append("export: exporting at the end of training is not available in this version "
-                      "yet. Fix: remove the export section.")
     return errors
 
 

@@ -156,7 +156,16 @@ def run(config: str | os.PathLike | Mapping | RunConfig, overrides: Sequence[str
         if part is not None:
             scores[split] = evaluate(model, part, loss=cfg.loss, metrics=list(cfg.metrics) or None,
                                      batch_size=trainer.eval_batch_size)
+    exports = {}
+    if cfg.export is not None and cfg.export.formats:
+        from .export import export_all
+
+        shape = tuple(data.input_shape)
+        reports = export_all(model, run_dir / "exports", list(cfg.export.formats), example=shape)
+        exports = {fmt: {"path": str(r.path.name), "max_abs_diff": r.max_abs_diff}
+                   for fmt, r in reports.items()}
     atomic_write_json(run_dir / "results.json", {
+        "exports": exports,
         "scores": scores, "sizes": data.sizes, "epochs": len(fit_result.history),
         "stop_reason": fit_result.stop_reason, "seconds": round(fit_result.seconds, 3),
         "best": {k: v for k, v in (fit_result.best or {}).items() if not isinstance(v, (list, dict))},
@@ -227,26 +236,12 @@ class LoadedRun:
 
     def predict_table(self, X: np.ndarray) -> tuple[list[str], list[list[Any]]]:
         """Rows of predictions: class label and class probabilities, or the predicted values."""
+        from .serve import prediction_rows
+
         out = predict(self.model, X)
-        if isinstance(out, dict) or isinstance(out, (tuple, list)):
+        if isinstance(out, (dict, tuple, list)):
             raise ConfigError("predict: models with several outputs are not supported by the CLI yet.")
-        out = out.float()
-        classes = self.meta.get("classes")
-        if self.task == "multiclass":
-            probs = out.softmax(dim=1)
-            names = [str(c) for c in (classes or range(out.shape[1]))]
-            labels = probs.argmax(dim=1).tolist()
-            header = ["prediction"] + [f"p_{n}" for n in names]
-            rows = [[names[i]] + [round(float(p), 6) for p in row] for i, row in zip(labels, probs)]
-            return header, rows
-        if self.task == "binary":
-            p = out.reshape(len(out), -1)[:, 0].sigmoid()
-            names = [str(c) for c in (classes or [0, 1])]
-            return (["prediction", f"p_{names[1]}"],
-                    [[names[int(v > 0.5)], round(float(v), 6)] for v in p])
-        values = out.reshape(len(out), -1)
-        header = ["prediction"] if values.shape[1] == 1 else [f"prediction_{i}" for i in range(values.shape[1])]
-        return header, [[round(float(v), 6) for v in row] for row in values]
+        return prediction_rows(out.float().numpy(), self.task, self.meta.get("classes"))
 
 
 def open_run(run_dir: str | os.PathLike) -> LoadedRun:

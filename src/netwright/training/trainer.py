@@ -272,7 +272,7 @@ class Trainer:
                    steps_per_epoch: int) -> Any:
         """The doctor's cheap checks on one batch: errors stop fit (a DoctorError carrying the
         report), warnings are returned to be shown once."""
-        from ..doctor import preflight
+        from ..diagnosis import preflight
 
         head = batches.peek()
         if head is None:

@@ -182,7 +182,9 @@ _ORDER = {"error": 0, "warning": 1, "info": 2}
 
 
 class Report(list):
-    """The findings of a check, a list of :class:`Finding` (errors first).
+    """The findings of a check, a list of :class:`Finding` (errors first). A report from
+    :func:`preflight` also carries ``.output``: the model's eval-mode output on the batch (None
+    when the forward failed).
 
     >>> r = Report([Finding("NW303", "info", "column 3 is constant", "drop it", "inputs")])
     >>> r.ok, len(r.errors), r.codes
@@ -190,6 +192,8 @@ class Report(list):
     >>> r.to_dict()["findings"][0]["code"]
     'NW303'
     """
+
+    output: Any = None
 
     @property
     def errors(self) -> list[Finding]:
@@ -265,7 +269,7 @@ class Report(list):
         lines = [f"netwright doctor found {self.summary()} before training:"]
         lines += [f"  {f.code} {f.severity} [{f.where or '-'}]: {f.message}"
                   + (f" Fix: {f.fix}" if f.fix else "") for f in shown]
-        lines.append("(Each code is explained in docs/doctor.md; check=False skips these checks.)")
+        lines.append("(Each code is explained in docs/doctor.md; fit(..., check=False) skips these checks.)")
         return "\n".join(lines)
 
     def raise_for_errors(self) -> None:
@@ -276,6 +280,7 @@ class Report(list):
             raise _ERROR_OF_KIND.get(kind, DoctorError)(self)
 
     def sorted(self) -> Report:
+        """The same findings, errors first, then warnings, then infos."""
         return Report(sorted(self, key=lambda f: _ORDER.get(f.severity, 3)))
 
 
@@ -430,6 +435,12 @@ class _Trace:
             elif isinstance(module, nn.RNNBase):
                 self.recurrent.append((path, module, tuple(head.shape)))
 
+    def final_module(self, out: Any) -> nn.Module | None:
+        """The leaf module that produced the model's output itself (a final Softmax, Sigmoid)."""
+        if self.last_leaf is not None and self.last_leaf[2] is out:
+            return self.last_leaf[1]
+        return None
+
     def _post(self, module: nn.Module, args: tuple, output: Any) -> None:
         for i in range(len(self.stack) - 1, -1, -1):
             if self.stack[i][1] is module:
@@ -546,8 +557,7 @@ def _fit_problem(path: str, module: nn.Module, args: tuple) -> tuple[str, str, s
 def _forward_failure(model: nn.Module, x: Any, trace: _Trace, exc: BaseException) -> Finding:
     """A finding that names the layer where the forward failed, its input, and a fix."""
     lead = f"forward failed on the first batch, inputs {_fmt(x)}"
-    frames = [f for f in trace.stack if f[1] is not model] or trace.stack
-    if not frames:
+    if not trace.stack:  # no hook fired (a scripted model): only the exception to go by
         return _finding("NW203", f"{lead}: {_first_line(exc)}",
                         f"make {type(model).__name__}.forward accept these inputs", "model")
     path, module, args = trace.stack[-1]
@@ -601,7 +611,8 @@ def _success_layer_findings(trace: _Trace, rows: int | None) -> list[Finding]:
 def _batchnorm_findings(trace: _Trace, rows: int, batch_sizes: Sequence[int] | None) -> list[Finding]:
     if not trace.norms or not rows:
         return []
-    smallest = min(batch_sizes) if batch_sizes else rows
+    sizes = [b for b in (batch_sizes or []) if b > 0]
+    smallest = min(sizes) if sizes else rows
     found = []
     for path, module, shape in trace.norms:
         if len(shape) < 2 or shape[1] == 0:
@@ -611,7 +622,7 @@ def _batchnorm_findings(trace: _Trace, rows: int, batch_sizes: Sequence[int] | N
         if at_smallest <= 1:
             which = ("every batch has 1 sample (batch_size=1)" if smallest == rows
                      else f"a batch of {smallest} sample (the last one: the data does not divide "
-                     f"into batches of {max(batch_sizes or [rows])})")
+                     f"into batches of {max(sizes or [rows])})")
             found.append(_finding(
                 "NW208", f"{_layer(path, module)} normalises each channel over the batch and in "
                 f"training needs more than 1 value per channel; {which}, so it gets input of shape "
@@ -652,15 +663,18 @@ def _class_target_findings(info: LossInfo, loss_fn: Any, out: torch.Tensor, y: t
     name = info.name
     found: list[Finding] = []
     if out.ndim < 2 or out.shape[1] == 1:
+        effect = ("the log-softmax of a single score is always 0, so the loss is always 0 and "
+                  "nothing is learned" if name == "cross_entropy" else
+                  "the loss reads that one value as the score of class 0 and means nothing")
         return [_finding(
             "NW111", f"loss '{name}' needs one score per class, output shape (N, C) with C >= 2; "
-            f"the model outputs {_fmt(out)}, one value per sample: the softmax over a single score is always 1, so "
-            f"{'the loss is always 0 and nothing is learned' if name == 'cross_entropy' else 'the loss is meaningless'}.",
+            f"the model outputs {_fmt(out)}, "
+            f"{'one value per sample' if out.ndim >= 1 else 'a single value'}: {effect}.",
             "give the last layer C outputs (one per class); for two classes with one output use "
             "loss 'bce_with_logits' and float targets of shape (N, 1)", "output")]
     classes = out.shape[1]
     o = out.detach().float()
-    last = trace.last_leaf[1] if trace.last_leaf is not None else None
+    last = trace.final_module(out)
     probs = _is_distribution(o)
     if name == "cross_entropy" and (probs or isinstance(last, nn.Softmax)):
         found.append(_finding(
@@ -768,8 +782,7 @@ def _binary_findings(info: LossInfo, out: torch.Tensor, y: torch.Tensor, trace: 
             "use loss 'bce_with_logits' on the raw outputs (more stable than adding a sigmoid)",
             "output"))
     elif name == "bce_with_logits" and low >= 0 and high <= 1:
-        last = trace.last_leaf[1] if trace.last_leaf is not None else None
-        if isinstance(last, nn.Sigmoid) or _output_op(model, x) == "SigmoidBackward0":
+        if isinstance(trace.final_module(out), nn.Sigmoid) or _output_op(model, x) == "SigmoidBackward0":
             found.append(_finding(
                 "NW122", f"loss 'bce_with_logits' applies a sigmoid itself, but the model already "
                 f"ends in a sigmoid (outputs from {_g(low)} to {_g(high)}): a double sigmoid keeps "
@@ -803,9 +816,10 @@ def _output_findings(model: nn.Module, x: Any, y: Any, out: Any, info: LossInfo,
     """Output vs targets vs loss. ``finite`` is False when a NaN/Inf was already found in the
     inputs, targets or output: a NaN loss is then no news."""
     found: list[Finding] = []
-    if not isinstance(y, torch.Tensor):
+    if y is None:
         return found
-    if isinstance(out, torch.Tensor) and out.is_floating_point() and info.task != "custom":
+    if (isinstance(out, torch.Tensor) and isinstance(y, torch.Tensor) and out.is_floating_point()
+            and info.task != "custom"):
         if info.task == "multiclass":
             found += _class_target_findings(info, loss_fn, out, y, trace)
         else:
@@ -1121,6 +1135,7 @@ def preflight(model: nn.Module, x: Any, y: Any, *, loss_fn: Callable, loss_info:
     ['NW104', 'NW101']
     """
     found: list[Finding] = []
+    out: Any = None
     found += _param_findings(model, optimizer)
     whole_x, whole_y = data if data is not None else (x, y)
     found += _data_findings(whole_x, whole_y, loss_info, model, whole=data is not None)
@@ -1131,14 +1146,19 @@ def preflight(model: nn.Module, x: Any, y: Any, *, loss_fn: Callable, loss_info:
         rows = None
 
     target = model
-    if any(isinstance(p, nn.parameter.UninitializedParameter) for p in model.parameters()):
-        target = copy.deepcopy(model)  # a lazy layer would otherwise take its shapes from this call
+    if type(model).__name__ == "OptimizedModule" and isinstance(getattr(model, "_orig_mod", None),
+                                                                nn.Module):
+        # torch.compile'd: check the eager module. Hooks on the compiled one would cost a
+        # recompilation now and another when training removes them.
+        target = model._orig_mod
+    if any(isinstance(p, nn.parameter.UninitializedParameter) for p in target.parameters()):
+        target = copy.deepcopy(target)  # a lazy layer would otherwise take its shapes from this call
     modes = [m.training for m in target.modules()]
     rng = _RngGuard(x)
     try:
         target.eval()
         trace = _Trace(target)
-        out, failure = None, None
+        failure = None
         # no_grad rather than inference_mode: a model that caches a tensor in its forward must
         # not be left holding an inference tensor that training later cannot backpropagate into.
         with trace, torch.no_grad():
@@ -1187,7 +1207,9 @@ def preflight(model: nn.Module, x: Any, y: Any, *, loss_fn: Callable, loss_info:
         _set_modes(target, modes)
         rng.restore()
     found += _schedule_findings(schedule, log_keys, steps_per_epoch, epochs)
-    return Report(found).sorted()
+    report = Report(found).sorted()
+    report.output = out  # fit infers the task from it without a second forward
+    return report
 
 
 # --- the deep checks (NW5xx) ---------------------------------------------------------------------
@@ -1321,9 +1343,10 @@ def _overfit_findings(model: nn.Module, x: Any, y: torch.Tensor, loss_fn: Callab
                       make_optimizer: Callable[[nn.Module], torch.optim.Optimizer]) -> list[Finding]:
     try:
         first, last, lr = _overfit(model, x, y, loss_fn, make_optimizer, 1.0)
-    except Exception as exc:  # noqa: BLE001
-        return [_finding("NW507", f"training a copy of the model on the first batch failed: "
-                         f"{_first_line(exc)}", "fix the error above", "model")]
+    except Exception:  # noqa: BLE001
+        # Forward and backward already worked on this batch (the gradient check): what fails here
+        # is the optimizer used without fit's loop (LBFGS needs a closure), so there is no hint.
+        return []
     if _fell(first, last):
         return []
     diverged = not math.isfinite(last)
@@ -1360,14 +1383,15 @@ def _optimizer_factory(optimizer: Any, lr: float | None) -> Callable[[nn.Module]
     if isinstance(optimizer, torch.optim.Optimizer):
         cls = type(optimizer)
         settings = dict(optimizer.defaults)
-        settings["lr"] = optimizer.param_groups[0]["lr"] if optimizer.param_groups else settings.get("lr", 1e-3)
+        if optimizer.param_groups:
+            settings["lr"] = optimizer.param_groups[0]["lr"]
 
         def make(net: nn.Module) -> torch.optim.Optimizer:
             params = [p for p in net.parameters() if p.requires_grad]
             try:
                 return cls(params, **settings)
             except Exception:  # noqa: BLE001 - an optimizer class with unusual arguments
-                return torch.optim.Adam(params, lr=float(settings["lr"]))
+                return torch.optim.Adam(params, lr=float(settings.get("lr", 1e-3)))
         return make
     spec = optimizer if optimizer is not None else "adam"
     decay_nb, spec_lr = True, None
@@ -1493,10 +1517,13 @@ def doctor(model: nn.Module, data: Any, *, loss: Any, optimizer: Any = None, sch
             f"fit switches it to training mode itself, but a hand-written loop would train it with "
             f"dropout off and BatchNorm statistics frozen.",
             "nothing for fit; in your own loop call model.train() before training", "model"))
-    if deep and not any(f.severity == "error" for f in found) and isinstance(y, torch.Tensor):
+    # A scripted model does not deep-copy into a trainable module: its deep checks are skipped.
+    if (deep and not any(f.severity == "error" for f in found) and isinstance(y, torch.Tensor)
+            and not isinstance(model, torch.jit.ScriptModule)):
         rng = _RngGuard(x)
+        eager = model._orig_mod if type(model).__name__ == "OptimizedModule" else model
         try:
-            found += _deep_findings(model, x, y, loss_fn, make_optimizer)
+            found += _deep_findings(eager, x, y, loss_fn, make_optimizer)
         finally:
             rng.restore()
     return Report(found).sorted()

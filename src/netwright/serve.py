@@ -1,0 +1,103 @@
+"""Serving without the training stack: predictions from an exported ONNX model.
+
+``netwright predict RUN_DIR INPUT --onnx`` reads the run's ``config.yaml``/``model.json``,
+the input file and ``exports/model.onnx``, and runs onnxruntime: numpy, pandas and
+onnxruntime only — torch is never imported on this path. The run's standardisation is inside
+the exported graph (the ``Scaled`` wrapper), so raw features go in and data-unit outputs come
+out, exactly as with the torch model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError, DataError
+
+__all__ = ["prediction_rows", "read_inputs", "predict_table_onnx"]
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def prediction_rows(out: np.ndarray, task: str, classes: list | None) -> tuple[list[str], list[list[Any]]]:
+    """Rows of predictions from raw outputs: the class label and one probability per class
+    (multiclass), the label and the positive-class probability (binary), or the values.
+
+    >>> prediction_rows(np.array([[2.0, 0.0]]), "multiclass", ["cat", "dog"])[1][0][0]
+    'cat'
+    """
+    out = np.asarray(out, dtype=np.float64)
+    if task == "multiclass":
+        probs = _softmax(out)
+        names = [str(c) for c in (classes or range(out.shape[1]))]
+        labels = probs.argmax(axis=1)
+        return (["prediction"] + [f"p_{n}" for n in names],
+                [[names[i]] + [round(float(p), 6) for p in row] for i, row in zip(labels, probs)])
+    if task == "binary":
+        p = 1.0 / (1.0 + np.exp(-out.reshape(len(out), -1)[:, 0]))
+        names = [str(c) for c in (classes or [0, 1])]
+        return ["prediction", f"p_{names[1]}"], [[names[int(v > 0.5)], round(float(v), 6)] for v in p]
+    values = out.reshape(len(out), -1)
+    header = ["prediction"] if values.shape[1] == 1 else [f"prediction_{i}" for i in range(values.shape[1])]
+    return header, [[round(float(v), 6) for v in row] for row in values]
+
+
+def read_inputs(path: str | os.PathLike, data_config: dict, meta: dict) -> np.ndarray:
+    """Features from a .csv/.parquet/.npz/.npy file, shaped like the model's training inputs."""
+    from .config import DataConfig
+    from .data.prepare import features_from_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"input file {str(path)!r} does not exist.")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            X = np.load(path, allow_pickle=False).astype(np.float32)
+        except Exception as exc:  # noqa: BLE001
+            raise DataError(f"input file {str(path)!r} is not a readable .npy array: {exc}") from exc
+    elif suffix in (".csv", ".parquet", ".npz"):
+        cfg = DataConfig(**data_config)
+        if suffix != ".npz" and not cfg.features and meta.get("feature_names"):
+            cfg = cfg.model_copy(update={"features": meta["feature_names"]})
+        X, _, _ = features_from_file(path, cfg, need_target=False)
+    else:
+        raise DataError(f"input file {str(path)!r}: expected .csv, .parquet, .npz or .npy.")
+    shape = tuple((meta.get("model") or {}).get("input_shape") or ())
+    if shape and X.shape[1:] != shape:
+        if int(np.prod(X.shape[1:])) != int(np.prod(shape)):
+            raise DataError(f"input file {str(path)!r}: each sample has shape {X.shape[1:]}, the "
+                            f"model was trained on {shape}. Fix: give the same features as in training.")
+        X = X.reshape(len(X), *shape)
+    return X
+
+
+def predict_table_onnx(run_dir: str | os.PathLike, inputs: str | os.PathLike) -> tuple[list[str], list[list[Any]]]:
+    """Predictions of ``RUN_DIR/exports/model.onnx`` for a features file."""
+    import yaml
+
+    from .export import predict_onnx
+
+    folder = Path(run_dir)
+    onnx_path = folder / "exports" / "model.onnx"
+    if not onnx_path.is_file():
+        raise ConfigError(f"{str(onnx_path)!r} does not exist. Fix: `netwright export {folder} "
+                          f"--format onnx` first.")
+    try:
+        meta = json.loads((folder / "model.json").read_text())
+        config = yaml.safe_load((folder / "config.yaml").read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"run directory {str(folder)!r}: model.json/config.yaml unreadable ({exc}).") from exc
+    X = read_inputs(inputs, config["data"], meta)
+    out = predict_onnx(onnx_path, X)
+    if isinstance(out, dict) or isinstance(out, (list, tuple)):
+        raise ConfigError("predict --onnx: models with several outputs are not supported by the CLI yet.")
+    return prediction_rows(out, meta.get("task", "regression"), meta.get("classes"))
