@@ -119,3 +119,13 @@ def test_sunspots_lstm_beats_the_naive_forecast(tmp_path):
     print(f"sunspots test: LSTM {result.scores['test']}, naive rmse {naive_rmse:.2f} mae {naive_mae:.2f}")
     assert result.scores["test"]["rmse"] < naive_rmse
     assert result.scores["test"]["mae"] < naive_mae
+
+
+def test_export_section_of_a_config_writes_verified_exports(tmp_path):
+    result = run(_cfg(tmp_path, export={"formats": ["onnx", "pt2"]}, train={"epochs": 1}), verbose=0)
+    exports = result.run_dir / "exports"
+    assert sorted(p.name for p in exports.iterdir()) == ["model.onnx", "model.pt2", "verify.json"]
+    verify = json.loads((exports / "verify.json").read_text())
+    assert verify  # one report per format, each verified in a fresh process
+    saved = json.loads((result.run_dir / "results.json").read_text())
+    assert set(saved["exports"]) == {"onnx", "pt2"}

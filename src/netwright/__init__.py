@@ -43,11 +43,15 @@ _EXPORTS = {
     "load": "netwright.saving",
     "load_weights": "netwright.checkpoint",
     "LoadReport": "netwright.checkpoint",
-    "doctor": "netwright.doctor",
-    "preflight": "netwright.doctor",
-    "DoctorError": "netwright.doctor",
-    "Report": "netwright.doctor",
-    "Finding": "netwright.doctor",
+    "doctor": "netwright.diagnosis",
+    "preflight": "netwright.diagnosis",
+    "DoctorError": "netwright.diagnosis",
+    "Report": "netwright.diagnosis",
+    "Finding": "netwright.diagnosis",
+    "export": "netwright.exporting",
+    "export_all": "netwright.exporting",
+    "ExportReport": "netwright.exporting",
+    "predict_onnx": "netwright.exporting",
     # components by name
     "resolve_loss": "netwright.losses",
     "build_optimizer": "netwright.optim",
@@ -84,7 +88,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .checkpoint import LoadReport, load_weights
     from .config import RunConfig, load_config
     from .data.builtin import load_builtin
-    from .doctor import DoctorError, Finding, Report, doctor, preflight
+    from .diagnosis import DoctorError, Finding, Report, doctor, preflight
+    from .exporting import ExportReport, export, export_all, predict_onnx
     from .models.builder import build
     from .models.summary import summary
     from .models.zoo import build_zoo

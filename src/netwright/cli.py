@@ -204,19 +204,27 @@ def predict_cmd(
     run_dir: Path = typer.Argument(..., help="A run directory written by `netwright train`."),
     inputs: Path = typer.Argument(..., help="Features: .csv/.parquet (the training columns), .npz or .npy."),
     out: Optional[Path] = typer.Option(None, help="Write the predictions to this CSV (default: print)."),
+    onnx: bool = typer.Option(False, "--onnx", help="Serve with RUN_DIR/exports/model.onnx and "
+                              "onnxruntime (no torch needed)."),
 ) -> None:
     """Predict with a trained run: class labels and probabilities, or values."""
     import csv
     import io
 
-    from netwright.checkpoint import atomic_write_text
+    from netwright.atomic import atomic_write_text
     from netwright.errors import NetwrightError
-    from netwright.runner import open_run
 
     try:
-        loaded = open_run(run_dir)
-        X, _ = loaded.read_features(inputs)
-        header, rows = loaded.predict_table(X)
+        if onnx:
+            from netwright.serve import predict_table_onnx
+
+            header, rows = predict_table_onnx(run_dir, inputs)
+        else:
+            from netwright.runner import open_run
+
+            loaded = open_run(run_dir)
+            X, _ = loaded.read_features(inputs)
+            header, rows = loaded.predict_table(X)
         if out is not None and out.exists():
             from netwright.errors import ConfigError
 
@@ -234,6 +242,39 @@ def predict_cmd(
     else:
         atomic_write_text(out, buf.getvalue())
         print(f"{len(rows)} predictions written to {out}")
+
+
+@app.command("export")
+def export_cmd(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `netwright train`."),
+    format: str = typer.Option("onnx,torchscript,pt2", "--format", help="Comma-separated formats."),
+) -> None:
+    """Export a run's model to RUN_DIR/exports (ONNX, TorchScript, torch.export), each verified
+    against the eager model in a fresh process; writes exports/verify.json."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from netwright.errors import NetwrightError
+    from netwright.exporting import export_all
+    from netwright.runner import open_run
+
+    try:
+        loaded = open_run(run_dir)
+        shape = tuple(loaded.meta["model"].get("input_shape") or ())
+        reports = export_all(loaded.model, Path(run_dir) / "exports",
+                             [f.strip() for f in format.split(",") if f.strip()],
+                             example=shape or None)
+    except NetwrightError as exc:
+        _fail(exc)
+        return
+    table = Table(title=f"{run_dir}/exports (verified in a fresh process)")
+    for col in ("format", "file", "max abs diff", "batch 1 vs eager", "batch 64 vs eager"):
+        table.add_column(col)
+    for fmt, r in reports.items():
+        ratio = lambda b: f"{r.speedup(b):.2f}x faster" if r.speedup(b) else "-"  # noqa: E731
+        table.add_row(fmt, r.path.name, f"{r.max_abs_diff:.2e}" if r.max_abs_diff is not None else "-",
+                      ratio(1), ratio(64))
+    Console().print(table)
 
 
 @app.command("summary")
@@ -285,7 +326,7 @@ def doctor_cmd(
 
     from netwright.config import load_config
     from netwright.data.prepare import prepare_data
-    from netwright.doctor import doctor
+    from netwright.diagnosis import doctor
     from netwright.errors import NetwrightError
     from netwright.losses import resolve_loss
     from netwright.runner import build_model
@@ -371,7 +412,7 @@ def init(
     template: str = typer.Option("mlp", help=f"One of: {', '.join(_TEMPLATES)}."),
 ) -> None:
     """Write a commented starter config."""
-    from netwright.checkpoint import atomic_write_text
+    from netwright.atomic import atomic_write_text
     from netwright.errors import ConfigError, did_you_mean
 
     if template not in _TEMPLATES:

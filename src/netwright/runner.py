@@ -158,7 +158,7 @@ def run(config: str | os.PathLike | Mapping | RunConfig, overrides: Sequence[str
                                      batch_size=trainer.eval_batch_size)
     exports = {}
     if cfg.export is not None and cfg.export.formats:
-        from .export import export_all
+        from .exporting import export_all
 
         shape = tuple(data.input_shape)
         reports = export_all(model, run_dir / "exports", list(cfg.export.formats), example=shape)

@@ -84,7 +84,7 @@ def predict_table_onnx(run_dir: str | os.PathLike, inputs: str | os.PathLike) ->
     """Predictions of ``RUN_DIR/exports/model.onnx`` for a features file."""
     import yaml
 
-    from .export import predict_onnx
+    from .exporting import predict_onnx
 
     folder = Path(run_dir)
     onnx_path = folder / "exports" / "model.onnx"

@@ -103,3 +103,25 @@ def test_train_resume_continues_the_newest_run(tmp_path):
     assert not (tmp_path / "digits_mlp-2").exists()
     res = cli("train", "examples/digits_mlp.yaml", "train.epochs=3", f"run_dir={tmp_path}", "--resume")
     assert res.returncode == 2 and "train.epochs: 2 -> 3" in res.stderr
+
+
+def test_export_then_serve_with_onnx_without_torch(trained, tmp_path):
+    run_dir, _ = trained
+    res = cli("export", str(run_dir), "--format", "onnx,torchscript")
+    assert res.returncode == 0, res.stderr
+    assert (run_dir / "exports" / "model.onnx").is_file() and (run_dir / "exports" / "verify.json").is_file()
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    np.save(tmp_path / "x.npy", X[:20])
+    # Serve in a process where importing torch fails: ONNX serving must not need it.
+    code = ("import sys; sys.modules['torch'] = None; from netwright.cli import main; "
+            f"sys.argv = ['netwright', 'predict', {str(run_dir)!r}, {str(tmp_path / 'x.npy')!r}, '--onnx']; main()")
+    served = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert served.returncode == 0, served.stderr[-2000:]
+    eager = cli("predict", str(run_dir), str(tmp_path / "x.npy"))
+    onnx_rows = list(csv.reader(io.StringIO(served.stdout)))
+    eager_rows = list(csv.reader(io.StringIO(eager.stdout)))
+    assert [r[0] for r in onnx_rows] == [r[0] for r in eager_rows]
+    assert all(abs(float(a) - float(b)) < 1e-4 for ra, rb in zip(onnx_rows[1:], eager_rows[1:])
+               for a, b in zip(ra[1:], rb[1:]))
