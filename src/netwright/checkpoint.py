@@ -21,7 +21,6 @@ import math
 import os
 import pickle
 import re
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterable, Mapping

@@ -33,7 +33,7 @@ from torch import nn
 from .data.batches import make_batches
 from .data.sources import InMemory, first_len, to_source
 from .errors import (ConfigError, DataError, LossTargetError, ModelSpecError, NetwrightError,
-                     describe)
+                     describe, describe_tensors)
 from .losses import LossInfo, resolve_loss
 from .models.scaling import Scaled
 from .optim import Schedule, build_optimizer, build_scheduler
@@ -287,15 +287,7 @@ class Report(list):
 # --- small helpers ---------------------------------------------------------------------------
 
 
-def _fmt(value: Any) -> str:
-    """``float32 of shape (32, 1)``; structures of tensors part by part."""
-    if isinstance(value, torch.Tensor):
-        return f"{str(value.dtype).replace('torch.', '')} of shape {tuple(value.shape)}"
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{k}: {_fmt(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, (tuple, list)):
-        return "(" + ", ".join(_fmt(v) for v in value) + ")"
-    return describe(value)
+_fmt = describe_tensors  # "float32 of shape (32, 1)", structures part by part
 
 
 def _call(model: nn.Module, x: Any) -> Any:

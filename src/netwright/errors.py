@@ -21,6 +21,7 @@ __all__ = [
     "ExportError",
     "did_you_mean",
     "describe",
+    "describe_tensors",
 ]
 
 
@@ -79,3 +80,20 @@ def describe(value: object) -> str:
     if isinstance(value, (int, float, str, bool)) or value is None:
         return f"{kind} {value!r}"
     return kind
+
+
+def describe_tensors(value: object) -> str:
+    """``float32 of shape (32, 1)`` for a tensor; dicts, tuples and lists part by part.
+
+    >>> import torch
+    >>> describe_tensors({"a": torch.zeros(2, 3), "b": (torch.ones(2, dtype=torch.long),)})
+    '{a: float32 of shape (2, 3), b: (int64 of shape (2,))}'
+    """
+    shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
+    if shape is not None and dtype is not None and hasattr(value, "is_floating_point"):
+        return f"{str(dtype).replace('torch.', '')} of shape {tuple(shape)}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {describe_tensors(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (tuple, list)):
+        return "(" + ", ".join(describe_tensors(v) for v in value) + ")"
+    return describe(value)

@@ -6,7 +6,7 @@ import torch
 from torch.utils.data import random_split
 
 from ..errors import ConfigError, DataError
-from .sources import DatasetSource, InMemory, LoaderSource, Source
+from .sources import DatasetSource, LoaderSource, Source
 
 __all__ = ["split_fraction", "stratified_indices"]
 

@@ -14,7 +14,7 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from ..checkpoint import atomic_write_text, save_weights
 from ..data.batches import Batches, make_batches
 from ..data.sources import InMemory, Source, to_source
 from ..data.splits import split_fraction
-from ..errors import ConfigError, ModelSpecError, NetwrightError, describe
+from ..errors import ConfigError, ModelSpecError, NetwrightError, describe, describe_tensors
 from ..losses import LossInfo, resolve_loss
 from ..metrics import MetricSet, Task, infer_task
 from ..optim import Schedule, build_optimizer, build_scheduler, metric_mode
@@ -260,7 +260,7 @@ class Trainer:
                 except Exception as exc:  # noqa: BLE001 - re-raised with the inputs named
                     raise ModelSpecError(
                         f"model {type(self.model).__name__}: forward failed on the first batch, "
-                        f"inputs {_describe_inputs(x)}: {type(exc).__name__}: {exc}"
+                        f"inputs {describe_tensors(x)}: {type(exc).__name__}: {exc}"
                     ) from exc
         finally:
             _set_modes(self.model, modes)
@@ -599,16 +599,6 @@ def _notice(callbacks: list, message: str) -> None:
 def _hook(cb: Any, name: str, *args: Any) -> Any:
     fn = getattr(cb, name, None)
     return fn(*args) if callable(fn) else None
-
-
-def _describe_inputs(x: Any) -> str:
-    if isinstance(x, torch.Tensor):
-        return f"{str(x.dtype).replace('torch.', '')} of shape {tuple(x.shape)}"
-    if isinstance(x, dict):
-        return "{" + ", ".join(f"{k}: {_describe_inputs(v)}" for k, v in x.items()) + "}"
-    if isinstance(x, (tuple, list)):
-        return "(" + ", ".join(_describe_inputs(v) for v in x) + ")"
-    return describe(x)
 
 
 def _accumulation_plan(sizes: list[int] | None, nb: int, accumulate: int) -> list[tuple[float, bool]] | None:
