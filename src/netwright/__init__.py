@@ -66,6 +66,7 @@ _EXPORTS = {
     "LossTargetError": "netwright.errors",
     "CheckpointError": "netwright.errors",
     "ExportError": "netwright.errors",
+    "UntrustedCodeError": "netwright.errors",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -96,7 +97,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .runner import open_run, run
     from .saving import load, save
     from .errors import (CheckpointError, ConfigError, DataError, ExportError, LossTargetError,
-                         ModelSpecError, NetwrightError)
+                         ModelSpecError, NetwrightError, UntrustedCodeError)
     from .losses import resolve_loss
     from .metrics import MetricSet
     from .optim import build_optimizer, build_scheduler

@@ -137,6 +137,10 @@ def _scores_table(scores: dict, title: str):
     return table
 
 
+_TRUST_HELP = ("Allow a model 'class' outside torch.nn, torchvision.models and netwright to be "
+               "imported (that runs its module's code). Only for files you trust.")
+
+
 @app.command()
 def train(
     config: Path = typer.Argument(..., help="A run config (YAML); see `netwright init`."),
@@ -145,6 +149,7 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue the newest run of this config "
                                 "from its newest complete checkpoint."),
     force: bool = typer.Option(False, "--force", help="With --resume: continue even if the config changed."),
+    trust_code: bool = typer.Option(False, "--trust-code", help=_TRUST_HELP),
 ) -> None:
     """Train from a config: progress, then val/test metrics and the run directory."""
     from rich.console import Console
@@ -153,7 +158,8 @@ def train(
     from netwright.runner import run
 
     try:
-        result = run(config, overrides or [], verbose=0 if quiet else 1, resume=resume, force=force)
+        result = run(config, overrides or [], verbose=0 if quiet else 1, resume=resume, force=force,
+                     trust_code=trust_code)
     except NetwrightError as exc:
         _fail(exc)
         return
@@ -170,6 +176,7 @@ def evaluate_cmd(
     run_dir: Path = typer.Argument(..., help="A run directory written by `netwright train`."),
     split: str = typer.Option("test", help="test, val or train: the run's own split."),
     data: Optional[Path] = typer.Option(None, help="Evaluate on this .csv/.parquet/.npz file instead."),
+    trust_code: bool = typer.Option(False, "--trust-code", help=_TRUST_HELP),
 ) -> None:
     """Loss and metrics of a trained run on one of its splits or on a file."""
     from rich.console import Console
@@ -178,7 +185,7 @@ def evaluate_cmd(
     from netwright.runner import open_run
 
     try:
-        loaded = open_run(run_dir)
+        loaded = open_run(run_dir, trust_code=trust_code)
         if data is not None:
             X, y = loaded.read_features(data)
             if y is None:
@@ -206,6 +213,7 @@ def predict_cmd(
     out: Optional[Path] = typer.Option(None, help="Write the predictions to this CSV (default: print)."),
     onnx: bool = typer.Option(False, "--onnx", help="Serve with RUN_DIR/exports/model.onnx and "
                               "onnxruntime (no torch needed)."),
+    trust_code: bool = typer.Option(False, "--trust-code", help=_TRUST_HELP),
 ) -> None:
     """Predict with a trained run: class labels and probabilities, or values."""
     import csv
@@ -222,7 +230,7 @@ def predict_cmd(
         else:
             from netwright.runner import open_run
 
-            loaded = open_run(run_dir)
+            loaded = open_run(run_dir, trust_code=trust_code)
             X, _ = loaded.read_features(inputs)
             header, rows = loaded.predict_table(X)
         if out is not None and out.exists():
@@ -248,9 +256,13 @@ def predict_cmd(
 def export_cmd(
     run_dir: Path = typer.Argument(..., help="A run directory written by `netwright train`."),
     format: str = typer.Option("onnx,torchscript,pt2", "--format", help="Comma-separated formats."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing files in "
+                                   "RUN_DIR/exports (by default an existing file is an error)."),
+    trust_code: bool = typer.Option(False, "--trust-code", help=_TRUST_HELP),
 ) -> None:
     """Export a run's model to RUN_DIR/exports (ONNX, TorchScript, torch.export), each verified
-    against the eager model in a fresh process; writes exports/verify.json."""
+    against the eager model in a fresh process; writes exports/verify.json. Existing files there
+    are kept unless --overwrite; a symbolic link for exports/ is refused."""
     from rich.console import Console
     from rich.table import Table
 
@@ -259,11 +271,11 @@ def export_cmd(
     from netwright.runner import open_run
 
     try:
-        loaded = open_run(run_dir)
+        loaded = open_run(run_dir, trust_code=trust_code)
         shape = tuple(loaded.meta["model"].get("input_shape") or ())
         reports = export_all(loaded.model, Path(run_dir) / "exports",
                              [f.strip() for f in format.split(",") if f.strip()],
-                             example=shape or None)
+                             example=shape or None, overwrite=overwrite)
     except NetwrightError as exc:
         _fail(exc)
         return
@@ -280,6 +292,7 @@ def export_cmd(
 @app.command("summary")
 def summary_cmd(
     target: Path = typer.Argument(..., help="A run config (YAML) or a run directory."),
+    trust_code: bool = typer.Option(False, "--trust-code", help=_TRUST_HELP),
 ) -> None:
     """Per-layer output shapes, parameters and FLOPs of a config's or a run's model."""
     from rich.console import Console
@@ -292,7 +305,7 @@ def summary_cmd(
         if target.is_dir():
             from netwright.runner import open_run
 
-            loaded = open_run(target)
+            loaded = open_run(target, trust_code=trust_code)
             model, shape = loaded.model, loaded.meta["model"].get("input_shape")
         else:
             from netwright.config import load_config
@@ -302,7 +315,7 @@ def summary_cmd(
 
             cfg = load_config(target)
             data = prepare_data(cfg.data, resolve_loss(cfg.loss)[1].task)
-            model, shape = build_model(cfg, data), data.input_shape
+            model, shape = build_model(cfg, data, trust_code=trust_code), data.input_shape
         report = summary(unwrap(model), shape)
     except NetwrightError as exc:
         _fail(exc)
@@ -317,6 +330,7 @@ def doctor_cmd(
     overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides"),
     quick: bool = typer.Option(False, "--quick", help="Only the cheap checks (no overfitting steps)."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    trust_code: bool = typer.Option(False, "--trust-code", help=_TRUST_HELP),
 ) -> None:
     """Check a config's model, data and training setup before training (deep checks included).
 
@@ -334,7 +348,7 @@ def doctor_cmd(
     try:
         cfg = load_config(config, overrides or [])
         data = prepare_data(cfg.data, resolve_loss(cfg.loss)[1].task)
-        model = build_model(cfg, data)
+        model = build_model(cfg, data, trust_code=trust_code)
         opt = cfg.optimizer.model_dump()
         report = doctor(model, data.train, loss=cfg.loss, optimizer=opt.pop("name"), lr=opt.pop("lr"),
                         scheduler=cfg.scheduler, metrics=list(cfg.metrics) or None,

@@ -15,10 +15,62 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import ConfigError, did_you_mean
+from .errors import ConfigError, did_you_mean, short_repr
 
 __all__ = ["RunConfig", "DataConfig", "TrainConfig", "OptimizerConfig", "ExportConfig",
-           "load_config", "apply_overrides", "config_to_dict"]
+           "load_config", "apply_overrides", "config_to_dict", "parse_yaml", "MAX_CONFIG_BYTES",
+           "MAX_YAML_DEPTH"]
+
+MAX_CONFIG_BYTES = 4 * 2**20  # a config is a few kilobytes
+MAX_YAML_DEPTH = 64  # levels of nesting; a model spec needs a dozen
+
+
+def parse_yaml(text: str, where: str = "config") -> Any:
+    r"""Parse YAML safely for files that may come from others: only plain data (safe_load),
+    no aliases (``*name``: a 386-byte "billion laughs" file expands to gigabytes), and at most
+    :data:`MAX_YAML_DEPTH` levels of nesting (deeper would exhaust Python's stack).
+
+    >>> parse_yaml("a: [1, 2]")
+    {'a': [1, 2]}
+    >>> parse_yaml("a: &x [1]\nb: *x")
+    Traceback (most recent call last):
+    netwright.errors.ConfigError: config: line 2: YAML aliases ('*x') are not accepted in netwright files: they can expand a small file into gigabytes. Fix: write the value out in full.
+    """
+    import yaml
+
+    class _Loader(yaml.SafeLoader):
+        depth = 0
+
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise ConfigError(
+                    f"{where}: line {event.start_mark.line + 1}: YAML aliases ('*{event.anchor}') "
+                    f"are not accepted in netwright files: they can expand a small file into "
+                    f"gigabytes. Fix: write the value out in full."
+                )
+            self.depth += 1
+            try:
+                if self.depth > MAX_YAML_DEPTH:
+                    mark = self.peek_event().start_mark
+                    raise ConfigError(
+                        f"{where}: line {mark.line + 1}: nested more than {MAX_YAML_DEPTH} levels "
+                        f"deep; a netwright config needs far fewer. Fix: flatten it; a file this "
+                        f"deep is corrupt or crafted."
+                    )
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+    loader = _Loader(text)
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where} is not valid YAML: {short_repr(str(exc), 400)}") from None
+    except RecursionError:  # flow collections ("[[[[...") recurse in the parser, not the composer
+        raise ConfigError(f"{where}: nested too deeply to parse; it is corrupt or crafted.") from None
+    finally:
+        loader.dispose()
 
 
 class _Strict(BaseModel):
@@ -123,6 +175,17 @@ class RunConfig(_Strict):
     metrics: list[Union[str, dict[str, Any]]] = Field(default_factory=list)
     export: Optional[ExportConfig] = None
 
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v):
+        # The run directory is run_dir/name: a name with a separator or '..' would put (and, with
+        # --resume, replace) files outside run_dir.
+        if (not v or v in (".", "..") or "/" in v or "\\" in v or "\0" in v or len(v) > 200
+                or v != v.strip()):
+            raise ValueError("expected a plain folder name (no '/', '\\', '..' or surrounding "
+                             "spaces, at most 200 characters), e.g. 'mnist_cnn'")
+        return v
+
 
 _FRIENDLY = {
     "greater_than": "expected a number > {gt}",
@@ -165,11 +228,11 @@ def _format_errors(exc: ValidationError) -> list[str]:
         elif kind in _FRIENDLY:
             msg = _FRIENDLY[kind].format(**err.get("ctx", {}))
             if kind != "missing":
-                msg += f", received {err.get('input')!r}"
+                msg += f", received {short_repr(err.get('input'))}"
         elif kind == "literal_error":
-            msg = f"expected one of {err['ctx']['expected']}, received {err.get('input')!r}"
+            msg = f"expected one of {err['ctx']['expected']}, received {short_repr(err.get('input'))}"
         else:
-            msg = f"{err['msg'].replace('Value error, ', '')}, received {err.get('input')!r}"
+            msg = f"{err['msg'].replace('Value error, ', '')}, received {short_repr(err.get('input'))}"
         key = (path, kind if kind != "missing" else "")
         if path in {p for p, _ in seen} and kind not in ("extra_forbidden", "missing"):
             continue  # a union reports one failure per alternative: keep the first
@@ -198,14 +261,14 @@ def _semantic_errors(raw: Mapping) -> list[str]:
             errors.append(f"loss: {str(exc).removeprefix('loss: ')}")
     opt = section("optimizer").get("name", "adam")
     if isinstance(opt, str) and opt.lower() not in OPTIMIZERS:
-        errors.append(f"optimizer.name: unknown optimizer {opt!r}.{did_you_mean(opt, OPTIMIZERS)} "
+        errors.append(f"optimizer.name: unknown optimizer {short_repr(opt)}.{did_you_mean(opt, OPTIMIZERS)} "
                       f"Expected one of: {', '.join(OPTIMIZERS)}.")
     sched = raw.get("scheduler")
     if sched is not None:
         name = sched if isinstance(sched, str) else (sched.get("name") if isinstance(sched, Mapping) else None)
         key = _SCHED_ALIASES.get(str(name).lower(), str(name).lower())
         if key not in SCHEDULERS:
-            errors.append(f"scheduler: unknown scheduler {name!r}.{did_you_mean(key, SCHEDULERS)} "
+            errors.append(f"scheduler: unknown scheduler {short_repr(name)}.{did_you_mean(key, SCHEDULERS)} "
                           f"Expected one of: {', '.join(SCHEDULERS)}.")
     known = CLASSIFICATION_METRICS + REGRESSION_METRICS
     metrics = raw.get("metrics") or []
@@ -216,7 +279,7 @@ def _semantic_errors(raw: Mapping) -> list[str]:
             errors.append(f"metrics[{i}]: {exc}")
             continue
         if base not in known:
-            errors.append(f"metrics[{i}]: unknown metric {base!r}.{did_you_mean(base, known)} "
+            errors.append(f"metrics[{i}]: unknown metric {short_repr(base)}.{did_you_mean(base, known)} "
                           f"Expected one of: {', '.join(known)}.")
     data = section("data")
     val, test = data.get("val", 0.1), data.get("test", 0.2)
@@ -227,22 +290,20 @@ def _semantic_errors(raw: Mapping) -> list[str]:
     if isinstance(src, str):
         if not Path(src).suffix:
             if src.lower() not in BUILTIN:
-                errors.append(f"data.source: unknown built-in data set {src!r}."
+                errors.append(f"data.source: unknown built-in data set {short_repr(src)}."
                               f"{did_you_mean(src, BUILTIN)} Expected one of: {', '.join(BUILTIN)}; "
                               f"or a .csv/.parquet/.npz file.")
         elif Path(src).suffix.lower() not in (".csv", ".parquet", ".npz"):
-            errors.append(f"data.source: files must be .csv, .parquet or .npz; received {src!r}.")
+            errors.append(f"data.source: files must be .csv, .parquet or .npz; received {short_repr(src)}.")
         elif not Path(src).is_file():
             errors.append(f"data.source: file {src!r} does not exist.")
     return errors
 
 
 def _parse_value(text: str) -> Any:
-    import yaml
-
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return parse_yaml(text, "override")
+    except ConfigError:
         return text
 
 
@@ -282,8 +343,6 @@ def load_config(source: Union[str, os.PathLike, Mapping, RunConfig],
     >>> cfg.train.epochs, cfg.optimizer.name
     (2, 'adam')
     """
-    import yaml
-
     where = "config"
     if isinstance(source, RunConfig):
         raw = config_to_dict(source)
@@ -295,10 +354,15 @@ def load_config(source: Union[str, os.PathLike, Mapping, RunConfig],
         if not path.is_file():
             raise ConfigError(f"config file {where!r} does not exist. Fix: check the path, or run "
                               f"`netwright init` to write a starter config.")
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file {where!r} is {size:,} bytes; a config is a few kilobytes "
+                              f"(at most {MAX_CONFIG_BYTES:,} are read). Fix: check the path.")
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {where!r} is not valid YAML: {exc}") from exc
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config file {where!r} is not UTF-8 text (byte {exc.start}).") from None
+        raw = parse_yaml(text, f"config file {where!r}") or {}
         if not isinstance(raw, dict):
             raise ConfigError(f"config file {where!r}: expected a mapping at the top, received "
                               f"{type(raw).__name__}.")

@@ -19,7 +19,9 @@ __all__ = [
     "LossTargetError",
     "CheckpointError",
     "ExportError",
+    "UntrustedCodeError",
     "did_you_mean",
+    "short_repr",
     "describe",
     "describe_tensors",
 ]
@@ -51,6 +53,35 @@ class CheckpointError(NetwrightError, ValueError):
 
 class ExportError(NetwrightError, RuntimeError):
     """A model could not be exported, or the export does not compute what the model computes."""
+
+
+class UntrustedCodeError(NetwrightError, PermissionError):
+    """A file names code (a class to import) that netwright will not run without an explicit
+    ``trust_code=True`` / ``--trust-code`` from the caller."""
+
+
+def short_repr(value: object, limit: int = 160) -> str:
+    """``repr(value)`` for a message, bounded in length and in the work done to make it.
+
+    Values from files can be huge or deeply nested (a YAML alias bomb expands to billions of
+    items): :mod:`reprlib` stops at a few items per level and a few levels, so the cost is
+    bounded whatever the value.
+
+    >>> short_repr(list(range(10_000)))
+    '[0, 1, 2, 3, 4, 5, ...]'
+    >>> len(short_repr("x" * 10_000)) <= 160
+    True
+    """
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxlevel, r.maxlist, r.maxtuple, r.maxdict, r.maxset = 3, 6, 6, 6, 6
+    r.maxstring, r.maxother, r.maxlong = limit, limit, 40
+    try:
+        text = r.repr(value)
+    except Exception:  # noqa: BLE001 - a hostile __repr__ must not replace the real error
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

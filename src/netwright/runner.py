@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .atomic import read_json
 from .checkpoint import atomic_write_json
 from .config import RunConfig, config_to_dict, load_config
 from .data.prepare import Prepared, features_from_file, prepare_data
@@ -43,14 +44,17 @@ class RunResult:
         return f"RunResult(run_dir={str(self.run_dir)!r}, scores={self.scores})"
 
 
-def build_model(cfg: RunConfig, data: Prepared) -> nn.Module:
-    """The config's model for this data, wrapped with the training split's standardisation."""
+def build_model(cfg: RunConfig, data: Prepared, *, trust_code: bool = True) -> nn.Module:
+    """The config's model for this data, wrapped with the training split's standardisation.
+
+    ``trust_code=False`` (a config read from a file) refuses a ``class`` outside the trusted
+    packages, as loading a model.json does."""
     spec = cfg.model
     if isinstance(spec, str):
         spec = {"zoo": spec}
     if isinstance(spec, dict) and "zoo" in spec:
         spec = _fill_head(dict(spec), data)
-    net = build(spec, data.input_shape)
+    net = build(spec, data.input_shape, trust_code=trust_code)
     if data.x_stats is None and data.y_stats is None:
         return net
     model = Scaled(net, data.x_stats[0].shape if data.x_stats else None,
@@ -117,12 +121,15 @@ def latest_run_dir(root: str | os.PathLike, name: str) -> Path | None:
 
 
 def run(config: str | os.PathLike | Mapping | RunConfig, overrides: Sequence[str] = (), *,
-        verbose: int = 1, resume: bool = False, force: bool = False) -> RunResult:
+        verbose: int = 1, resume: bool = False, force: bool = False,
+        trust_code: bool | None = None) -> RunResult:
     """Run a config: train, score the val and test splits, write the run directory.
 
     ``resume=True`` continues the newest run of this config's name from its newest complete
     checkpoint (bitwise as if never interrupted, on CPU); a changed config is refused unless
-    ``force=True``.
+    ``force=True``. A config read from a file may name a model ``class`` outside torch.nn,
+    torchvision.models and netwright only with ``trust_code=True`` (importing it runs its code);
+    a mapping or RunConfig built in Python is trusted unless ``trust_code=False``.
 
     >>> import tempfile
     >>> result = run({"model": {"zoo": "mlp", "hidden": [16]}, "data": {"source": "iris"},
@@ -131,10 +138,14 @@ def run(config: str | os.PathLike | Mapping | RunConfig, overrides: Sequence[str
     >>> sorted(result.scores)
     ['test', 'val']
     """
+    if trust_code is None:
+        trust_code = isinstance(config, (Mapping, RunConfig))
     cfg = load_config(config, overrides)
     _, info = resolve_loss(cfg.loss)
+    if not trust_code:  # refuse before any data is read
+        _check_model_classes(cfg.model, config)
     data = prepare_data(cfg.data, info.task)
-    model = build_model(cfg, data)
+    model = build_model(cfg, data, trust_code=trust_code)
     run_dir = latest_run_dir(cfg.run_dir, cfg.name) if resume else None
     if resume and run_dir is None:
         raise ConfigError(f"resume: no run named {cfg.name!r} in {cfg.run_dir!r} to continue. Fix: "
@@ -171,6 +182,27 @@ def run(config: str | os.PathLike | Mapping | RunConfig, overrides: Sequence[str
         "best": {k: v for k, v in (fit_result.best or {}).items() if not isinstance(v, (list, dict))},
     })
     return RunResult(run_dir, fit_result, scores, cfg, model, data)
+
+
+def _check_model_classes(spec: Any, source: Any) -> None:
+    """Every ``{"class": ...}`` in a spec from a file, checked on the string (nothing imported)."""
+    from .errors import UntrustedCodeError
+    from .models.builder import check_class_target
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, Mapping):
+            if "class" in node and set(node) <= {"class", "args"}:
+                try:
+                    check_class_target(node["class"], path, trust_code=False)
+                except UntrustedCodeError as exc:
+                    raise UntrustedCodeError(f"config file {str(source)!r}: {exc}") from None
+            for key, value in node.items():
+                walk(value, f"{path}.{key}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{path}[{i}]")
+
+    walk(spec, "model")
 
 
 @dataclass
@@ -244,8 +276,9 @@ class LoadedRun:
         return prediction_rows(out.float().numpy(), self.task, self.meta.get("classes"))
 
 
-def open_run(run_dir: str | os.PathLike) -> LoadedRun:
-    """Read a finished run directory back."""
+def open_run(run_dir: str | os.PathLike, *, trust_code: bool = False) -> LoadedRun:
+    """Read a finished run directory back. The folder may come from someone else: nothing in it
+    is imported unless ``trust_code=True`` (see :func:`netwright.load`)."""
     folder = Path(run_dir)
     if not (folder / "config.yaml").is_file() or not (folder / "model.json").is_file():
         held = sorted(p.name for p in folder.iterdir())[:10] if folder.is_dir() else None
@@ -255,6 +288,6 @@ def open_run(run_dir: str | os.PathLike) -> LoadedRun:
             f"`netwright train`."
         )
     cfg = load_config(folder / "config.yaml")
-    meta = json.loads((folder / "model.json").read_text())
-    model = load(folder)
+    model = load(folder, trust_code=trust_code)
+    meta = read_json(folder / "model.json", what="model.json", error=ConfigError)
     return LoadedRun(folder, cfg, model, meta)

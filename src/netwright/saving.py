@@ -2,28 +2,48 @@
 
 ``model.json`` holds what :func:`netwright.models.spec_of` says about a model netwright built (a
 layer spec or a zoo name with arguments, and the input shape), or for any other ``nn.Module``
-its import path and constructor arguments. The weights are safetensors: loading never runs code
-from the file.
+its import path and constructor arguments. The weights are safetensors.
+
+A folder may come from someone else, so loading it never runs its code and never allocates more
+than its weights justify: a class outside :data:`~netwright.models.builder.TRUSTED_MODULES`
+needs ``trust_code=True``, checked on the string before any import; the model is first built on
+the meta device (no memory) and its size compared with the weights file's header before it is
+built for real.
+
+Saving replaces the pair of files as one unit: both are written into a staging folder
+``.nw-save-<random>/``, which is renamed to ``.nw-save-pending/`` (the commit point) and then
+emptied into place. A crash before the commit leaves the previous pair; a crash after it leaves
+a pending folder whose files :func:`load` prefers and the next :func:`save` moves into place.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import secrets
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from .checkpoint import atomic_write_json, load_weights, save_weights
-from .errors import CheckpointError, ModelSpecError, describe
+from .atomic import read_json
+from .checkpoint import (_read_safetensors_header, _weights_in_folder, atomic_write_json, load_weights,
+                         save_weights)
+from .errors import CheckpointError, ModelSpecError, NetwrightError, UntrustedCodeError, describe, short_repr
 from .models.builder import rebuild, spec_of
 from .models.scaling import Scaled
 
-__all__ = ["MODEL_FORMAT", "describe_model", "rebuild_model", "save", "load"]
+__all__ = ["MODEL_FORMAT", "describe_model", "rebuild_model", "save", "load", "MAX_EXTRA_VALUES"]
 
 MODEL_FORMAT = "netwright.model/1"
+FILES = ("model.json", "weights.safetensors")
+PENDING = ".nw-save-pending"
+# How many more values than its weights file holds a described model may have (non-strict modes
+# load models that are partly new): 2**24 values are 64 MB of float32.
+MAX_EXTRA_VALUES = 2**24
 
 
 def describe_model(model: nn.Module, *, init_args: dict | None = None) -> dict:
@@ -62,7 +82,7 @@ def describe_model(model: nn.Module, *, init_args: dict | None = None) -> dict:
 
 def _check_rebuilds(net: nn.Module, desc: dict, init_args: dict | None) -> None:
     try:
-        fresh = rebuild(desc)
+        fresh = rebuild(desc, trust_code=True)  # the caller's own class, imported already
     except Exception as exc:  # noqa: BLE001 - any constructor failure means it cannot be reloaded
         raise ModelSpecError(
             f"save: {desc['spec']['class']}(**{desc['spec']['args']}) could not be built again "
@@ -79,23 +99,53 @@ def _check_rebuilds(net: nn.Module, desc: dict, init_args: dict | None) -> None:
         )
 
 
-def rebuild_model(description: dict) -> nn.Module:
-    """A fresh (untrained) model from ``model.json``'s content."""
-    if not isinstance(description, dict) or description.get("format") != MODEL_FORMAT:
-        raise CheckpointError(
-            f"model.json: expected format {MODEL_FORMAT!r}; received "
-            f"{description.get('format') if isinstance(description, dict) else type(description).__name__!r}."
-        )
-    net = rebuild(description["model"])
+def rebuild_model(description: dict, *, trust_code: bool = False) -> nn.Module:
+    """A fresh (untrained) model from ``model.json``'s content; classes outside the trusted
+    packages need ``trust_code=True``."""
+    _check_description(description, "model.json")
+    net = rebuild(description["model"], trust_code=trust_code)
     scaled = description.get("scaled")
     if scaled:
         return Scaled(net, scaled.get("x_shape"), scaled.get("y_shape"))
     return net
 
 
+def _check_description(description: Any, where: str) -> None:
+    """The shape of model.json's content, checked before anything is built from it."""
+    def fail(what: str) -> CheckpointError:
+        return CheckpointError(f"{where}: {what}. It is not a file netwright wrote, or it was edited "
+                               f"by hand. Fix: save the model again with nw.save.")
+
+    if not isinstance(description, dict):
+        raise fail(f"expected a JSON object, received {type(description).__name__}")
+    if description.get("format") != MODEL_FORMAT:
+        raise fail(f"expected format {MODEL_FORMAT!r}, received {short_repr(description.get('format'))}")
+    model = description.get("model")
+    if not isinstance(model, dict) or "spec" not in model:
+        raise fail(f"expected \"model\": {{\"spec\": ..., \"input_shape\": ...}}, received "
+                   f"{short_repr(model)}")
+    scaled = description.get("scaled")
+    if scaled is None:
+        return
+    if not isinstance(scaled, dict) or set(scaled) - {"x_shape", "y_shape"}:
+        raise fail(f"\"scaled\" must be {{\"x_shape\": [...] or null, \"y_shape\": [...] or null}}; "
+                   f"received {short_repr(scaled)}")
+    for key in ("x_shape", "y_shape"):
+        shape = scaled.get(key)
+        if shape is not None and not (
+                isinstance(shape, list) and len(shape) <= 16
+                and all(type(d) is int and 0 < d <= 2**31 for d in shape)
+                and math.prod(shape) <= 2**31):
+            raise fail(f"\"scaled.{key}\" must be a list of at most 16 positive sizes, at most "
+                       f"{2**31:,} values in all; received {short_repr(shape)}")
+
+
 def save(model: nn.Module, path: str | os.PathLike, *, init_args: dict | None = None,
          overwrite: bool = False) -> Path:
     """Write ``path/model.json`` and ``path/weights.safetensors``; returns the folder.
+
+    The two files are replaced as one unit (see the module's docstring): a crash at any moment
+    leaves either the old pair or the new one loadable, never new weights with an old model.json.
 
     >>> import tempfile
     >>> from netwright.models import build
@@ -106,21 +156,77 @@ def save(model: nn.Module, path: str | os.PathLike, *, init_args: dict | None = 
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise CheckpointError(f"save: {str(folder)!r} is a file; expected a folder to write into.")
-    taken = [n for n in ("model.json", "weights.safetensors") if (folder / n).exists()]
+    _finish_pending(folder)
+    taken = [n for n in FILES if (folder / n).exists() or (folder / n).is_symlink()]
     if taken and not overwrite:
         raise CheckpointError(
             f"save: {str(folder)!r} already holds {', '.join(taken)}; netwright does not overwrite "
             f"them. Fix: choose another folder, or overwrite=True."
         )
+    links = [n for n in FILES if (folder / n).is_symlink()]
+    if links:
+        raise CheckpointError(
+            f"save: {str(folder / links[0])!r} is a symbolic link (to {os.readlink(folder / links[0])!r}); "
+            f"netwright does not write through links. Fix: remove the link, or save elsewhere."
+        )
     desc = describe_model(model, init_args=init_args)
-    save_weights(model.state_dict(), folder / "weights.safetensors")
-    atomic_write_json(folder / "model.json", desc)
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = folder / f".nw-save-{secrets.token_hex(4)}"
+    try:
+        save_weights(model.state_dict(), staging / "weights.safetensors")
+        atomic_write_json(staging / "model.json", desc)
+        os.replace(staging, folder / PENDING)  # the commit point: one rename of a folder
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _finish_pending(folder)
     return folder
 
 
-def load(path: str | os.PathLike, *, mode: str = "strict", device: Any = "cpu") -> nn.Module:
+def _finish_pending(folder: Path) -> None:
+    """Move a committed save's files into place (after a crash, or as the last step of save)
+    and remove staging folders that never committed."""
+    pending = folder / PENDING
+    if pending.is_dir() and not pending.is_symlink():
+        for name in FILES:
+            if (pending / name).is_file():
+                os.replace(pending / name, folder / name)
+        _fsync_dir(folder)
+        shutil.rmtree(pending, ignore_errors=True)
+    if folder.is_dir():
+        for stale in folder.glob(".nw-save-*"):
+            if stale.name != PENDING and stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def _current(folder: Path, name: str) -> Path:
+    """``name`` in a committed-but-unfinished save if there is one (it is newer), else in folder."""
+    pending = folder / PENDING / name
+    if pending.is_file() and not (folder / PENDING).is_symlink():
+        return pending
+    return folder / name
+
+
+def load(path: str | os.PathLike, *, mode: str = "strict", device: Any = "cpu",
+         trust_code: bool = False, max_extra_values: int = MAX_EXTRA_VALUES) -> nn.Module:
     """Rebuild the model in a folder written by :func:`save` (or a run directory) and load its
     weights; ``mode`` is :func:`~netwright.checkpoint.load_weights`'s.
+
+    The folder may come from someone else: a ``"class"`` outside torch.nn, torchvision.models
+    and netwright is refused unless ``trust_code=True`` (importing a module runs its code), and a
+    model.json describing more than ``max_extra_values`` values beyond what the weights file
+    holds is refused before any memory is allocated.
 
     >>> import tempfile
     >>> from netwright.models import build
@@ -133,7 +239,7 @@ def load(path: str | os.PathLike, *, mode: str = "strict", device: Any = "cpu") 
     if not folder.is_dir():
         raise CheckpointError(f"load: {str(folder)!r} is not a folder. Fix: pass the folder that "
                               f"holds model.json and weights.safetensors (e.g. a run directory).")
-    meta = folder / "model.json"
+    meta = _current(folder, "model.json")
     if not meta.is_file():
         held = sorted(p.name for p in folder.iterdir())[:10]
         raise CheckpointError(
@@ -141,11 +247,53 @@ def load(path: str | os.PathLike, *, mode: str = "strict", device: Any = "cpu") 
             f"how to rebuild the model. Fix: build the model yourself and call "
             f"nw.load_weights(model, {str(folder)!r})."
         )
-    try:
-        description = json.loads(meta.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"load: {str(meta)!r} is not valid JSON ({exc}); it is corrupt.") from exc
-    model = rebuild_model(description)
-    load_weights(model, folder, mode=mode)
+    description = read_json(meta, what="model.json", error=CheckpointError)
+    weights = _current(folder, "weights.safetensors")
+    if not weights.is_file():
+        _weights_in_folder(folder)  # raises: names what the folder holds, before anything is built
+    model = build_within_budget(description, meta, weights, trust_code=trust_code,
+                                max_extra_values=max_extra_values)
+    load_weights(model, weights if weights.parent != folder else folder, mode=mode)
     model.eval()
     return model.to(device) if device is not None else model
+
+
+def build_within_budget(description: Any, meta: Path, weights: Path, *, trust_code: bool = False,
+                        max_extra_values: int = MAX_EXTRA_VALUES) -> nn.Module:
+    """Build the model ``description`` (model.json's content) describes, after building it on
+    the meta device and checking its size against the weights file's header."""
+    _check_description(description, f"model.json {str(meta)!r}")
+    try:
+        with torch.device("meta"):
+            ghost = rebuild_model(description, trust_code=trust_code)
+    except NetwrightError as exc:
+        raise type(exc)(f"model.json {str(meta)!r}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - a trusted class whose constructor fails on meta
+        if not trust_code:
+            raise CheckpointError(f"model.json {str(meta)!r}: the model it describes cannot be "
+                                  f"built ({type(exc).__name__}: {short_repr(str(exc), 300)}).") from None
+        ghost = None  # trusted code: its constructor decides; the weights check still follows
+    if ghost is not None:
+        wanted = sum(t.numel() for t in ghost.state_dict().values())
+        held = _values_in(weights)
+        if held is not None and wanted > held + max_extra_values:
+            raise CheckpointError(
+                f"model.json {str(meta)!r} describes a model of {wanted:,} values, but "
+                f"{weights.name} holds {held:,}; netwright refuses to allocate more than "
+                f"{max_extra_values:,} values beyond the weights file. Either file is wrong or "
+                f"crafted. Fix: use the model.json saved with these weights, or pass "
+                f"max_extra_values= if the model really is mostly new."
+            )
+        del ghost
+    try:
+        return rebuild_model(description, trust_code=trust_code)
+    except NetwrightError as exc:
+        raise type(exc)(f"model.json {str(meta)!r}: {exc}") from None
+
+
+def _values_in(weights: Path) -> int | None:
+    """How many values the safetensors file's header declares (0 when there is no such file)."""
+    if not weights.is_file():
+        return 0
+    header = _read_safetensors_header(weights)
+    return sum(math.prod(e["shape"]) for k, e in header.items() if k != "__metadata__")

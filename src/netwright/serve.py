@@ -9,13 +9,14 @@ out, exactly as with the torch model.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .atomic import read_json
+from .config import MAX_CONFIG_BYTES, parse_yaml
 from .errors import ConfigError, DataError
 
 __all__ = ["prediction_rows", "read_inputs", "predict_table_onnx"]
@@ -82,8 +83,6 @@ def read_inputs(path: str | os.PathLike, data_config: dict, meta: dict) -> np.nd
 
 def predict_table_onnx(run_dir: str | os.PathLike, inputs: str | os.PathLike) -> tuple[list[str], list[list[Any]]]:
     """Predictions of ``RUN_DIR/exports/model.onnx`` for a features file."""
-    import yaml
-
     from .exporting import predict_onnx
 
     folder = Path(run_dir)
@@ -91,11 +90,16 @@ def predict_table_onnx(run_dir: str | os.PathLike, inputs: str | os.PathLike) ->
     if not onnx_path.is_file():
         raise ConfigError(f"{str(onnx_path)!r} does not exist. Fix: `netwright export {folder} "
                           f"--format onnx` first.")
+    meta = read_json(folder / "model.json", what="model.json", error=ConfigError)
     try:
-        meta = json.loads((folder / "model.json").read_text())
-        config = yaml.safe_load((folder / "config.yaml").read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"run directory {str(folder)!r}: model.json/config.yaml unreadable ({exc}).") from exc
+        text = (folder / "config.yaml").read_bytes()[: MAX_CONFIG_BYTES + 1].decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"run directory {str(folder)!r}: config.yaml unreadable ({exc}).") from None
+    config = parse_yaml(text, f"config file {str(folder / 'config.yaml')!r}")
+    if not isinstance(meta, dict) or not isinstance(config, dict) or not isinstance(config.get("data"), dict):
+        raise ConfigError(f"run directory {str(folder)!r}: model.json and config.yaml must be the "
+                          f"mappings `netwright train` writes (config.yaml with a data section). Fix: "
+                          f"pass a folder made by `netwright train`.")
     X = read_inputs(inputs, config["data"], meta)
     out = predict_onnx(onnx_path, X)
     if isinstance(out, dict) or isinstance(out, (list, tuple)):

@@ -306,7 +306,7 @@ ERRORS = [
     ([{"zoo": "cnn", "num_clases": 3}], (1, 28, 28), {}, ["zoo 'cnn' has no argument 'num_clases'", "Did you mean 'num_classes'?"]),
     ([nn.ReLU()], (4,), {}, ["JSON-serialisable", "ReLU"]),
     ({"a.b": "relu"}, (4,), {}, ["'a.b'", "without '.'"]),
-    ({"repeat": {"times": 0, "block": "relu"}}, (4,), {}, ["'repeat'", "positive integer", "0"]),
+    ({"repeat": {"times": 0, "block": "relu"}}, (4,), {}, ["'repeat'", "an integer from 1 to 10,000", "0"]),
     ({"repeat": {"block": "relu"}}, (4,), {}, ["'repeat'", "{'times': N, 'block': spec}"]),
     ({"branches": {"a": "relu"}, "merge": "max"}, (4,), {}, ["'branches'", "'concat', 'sum', 'stack'"]),
     ([{"conv2d": [8, 3, 1]}], (1, 8, 8), {}, ["main arguments out_channels, kernel_size", "3 values"]),

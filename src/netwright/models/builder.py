@@ -14,7 +14,10 @@ The grammar (full reference: docs/models.md):
 - ``{"heads": {"a": spec, "b": spec}}``: a ``ModuleDict`` returning ``{"a": ..., "b": ...}``.
 - ``{"residual": spec}``: ``x + block(x)``.
 - ``{"zoo": "cnn", **args}``: a model from :mod:`netwright.models.zoo`.
-- ``{"class": "pkg.module:ClassName", "args": {...}}``: any ``nn.Module`` class.
+- ``{"class": "pkg.module:ClassName", "args": {...}}``: any ``nn.Module`` class. Importing a module
+  runs its code, so :func:`rebuild` (a spec read from a file) imports only from
+  :data:`TRUSTED_MODULES` unless the caller passes ``trust_code=True``; the check is made on the
+  string, before anything is imported.
 
 Sizes that follow from the input (``in_features``, ``in_channels``, ``num_features``,
 ``input_size``, ``normalized_shape``) may be left out when ``input_shape`` is given: the builder
@@ -28,9 +31,13 @@ from __future__ import annotations
 import copy
 import difflib
 import importlib
+import importlib.util
 import inspect
 import json
+import keyword
 import math
+import sys
+from pathlib import Path
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -38,16 +45,25 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ModelSpecError, did_you_mean
+from ..errors import ModelSpecError, UntrustedCodeError, did_you_mean, short_repr
 from .layers import (CONTAINERS, LAYERS, Branches, Heads, LayerInfo, Repeat, Residual,
                      accepted_args)
 
-__all__ = ["build", "spec_of", "rebuild", "SPEC_ATTR"]
+__all__ = ["build", "spec_of", "rebuild", "SPEC_ATTR", "TRUSTED_MODULES", "MAX_MODULES",
+           "check_class_target"]
+
+# Packages whose classes a spec from a file may name without trust_code=True: installed code
+# whose import runs nothing a file's author chose.
+TRUSTED_MODULES = ("torch.nn", "torchvision.models", "netwright")
+# A spec is a few hundred bytes; 'repeat' multiplies it. More modules than this is a spec made
+# to exhaust memory or time, not a model.
+MAX_MODULES = 10_000
 
 # The attribute a built model carries its own description in: {"spec", "input_shape",
 # "input_dtype"}, everything needed to rebuild it (and what a run stores in model.json).
 SPEC_ATTR = "netwright_spec"
 
+_MAX_SAMPLE = 2**31  # values in one sample: far beyond any real input, and below int64 overflow
 _BATCH = 2  # the dummy batch: >1 so that a layer squeezing the batch dimension shows up
 _WHAT = {
     "in_features": "input features",
@@ -58,13 +74,15 @@ _WHAT = {
 }
 
 
-def build(spec: Any, input_shape: Sequence[int] | None = None, *, input_dtype: Any = None) -> nn.Module:
+def build(spec: Any, input_shape: Sequence[int] | None = None, *, input_dtype: Any = None,
+          trust_code: bool = True) -> nn.Module:
     """Build the ``nn.Module`` that ``spec`` describes, for inputs of ``input_shape`` per sample.
 
     ``input_shape`` leaves out the batch dimension: ``(20,)``, ``(1, 28, 28)``, ``(T,)`` for token
     ids (``input_dtype`` defaults to float32, or int64 when the first layer is an embedding).
     The same spec and shape always give the same structure, so a model rebuilt from its spec
-    loads the original's ``state_dict``.
+    loads the original's ``state_dict``. ``trust_code=False`` refuses ``{"class": ...}`` outside
+    :data:`TRUSTED_MODULES` (for specs that come from files).
 
     >>> model = build({"hidden": {"linear": 13}, "act": "relu", "out": {"linear": 3}}, input_shape=(20,))
     >>> model
@@ -80,7 +98,7 @@ def build(spec: Any, input_shape: Sequence[int] | None = None, *, input_dtype: A
     shape = _check_input_shape(input_shape)
     dtype = _check_dtype(input_dtype)
     x = None if shape is None else torch.zeros((_BATCH, *shape), dtype=dtype or torch.float32)
-    builder = _Builder(x, dtype_given=dtype is not None)
+    builder = _Builder(x, dtype_given=dtype is not None, trust_code=trust_code)
     module, _ = builder.build(spec, x, "model")
     final_dtype = builder.ids_dtype or dtype
     remember(module, spec, shape, final_dtype)
@@ -98,8 +116,11 @@ def spec_of(model: nn.Module) -> dict | None:
     return copy.deepcopy(desc) if isinstance(desc, dict) else None
 
 
-def rebuild(description: Mapping[str, Any]) -> nn.Module:
+def rebuild(description: Mapping[str, Any], *, trust_code: bool = False) -> nn.Module:
     """Build a model again from what :func:`spec_of` returned (e.g. read back from model.json).
+
+    The description may come from someone else's file, so ``{"class": ...}`` is imported only
+    from :data:`TRUSTED_MODULES` unless ``trust_code=True``.
 
     >>> m = build([{"linear": 2}], (3,)); r = rebuild(spec_of(m))
     >>> r.load_state_dict(m.state_dict()) and torch.equal(r(torch.ones(1, 3)), m(torch.ones(1, 3)))
@@ -112,7 +133,7 @@ def rebuild(description: Mapping[str, Any]) -> nn.Module:
             f"{sorted(description) if isinstance(description, Mapping) else ''}."
         )
     return build(description["spec"], description.get("input_shape"),
-                 input_dtype=description.get("input_dtype"))
+                 input_dtype=description.get("input_dtype"), trust_code=trust_code)
 
 
 def remember(module: nn.Module, spec: Any, shape: Sequence[int] | None, dtype: torch.dtype | None) -> None:
@@ -153,11 +174,13 @@ def _check_input_shape(input_shape: Any) -> tuple[int, ...] | None:
         input_shape = (input_shape,)
     if isinstance(input_shape, torch.Size):
         input_shape = tuple(input_shape)
-    if (not isinstance(input_shape, (list, tuple)) or not input_shape
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in input_shape)):
+    if (not isinstance(input_shape, (list, tuple)) or not input_shape or len(input_shape) > 16
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in input_shape)
+            or math.prod(input_shape) > _MAX_SAMPLE):
         raise ModelSpecError(
             f"input_shape: expected the shape of one sample, without the batch dimension, as "
-            f"positive sizes, e.g. (20,) or (1, 28, 28); received {input_shape!r}."
+            f"positive sizes (at most 16 of them, {_MAX_SAMPLE:,} values in all), e.g. (20,) or "
+            f"(1, 28, 28); received {short_repr(input_shape)}."
         )
     return tuple(int(s) for s in input_shape)
 
@@ -236,11 +259,19 @@ class _Builder:
     ``None`` where no input shape is known (then nothing can be inferred).
     """
 
-    def __init__(self, root: torch.Tensor | None, *, dtype_given: bool):
-        self.root, self.dtype_given = root, dtype_given
+    def __init__(self, root: torch.Tensor | None, *, dtype_given: bool, trust_code: bool = True):
+        self.root, self.dtype_given, self.trust_code = root, dtype_given, trust_code
         self.ids_dtype: torch.dtype | None = None  # set when the model turns out to read ids
+        self.count = 0
 
     def build(self, spec: Any, x: Any, path: str) -> tuple[nn.Module, Any]:
+        self.count += 1
+        if self.count > MAX_MODULES:
+            raise ModelSpecError(
+                f"{path}: the spec describes more than {MAX_MODULES:,} modules; netwright stops "
+                f"there rather than exhaust memory (a spec of a few bytes can 'repeat' without end). "
+                f"Fix: lower 'times' in the 'repeat' blocks."
+            )
         if isinstance(spec, list):
             return self.sequential(list(enumerate(spec)), x, path, named=False)
         if isinstance(spec, str):
@@ -298,8 +329,9 @@ class _Builder:
                 f"Fix: e.g. {{'repeat': {{'times': 3, 'block': [{{'linear': 64}}, 'relu']}}}}."
             )
         times = options["times"]
-        if isinstance(times, bool) or not isinstance(times, int) or times < 1:
-            raise ModelSpecError(f"{path} 'repeat': times must be a positive integer; received {times!r}.")
+        if isinstance(times, bool) or not isinstance(times, int) or not 1 <= times <= MAX_MODULES:
+            raise ModelSpecError(f"{path} 'repeat': times must be an integer from 1 to {MAX_MODULES:,}; "
+                                 f"received {short_repr(times)}.")
         blocks = []
         for i in range(times):
             block, x = self.build(options["block"], x, f"{path}[{i}]")
@@ -377,7 +409,7 @@ class _Builder:
 
     def klass(self, spec: Mapping[str, Any], x: Any, path: str):
         target, args = spec["class"], spec.get("args") or {}
-        cls = import_module_class(target, path)
+        cls = import_module_class(target, path, trust_code=self.trust_code)
         if not isinstance(args, Mapping):
             raise ModelSpecError(f"{path} {target!r}: 'args' must be a mapping of keyword arguments; received {args!r}.")
         try:
@@ -575,18 +607,82 @@ def _signature(obj: Any) -> str:
         return "(...)"
 
 
-def import_module_class(target: Any, path: str = "model") -> type[nn.Module]:
-    """Import ``"pkg.module:ClassName"`` and check that it is an ``nn.Module`` class.
+def check_class_target(target: Any, path: str = "model", *, trust_code: bool = False) -> tuple[str, str]:
+    """Check ``"pkg.module:ClassName"`` on the string alone, before anything is imported, and
+    return ``(module, qualname)``.
 
-    >>> import_module_class("torch.nn:Linear")
-    <class 'torch.nn.modules.linear.Linear'>
+    Never importable: ``__main__``, private or dunder names, anything that is not a dotted name of
+    identifiers. Without ``trust_code``, only modules inside :data:`TRUSTED_MODULES`.
+
+    >>> check_class_target("torch.nn:Linear")
+    ('torch.nn', 'Linear')
+    >>> check_class_target("evil_run.payload:Net")
+    Traceback (most recent call last):
+    netwright.errors.UntrustedCodeError: model 'class': 'evil_run.payload:Net' is outside the packages netwright imports without asking (torch.nn, torchvision.models, netwright); importing it would run the code of module 'evil_run.payload'. Fix: only if you trust where this file came from, load it with trust_code=True (nw.load(path, trust_code=True); --trust-code on the command line).
     """
     if not isinstance(target, str) or target.count(":") != 1 or not all(target.split(":")):
         raise ModelSpecError(
-            f"{path} 'class': expected 'package.module:ClassName'; received {target!r}. "
+            f"{path} 'class': expected 'package.module:ClassName'; received {short_repr(target)}. "
             f"Fix: e.g. {{'class': 'mypkg.models:Net', 'args': {{'hidden': 64}}}}."
         )
     module_name, qualname = target.split(":")
+    for part in (*module_name.split("."), *qualname.split(".")):
+        if not part.isidentifier() or keyword.iskeyword(part) or part.startswith("_"):
+            raise UntrustedCodeError(
+                f"{path} 'class': {short_repr(target)} names {short_repr(part)}; netwright never "
+                f"imports __main__, private or dunder names, or anything that is not a dotted "
+                f"name. Fix: name a public nn.Module class in an installed module, e.g. "
+                f"'mypkg.models:Net'."
+            )
+    if not trust_code and not any(module_name == m or module_name.startswith(m + ".")
+                                  for m in TRUSTED_MODULES):
+        raise UntrustedCodeError(
+            f"{path} 'class': {target!r} is outside the packages netwright imports without asking "
+            f"({', '.join(TRUSTED_MODULES)}); importing it would run the code of module "
+            f"{module_name!r}. Fix: only if you trust where this file came from, load it with "
+            f"trust_code=True (nw.load(path, trust_code=True); --trust-code on the command line)."
+        )
+    if not trust_code:
+        _check_not_shadowed(module_name.split(".")[0], target, path)
+    return module_name, qualname
+
+
+def _check_not_shadowed(top: str, target: str, path: str) -> None:
+    """A trusted package not yet imported must come from its installed location: a folder named
+    ``torchvision`` next to a downloaded run (the current folder is on ``sys.path`` in the REPL
+    and notebooks) would otherwise be imported in its place."""
+    if top in sys.modules:
+        return  # already imported: its submodules are found through its own __path__
+    try:
+        found = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return  # importing will fail with the ordinary 'cannot import' message
+    if found is None or not found.origin:
+        return
+    from importlib import metadata
+
+    try:
+        expected = Path(str(metadata.distribution(top).locate_file(f"{top}/__init__.py"))).resolve()
+    except metadata.PackageNotFoundError:
+        expected = None
+    actual = Path(found.origin).resolve()
+    if actual != expected:
+        raise UntrustedCodeError(
+            f"{path} 'class': {target!r} would import {top!r} from {str(actual)!r}, which is not "
+            f"the installed package{' (' + str(expected) + ')' if expected else ''}: a file or "
+            f"folder of that name on sys.path shadows it. Fix: run from another folder, or only "
+            f"if you trust that copy, load with trust_code=True."
+        )
+
+
+def import_module_class(target: Any, path: str = "model", *, trust_code: bool = True) -> type[nn.Module]:
+    """Import ``"pkg.module:ClassName"`` and check that it is an ``nn.Module`` class (after
+    :func:`check_class_target`, which runs first, on the string).
+
+    >>> import_module_class("torch.nn:Linear", trust_code=False)
+    <class 'torch.nn.modules.linear.Linear'>
+    """
+    module_name, qualname = check_class_target(target, path, trust_code=trust_code)
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
