@@ -93,3 +93,14 @@ def test_cli_evaluate_refuses_the_bomb_quickly_and_bounded(tmp_path, base):
     out = cli("evaluate", str(res.run_dir), cwd=tmp_path)
     assert out.returncode == 2 and "CheckpointError" in out.stderr and "refuses to allocate" in out.stderr
     assert snapshot(tmp_path) == before
+
+
+def test_a_deeply_nested_spec_is_an_error_not_a_recursion_error(tmp_path):
+    spec = "relu"
+    for _ in range(400):  # JSON parses this fine; building it would overflow Python's stack
+        spec = [spec]
+    write_model_json(tmp_path, spec, input_shape=[4])
+    tiny_weights(tmp_path)
+    with pytest.raises(ModelSpecError, match="nested more than 100 levels") as info:
+        nw.load(tmp_path)
+    assert str(tmp_path / "model.json") in str(info.value)

@@ -58,6 +58,7 @@ TRUSTED_MODULES = ("torch.nn", "torchvision.models", "netwright")
 # A spec is a few hundred bytes; 'repeat' multiplies it. More modules than this is a spec made
 # to exhaust memory or time, not a model.
 MAX_MODULES = 10_000
+MAX_DEPTH = 100  # levels of nesting in a spec
 
 # The attribute a built model carries its own description in: {"spec", "input_shape",
 # "input_dtype"}, everything needed to rebuild it (and what a run stores in model.json).
@@ -244,7 +245,7 @@ def _check_names(names: Sequence[Any], container: nn.Module, path: str, what: st
                 hasattr(container, name) and name not in container._modules):
             raise ModelSpecError(
                 f"{path}: {what} names must be non-empty strings without '.' that are not "
-                f"attributes of torch's {type(container).__name__}; received {name!r}. Fix: "
+                f"attributes of torch's {type(container).__name__}; received {short_repr(name)}. Fix: "
                 f"rename it, e.g. {str(name).replace('.', '_') + '_' if name else 'block'!r}."
             )
 
@@ -262,10 +263,23 @@ class _Builder:
     def __init__(self, root: torch.Tensor | None, *, dtype_given: bool, trust_code: bool = True):
         self.root, self.dtype_given, self.trust_code = root, dtype_given, trust_code
         self.ids_dtype: torch.dtype | None = None  # set when the model turns out to read ids
-        self.count = 0
+        self.count = self.depth = 0
 
     def build(self, spec: Any, x: Any, path: str) -> tuple[nn.Module, Any]:
+        self.depth += 1
+        try:
+            return self._build(spec, x, path)
+        finally:
+            self.depth -= 1
+
+    def _build(self, spec: Any, x: Any, path: str) -> tuple[nn.Module, Any]:
         self.count += 1
+        if self.depth > MAX_DEPTH:
+            raise ModelSpecError(
+                f"{path[:120]}...: the spec is nested more than {MAX_DEPTH} levels deep; a real "
+                f"model needs a handful (deeper would exhaust Python's stack). Fix: flatten it, or "
+                f"use 'repeat' for repeated blocks."
+            )
         if self.count > MAX_MODULES:
             raise ModelSpecError(
                 f"{path}: the spec describes more than {MAX_MODULES:,} modules; netwright stops "
@@ -298,7 +312,7 @@ class _Builder:
             return self.sequential(list(spec.items()), x, path, named=True)
         raise ModelSpecError(
             f"{path}: expected a layer name ('relu'), a layer with arguments ({{'linear': 64}}), a "
-            f"list of layers or a mapping of names to layers; received {spec!r}."
+            f"list of layers or a mapping of names to layers; received {short_repr(spec)}."
         )
 
     # containers ----------------------------------------------------------------------------
@@ -325,7 +339,7 @@ class _Builder:
     def repeat(self, options: Any, x: Any, path: str):
         if not isinstance(options, Mapping) or set(options) != {"times", "block"}:
             raise ModelSpecError(
-                f"{path} 'repeat': expected {{'times': N, 'block': spec}}; received {options!r}. "
+                f"{path} 'repeat': expected {{'times': N, 'block': spec}}; received {short_repr(options)}. "
                 f"Fix: e.g. {{'repeat': {{'times': 3, 'block': [{{'linear': 64}}, 'relu']}}}}."
             )
         times = options["times"]
@@ -356,7 +370,7 @@ class _Builder:
         if not isinstance(blocks, Mapping) or not blocks:
             raise ModelSpecError(
                 f"{path} '{what}': expected a non-empty mapping of names to blocks; received "
-                f"{blocks!r}. Fix: e.g. {example}."
+                f"{short_repr(blocks)}. Fix: e.g. {example}."
             )
         _check_names(list(blocks), nn.ModuleDict(), path, what)
 
@@ -411,12 +425,12 @@ class _Builder:
         target, args = spec["class"], spec.get("args") or {}
         cls = import_module_class(target, path, trust_code=self.trust_code)
         if not isinstance(args, Mapping):
-            raise ModelSpecError(f"{path} {target!r}: 'args' must be a mapping of keyword arguments; received {args!r}.")
+            raise ModelSpecError(f"{path} {target!r}: 'args' must be a mapping of keyword arguments; received {short_repr(args)}.")
         try:
             module = cls(**args)
         except TypeError as exc:
             raise ModelSpecError(
-                f"{path} {target!r} cannot be made with args {dict(args)!r}: {_first_line(exc)}. "
+                f"{path} {target!r} cannot be made with args {short_repr(dict(args))}: {_first_line(exc)}. "
                 f"Fix: use the arguments of {cls.__name__}{_signature(cls)}."
             ) from None
         return module, self.trace(module, x, path, repr(target))
@@ -477,7 +491,7 @@ class _Builder:
             return dict(value)
         if not info.main:
             raise ModelSpecError(
-                f"{label} takes no main argument; received {value!r}. Fix: write it as {info.name!r}"
+                f"{label} takes no main argument; received {short_repr(value)}. Fix: write it as {info.name!r}"
                 + (f" or with keyword arguments ({', '.join(accepted)})." if accepted else ".")
             )
         if len(info.main) == 1:
@@ -486,7 +500,7 @@ class _Builder:
         if len(values) > len(info.main):
             raise ModelSpecError(
                 f"{label}: a list gives the main arguments {', '.join(info.main)} in order; received "
-                f"{len(values)} values {value!r}. Fix: give the others by keyword, e.g. "
+                f"{len(values)} values {short_repr(value)}. Fix: give the others by keyword, e.g. "
                 f"{{{info.name!r}: {{{', '.join(f'{a!r}: ...' for a in info.main)}, ...}}}}."
             )
         return dict(zip(info.main, values))
