@@ -131,6 +131,10 @@ def _make(base: str, options: dict, task: Task, display: str) -> Any:
         kw["average"] = "micro"  # accuracy in its usual sense; torchmetrics' default is macro
     if base in ("precision", "recall", "f1") and task.kind != "binary":
         kw["average"] = "macro"
+    if options.get("average") not in (None, "binary") and task.kind == "binary" and base != "confusion_matrix":
+        # 'f1_macro' on a binary run means sklearn's average over both classes, not the
+        # positive-class score under a macro name: score it as a two-class problem.
+        return _two_class(base, {k: v for k, v in options.items()}, display)
     if "average" in options and task.kind == "binary":
         options = {k: v for k, v in options.items() if k != "average"}
     kw.update(options)
@@ -140,6 +144,27 @@ def _make(base: str, options: dict, task: Task, display: str) -> Any:
         raise ConfigError("metrics: auroc has no 'micro' average for multiclass. Fix: macro or weighted.")
     try:
         return classes[base](**kw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"metrics: '{display}' with options {options}: {exc}") from exc
+
+
+def _two_class(base: str, options: dict, display: str) -> Any:
+    """A binary metric averaged over both classes: probabilities p become rows [1 - p, p]."""
+    import torch
+    from torchmetrics import classification as tc
+
+    cls = {"accuracy": tc.MulticlassAccuracy, "precision": tc.MulticlassPrecision,
+           "recall": tc.MulticlassRecall, "f1": tc.MulticlassF1Score, "auroc": tc.MulticlassAUROC}[base]
+    if base == "auroc" and options.get("average") == "micro":
+        raise ConfigError(f"metrics: '{display}': auroc has no 'micro' average. Fix: macro or weighted.")
+
+    class TwoClass(cls):  # type: ignore[misc, valid-type]
+        def update(self, preds, target):
+            preds = preds.reshape(-1)
+            super().update(torch.stack([1 - preds, preds], dim=1), target.reshape(-1))
+
+    try:
+        return TwoClass(num_classes=2, **options)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"metrics: '{display}' with options {options}: {exc}") from exc
 
