@@ -26,7 +26,7 @@ from .losses import resolve_loss
 from .models.builder import build
 from .models.scaling import Scaled
 from .saving import describe_model, load
-from .training.trainer import FitResult, Trainer, evaluate, predict
+from .training.trainer import FitResult, Trainer, evaluate, predict, seed_everything
 
 __all__ = ["run", "RunResult", "build_model", "new_run_dir", "LoadedRun", "open_run"]
 
@@ -145,6 +145,9 @@ def run(config: str | os.PathLike | Mapping | RunConfig, overrides: Sequence[str
     if not trust_code:  # refuse before any data is read
         _check_model_classes(cfg.model, config)
     data = prepare_data(cfg.data, info.task)
+    # One seeding point before the model is made: its initial weights come from torch's global
+    # generator, so without this the same config gave different weights on every run.
+    seed_everything(int(cfg.train.seed))
     model = build_model(cfg, data, trust_code=trust_code)
     run_dir = latest_run_dir(cfg.run_dir, cfg.name) if resume else None
     if resume and run_dir is None:
