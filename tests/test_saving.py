@@ -1,6 +1,7 @@
 """nw.save / nw.load: model.json + safetensors, for built, zoo and plain torch models."""
 
 import json
+from collections import OrderedDict
 
 import pytest
 import torch
@@ -56,14 +57,53 @@ def test_scaled_wrapper_and_its_statistics_round_trip(tmp_path):
     assert torch.equal(loaded.y_mean, torch.tensor([10.0, 20]))
 
 
-def test_plain_torch_model_needs_its_constructor_arguments(tmp_path):
-    model = nn.Linear(3, 2)
-    with pytest.raises(nw.ModelSpecError, match=r"init_args"):
+PLAIN_TORCH = {
+    "sequential": lambda: nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3)),
+    "named_cnn": lambda: nn.Sequential(OrderedDict(
+        conv=nn.Conv2d(1, 4, 3, padding=1), act=nn.ReLU(), pool=nn.MaxPool2d(2), flat=nn.Flatten(),
+        fc=nn.Linear(4 * 14 * 14, 10))),
+    "nested_norms": lambda: nn.Sequential(
+        nn.Linear(4, 4), nn.BatchNorm1d(4, momentum=0.2), nn.LayerNorm(4, elementwise_affine=False),
+        nn.Dropout(0.3), nn.GELU(approximate="tanh"),
+        nn.Sequential(nn.Linear(4, 2, bias=False), nn.LogSoftmax(dim=1))),
+    "linear": lambda: nn.Linear(3, 2),
+}
+INPUTS = {"named_cnn": (2, 1, 28, 28), "nested_norms": (5, 4), "linear": (2, 3), "sequential": (2, 8)}
+
+
+@pytest.mark.parametrize("name", list(PLAIN_TORCH))
+def test_plain_torch_models_save_without_arguments(name, tmp_path):
+    # nn.Sequential of torch's own layers is the most common model in PyTorch code: it saves as
+    # is, and loads without trust_code (only torch.nn classes are named).
+    torch.manual_seed(0)
+    model = PLAIN_TORCH[name]().eval()
+    folder = nw.save(model, tmp_path / name)
+    loaded = nw.load(folder)
+    assert repr(loaded) == repr(model)  # same layers, same arguments, same order
+    x = torch.randn(INPUTS[name])
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+
+
+def test_a_named_spec_keeps_its_layer_order_through_save(tmp_path):
+    # model.json used to be written key-sorted: {'hidden', 'act', 'out'} came back as
+    # act -> hidden -> out, a different network.
+    model = nw.build({"hidden": {"linear": 13}, "act": "relu", "out": {"linear": 3}}, (20,))
+    loaded = nw.load(nw.save(model, tmp_path / "m"))
+    assert list(loaded._modules) == ["hidden", "act", "out"]
+    x = torch.randn(4, 20)
+    assert torch.equal(loaded(x), model(x))
+
+
+def test_a_torch_model_that_cannot_be_described_says_why(tmp_path):
+    model = nn.Sequential(OrderedDict(linear=nn.Linear(3, 2)))  # reads as the layer 'linear'
+    with pytest.raises(nw.ModelSpecError, match=r"rename such children"):
         nw.save(model, tmp_path / "a")
     assert not (tmp_path / "a").exists()
-    folder = nw.save(model, tmp_path / "b", init_args={"in_features": 3, "out_features": 2})
-    loaded = nw.load(folder)
-    assert torch.equal(loaded.weight, model.weight)
+    model = nn.Sequential(nn.TransformerEncoderLayer(d_model=8, nhead=2, dim_feedforward=8,
+                                                     batch_first=True))  # a layer with children
+    with pytest.raises(nw.ModelSpecError, match=r"save_weights"):
+        nw.save(model, tmp_path / "b")
 
 
 def test_a_class_defined_in_main_is_refused_with_the_fix(tmp_path):

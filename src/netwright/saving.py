@@ -29,8 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .atomic import read_json
-from .checkpoint import (_read_safetensors_header, _weights_in_folder, atomic_write_json, load_weights,
+from .atomic import atomic_write_text, read_json
+from .checkpoint import (_read_safetensors_header, _weights_in_folder, load_weights,
                          save_weights)
 from .errors import CheckpointError, ModelSpecError, NetwrightError, UntrustedCodeError, describe, short_repr
 from .models.builder import rebuild, spec_of
@@ -66,6 +66,12 @@ def describe_model(model: nn.Module, *, init_args: dict | None = None) -> dict:
         net = model.net
     desc = spec_of(net)
     if desc is None:
+        spec = torch_spec(net)
+        if spec is not None:
+            desc = {"spec": spec, "input_shape": None, "input_dtype": None}
+            if not _rebuilds_alike(net, desc):
+                desc = None
+    if desc is None:
         cls = type(net)
         if cls.__module__ == "__main__":
             raise ModelSpecError(
@@ -73,11 +79,92 @@ def describe_model(model: nn.Module, *, init_args: dict | None = None) -> dict:
                 f"(__main__), so model.json could not name it for loading later. Fix: move the "
                 f"class into a module (e.g. models.py) and import it from there."
             )
+        if cls.__module__.startswith("torch.nn.modules.") and init_args is None:
+            raise ModelSpecError(
+                f"save: this {cls.__name__} is made of torch layers, but not only of nn.Sequential "
+                f"and torch's plain layers with their arguments (or a child's name, such as "
+                f"'linear', reads as a layer name in a spec), so model.json cannot describe it. "
+                f"Fix: rename such children, build the model with nw.build, or keep only the "
+                f"weights: nw.checkpoint.save_weights(model.state_dict(), path)."
+            )
         args = json.loads(json.dumps(init_args or {}))
         desc = {"spec": {"class": f"{cls.__module__}:{cls.__qualname__}", "args": args},
                 "input_shape": None, "input_dtype": None}
         _check_rebuilds(net, desc, init_args)
     return {"format": MODEL_FORMAT, "model": desc, "scaled": scaled}
+
+
+_SKIP_ARGS = {"self", "device", "dtype", "_weight", "_freeze"}
+_RNN_ARGS = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout",
+             "bidirectional", "proj_size")
+
+
+def torch_spec(module: nn.Module) -> Any:
+    """A spec of ``{"class": "torch.nn:X", "args": ...}`` layers for a model made only of
+    ``nn.Sequential`` and torch's own layers (the most common model in PyTorch code), or None.
+
+    torch's layers keep their constructor arguments as attributes of the same name, so they are
+    read back from there; the caller checks that the spec rebuilds the same model.
+
+    >>> torch_spec(nn.Sequential(nn.Linear(8, 16), nn.ReLU()))
+    [{'class': 'torch.nn:Linear', 'args': {'in_features': 8, 'out_features': 16, 'bias': True}}, {'class': 'torch.nn:ReLU', 'args': {'inplace': False}}]
+    """
+    import inspect
+
+    from .models.layers import LAYERS
+
+    cls = type(module)
+    if cls is nn.Sequential:
+        names = list(module._modules)
+        children = [torch_spec(m) for m in module._modules.values()]
+        if any(c is None for c in children):
+            return None
+        if names == [str(i) for i in range(len(names))]:
+            return children
+        if len(names) == 1 and (names[0] in LAYERS or names[0] in ("repeat", "heads", "residual",
+                                                                  "zoo", "class", "branches")):
+            return None  # a one-entry mapping with that name reads as a layer, not a child
+        return dict(zip(names, children))
+    if not cls.__module__.startswith("torch.nn.modules.") or getattr(nn, cls.__name__, None) is not cls:
+        return None
+    if module._modules:
+        return None  # a torch layer holding children (e.g. Transformer): not described this way
+    if isinstance(module, nn.RNNBase):
+        names = [n for n in _RNN_ARGS if n != "proj_size" or module.proj_size]
+        if isinstance(module, nn.RNN):
+            names.append("nonlinearity")
+    else:
+        try:
+            params = inspect.signature(cls.__init__).parameters
+        except (TypeError, ValueError):
+            return None
+        names = [n for n, p in params.items() if n not in _SKIP_ARGS
+                 and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    args: dict[str, Any] = {}
+    for name in names:
+        if name == "bias" and not isinstance(getattr(module, "bias", True), bool):
+            args["bias"] = module.bias is not None
+        elif hasattr(module, name):
+            value = getattr(module, name)
+            value = list(value) if isinstance(value, tuple) else value
+            if not (value is None or isinstance(value, (bool, int, float, str))
+                    or (isinstance(value, list) and all(isinstance(v, (int, float)) for v in value))):
+                return None
+            args[name] = value
+        elif not isinstance(module, nn.RNNBase) and params[name].default is inspect.Parameter.empty:
+            return None
+    return {"class": f"torch.nn:{cls.__name__}", "args": args}
+
+
+def _rebuilds_alike(net: nn.Module, desc: dict) -> bool:
+    """Does ``desc`` rebuild a model that prints the same (every constructor argument shows in
+    torch's repr) and has the same state_dict shapes?"""
+    try:
+        fresh = rebuild(desc)
+    except NetwrightError:
+        return False
+    shapes = lambda m: {k: tuple(v.shape) for k, v in m.state_dict().items()}  # noqa: E731
+    return repr(fresh) == repr(net) and shapes(fresh) == shapes(net)
 
 
 def _check_rebuilds(net: nn.Module, desc: dict, init_args: dict | None) -> None:
@@ -174,7 +261,8 @@ def save(model: nn.Module, path: str | os.PathLike, *, init_args: dict | None = 
     staging = folder / f".nw-save-{secrets.token_hex(4)}"
     try:
         save_weights(model.state_dict(), staging / "weights.safetensors")
-        atomic_write_json(staging / "model.json", desc)
+        # Not key-sorted: a named spec's key order is the order of its layers.
+        atomic_write_text(staging / "model.json", json.dumps(desc, indent=2) + "\n")
         os.replace(staging, folder / PENDING)  # the commit point: one rename of a folder
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
