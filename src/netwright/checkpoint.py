@@ -188,6 +188,13 @@ def _read_safetensors_header(path: Path) -> dict:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise _corrupt(path, "its header is not valid JSON", exc) from None
+    except RecursionError:
+        raise CheckpointError(
+            f"weights file {str(path)!r} is not a valid safetensors file: its JSON header is "
+            f"nested too deeply to read (a safetensors header is one flat mapping of tensor "
+            f"names to dtype, shape and offsets), so it is damaged or was crafted. Nothing was "
+            f"loaded. Fix: load the weights from a file you trust, or save them again."
+        ) from None
     if not isinstance(header, dict):
         raise _corrupt(path, f"its header is a JSON {type(header).__name__}, not an object")
     data_len = size - 8 - n
@@ -250,7 +257,7 @@ def _read_safetensors(path: Path, device: str = "cpu"
     try:
         aliases = json.loads(meta.get(_META_ALIASES, "{}"))
         order = json.loads(meta[_META_ORDER]) if _META_ORDER in meta else None
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise _corrupt(path, "netwright's metadata in its header is not valid JSON", exc) from None
     if not (isinstance(aliases, dict) and all(isinstance(v, str) for v in aliases.values())):
         raise _corrupt(path, "its record of tied tensors is not a mapping of names")
@@ -318,6 +325,19 @@ def _needs_pickle_error(path: Path, found: list[str]) -> CheckpointError:
     )
 
 
+def _blocked_error(path: Path, name: str, module: str) -> CheckpointError:
+    return CheckpointError(
+        f"{str(path)!r} was refused as unsafe, not damaged: its pickle names {name!r}, from "
+        f"the module {module!r}, which torch's safe loader (weights_only=True) never allows "
+        f"(sys, os, posix and nt reach the operating system). Unpickling it could call "
+        f"{name} with arguments from the file, which can do anything your user account can, "
+        f"so netwright did not load it. "
+        f"Fix: get the weights from a source you trust, ideally as safetensors; "
+        f"allow_pickle=True would run the file's code, so pass it only if you wrote the file "
+        f"yourself."
+    )
+
+
 def _read_torch(path: Path, allow_pickle: bool, map_location: Any) -> Any:
     """Load a torch.save file with weights_only=True; with allow_pickle, fall back to a full
     unpickle only when the file really holds objects that need it."""
@@ -329,7 +349,11 @@ def _read_torch(path: Path, allow_pickle: bool, map_location: Any) -> Any:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         message = str(exc)
-        if "Unsupported global" not in message and "not an allowed global" not in message:
+        blocked = re.search(r"unsupported GLOBAL (\S+) whose module (\S+) is blocked", message)
+        if blocked and not allow_pickle:
+            raise _blocked_error(path, blocked.group(1), blocked.group(2)) from None
+        if not blocked and "Unsupported global" not in message \
+                and "not an allowed global" not in message:
             raise _corrupt(path, "it could not be unpickled as tensors", exc) from None
         if not allow_pickle:
             try:

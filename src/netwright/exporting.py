@@ -240,6 +240,21 @@ def _check_target_file(path: Path) -> None:
     _check_writable_folder(path.parent, path)
 
 
+def _check_not_replacing(paths: Sequence[Path], overwrite: bool, who: str) -> None:
+    """Refuse (naming every one) paths that already exist, links included, unless overwrite."""
+    if overwrite:
+        return
+    taken = [p for p in paths if os.path.lexists(p)]
+    if taken:
+        names = ", ".join(repr(str(p)) for p in taken)
+        raise ExportError(
+            f"{who}: {names} already exist{'s' if len(taken) == 1 else ''}; netwright does not "
+            f"replace existing files, and nothing was written. Fix: pass overwrite=True "
+            f"(netwright export RUN_DIR --overwrite) to replace "
+            f"{'it' if len(taken) == 1 else 'them'}, or export to another path."
+        )
+
+
 def _check_writable_folder(folder: Path, target: Path) -> None:
     if not folder.exists():
         missing = folder
@@ -1207,9 +1222,12 @@ def export(model: nn.Module, path: str | os.PathLike, *, format: str | None = No
            example: Any = None, dynamic_batch: bool = True, verify: bool = True,
            rtol: float | None = None, atol: float | None = None, opset: int | None = None,
            latency_batches: Sequence[int] = LATENCY_BATCHES,
-           timeout: float = 600.0) -> ExportReport:
+           timeout: float = 600.0, overwrite: bool = False) -> ExportReport:
     """Export ``model`` to ``path`` as ``format`` (``"onnx"``, ``"torchscript"`` or ``"pt2"``;
     by default from the file's suffix: ``.onnx``, ``.ts``, ``.pt2``) and verify it.
+
+    An existing file at ``path`` is never replaced unless ``overwrite=True`` (then the new file
+    replaces it, or the link at ``path``, atomically; a link's target is not written to).
 
     ``example`` is one input batch: a tensor, a tuple of tensors (several inputs), a dict of
     tensors (forward's keyword arguments), or the shape of one sample such as ``(20,)`` (then a
@@ -1237,9 +1255,11 @@ def export(model: nn.Module, path: str | os.PathLike, *, format: str | None = No
     _check_tolerance(rtol, atol)
     _check_opset(opset)
     _check_target_file(path)
+    _check_not_replacing([path], overwrite, "export")
     job = _prepare(model, example, dynamic_batch)
     return _export_many(job, {fmt: path}, verify=verify, rtol=rtol, atol=atol, opset=opset,
-                        latency_batches=latency_batches, timeout=timeout)[fmt]
+                        latency_batches=latency_batches, timeout=timeout,
+                        overwrite=overwrite)[fmt]
 
 
 def export_all(model: nn.Module, folder: str | os.PathLike,
@@ -1247,14 +1267,16 @@ def export_all(model: nn.Module, folder: str | os.PathLike,
                dynamic_batch: bool = True, verify: bool = True, rtol: float | None = None,
                atol: float | None = None, opset: int | None = None,
                latency_batches: Sequence[int] = LATENCY_BATCHES,
-               timeout: float = 600.0) -> dict[str, ExportReport]:
+               timeout: float = 600.0, overwrite: bool = False) -> dict[str, ExportReport]:
     """Export ``model`` to every format in ``formats`` inside ``folder`` (``model.onnx``,
     ``model.ts``, ``model.pt2``), verify them all in one fresh process, and write
     ``folder/verify.json`` with every report. Arguments as :func:`export`.
 
     ``folder`` is created if only its last part is missing (``RUN_DIR/exports``). It is all or
     nothing: when one format fails to export or verify, the error names each failure and which
-    formats did work, and no file is written.
+    formats did work, and no file is written. Existing files (``model.*``, ``verify.json``) are
+    never replaced unless ``overwrite=True``; every one is checked before anything is written. A
+    ``folder`` that is a symbolic link is refused (pass the folder it points to instead).
 
     >>> import tempfile
     >>> from netwright.models import build
@@ -1268,10 +1290,19 @@ def export_all(model: nn.Module, folder: str | os.PathLike,
     fmts = _check_formats(formats)
     _check_tolerance(rtol, atol)
     _check_opset(opset)
+    if folder.is_symlink():
+        raise ExportError(
+            f"export_all: {str(folder)!r} is a symbolic link (to {os.readlink(folder)!r}); "
+            f"netwright does not write through a link, which would put the exports outside the "
+            f"folder named. Expected a real folder. Fix: remove the link (the files it points to "
+            f"are kept) and export again, or pass the folder it points to, "
+            f"{str(folder.resolve())!r}, if that is where the exports belong.")
     if folder.exists() and not folder.is_dir():
         raise ExportError(f"export_all: {str(folder)!r} is a file; expected a folder to write "
                           f"{', '.join(FILE_NAMES[f] for f in fmts)} into.")
     _check_writable_folder(folder.parent, folder)
+    _check_not_replacing([folder / FILE_NAMES[f] for f in fmts] + [folder / VERIFY_FILE],
+                         overwrite, "export_all")
     job = _prepare(model, example, dynamic_batch)
     created = not folder.exists()
     try:
@@ -1284,7 +1315,8 @@ def export_all(model: nn.Module, folder: str | os.PathLike,
         reports = _export_many(job, {f: folder / FILE_NAMES[f] for f in fmts}, verify=verify,
                                rtol=rtol, atol=atol, opset=opset,
                                latency_batches=latency_batches, timeout=timeout,
-                               after=lambda reps: _write_verify_json(folder, job, reps))
+                               after=lambda reps: _write_verify_json(folder, job, reps),
+                               overwrite=overwrite, also=[folder / VERIFY_FILE])
     except BaseException:
         if created:
             with contextlib.suppress(OSError):
@@ -1324,7 +1356,8 @@ def _check_opset(opset: Any) -> None:
 
 def _export_many(job: _Job, targets: dict[str, Path], *, verify: bool, rtol: float | None,
                  atol: float | None, opset: int | None, latency_batches: Sequence[int],
-                 timeout: float, after: Callable[[dict], None] | None = None
+                 timeout: float, after: Callable[[dict], None] | None = None,
+                 overwrite: bool = False, also: Sequence[Path] = ()
                  ) -> dict[str, ExportReport]:
     import torch
 
@@ -1383,6 +1416,8 @@ def _export_many(job: _Job, targets: dict[str, Path], *, verify: bool, rtol: flo
         else:
             for r in reports.values():
                 r.notes.append("not verified (verify=False)")
+        # Checked again at the last moment: a file may have appeared while exporting.
+        _check_not_replacing(list(targets.values()) + list(also), overwrite, "export")
         for fmt, final in targets.items():
             os.replace(temps.pop(fmt), final)
         for folder in {p.parent for p in targets.values()}:

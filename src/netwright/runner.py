@@ -20,7 +20,7 @@ from torch import nn
 from .atomic import read_json
 from .checkpoint import atomic_write_json
 from .config import RunConfig, config_to_dict, load_config
-from .data.prepare import Prepared, features_from_file, prepare_data
+from .data.prepare import Prepared, features_from_file, prepare_data, read_npy
 from .errors import ConfigError, DataError
 from .losses import resolve_loss
 from .models.builder import build
@@ -175,7 +175,9 @@ def run(config: str | os.PathLike | Mapping | RunConfig, overrides: Sequence[str
         from .exporting import export_all
 
         shape = tuple(data.input_shape)
-        reports = export_all(model, run_dir / "exports", list(cfg.export.formats), example=shape)
+        # A resumed run's exports/ holds this same run's files: replacing them is the point.
+        reports = export_all(model, run_dir / "exports", list(cfg.export.formats), example=shape,
+                             overwrite=resume)
         exports = {fmt: {"path": str(r.path.name), "max_abs_diff": r.max_abs_diff}
                    for fmt, r in reports.items()}
     atomic_write_json(run_dir / "results.json", {
@@ -238,10 +240,7 @@ class LoadedRun:
             raise DataError(f"input file {str(path)!r} does not exist.")
         cfg = self.config.data
         if path.suffix.lower() == ".npy":
-            try:
-                X, y = np.load(path, allow_pickle=False).astype(np.float32), None
-            except Exception as exc:  # noqa: BLE001
-                raise DataError(f"input file {str(path)!r} is not a readable .npy array: {exc}") from exc
+            X, y = read_npy(path), None
         elif path.suffix.lower() in (".csv", ".parquet", ".npz"):
             X, y, _ = features_from_file(path, cfg.model_copy(update={"features": cfg.features or self.meta.get(
                 "feature_names")}) if path.suffix.lower() != ".npz" else cfg, need_target=False)

@@ -61,10 +61,9 @@ def read_inputs(path: str | os.PathLike, data_config: dict, meta: dict) -> np.nd
         raise DataError(f"input file {str(path)!r} does not exist.")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        try:
-            X = np.load(path, allow_pickle=False).astype(np.float32)
-        except Exception as exc:  # noqa: BLE001
-            raise DataError(f"input file {str(path)!r} is not a readable .npy array: {exc}") from exc
+        from .data.prepare import read_npy
+
+        X = read_npy(path)
     elif suffix in (".csv", ".parquet", ".npz"):
         cfg = DataConfig(**data_config)
         if suffix != ".npz" and not cfg.features and meta.get("feature_names"):

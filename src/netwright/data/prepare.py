@@ -19,7 +19,7 @@ from ..config import DataConfig
 from ..errors import ConfigError, DataError
 from .builtin import BUILTIN, load_builtin, load_series
 
-__all__ = ["Prepared", "prepare_data", "read_table", "features_from_file"]
+__all__ = ["Prepared", "prepare_data", "read_table", "features_from_file", "read_npy"]
 
 
 @dataclass
@@ -63,15 +63,81 @@ def read_table(path: Path) -> Any:
         raise DataError(f"data file {str(path)!r} could not be read: {type(exc).__name__}: {exc}") from exc
 
 
+def _names(names: list[str], limit: int = 10) -> str:
+    """A list of column or array names for a message: the first few and how many in all."""
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return f"[{shown}{f', ... ({len(names):,} in all)' if len(names) > limit else ''}]"
+
+
 def _numeric(df: Any, columns: list[str], path: Path) -> np.ndarray:
-    bad = [c for c in columns if df[c].dtype.kind not in "biuf"]
+    # Tables can be very wide (200,000 columns): look dtypes up once in a dict and select by
+    # position; a per-column df[c] or a list membership test would take minutes.
+    kinds = {str(c): dt.kind for c, dt in zip(df.columns, df.dtypes)}
+    bad = [c for c in columns if kinds[c] not in "biuf"]
     if bad:
         raise DataError(
-            f"data file {str(path)!r}: feature columns must be numeric; {bad} are not (dtypes "
-            f"{[str(df[c].dtype) for c in bad]}). Fix: encode them as numbers, or leave them out "
-            f"with data.features."
+            f"data file {str(path)!r}: feature columns must be numeric; {_names(bad)} are not "
+            f"(dtypes {[str(df[c].dtype) for c in bad[:10]]}). Fix: encode them as numbers, or "
+            f"leave them out with data.features."
         )
+    if df.columns.is_unique and all(k in "biuf" for k in kinds.values()):
+        positions = df.columns.get_indexer(columns)
+        whole = df.to_numpy(dtype=np.float32)
+        if len(positions) == whole.shape[1] and np.array_equal(positions, np.arange(len(positions))):
+            return whole
+        return whole[:, positions]
     return df[columns].to_numpy(dtype=np.float32)
+
+
+def _npz_array(arrays: Any, key: str, path: Path) -> np.ndarray:
+    """One array of an .npz file; object arrays (pickles) and damaged members are DataErrors."""
+    try:
+        return arrays[key]
+    except ValueError as exc:
+        if "allow_pickle" not in str(exc):
+            raise DataError(f"data file {str(path)!r}: array {key!r} cannot be read: {exc}") from None
+        raise DataError(
+            f"data file {str(path)!r}: array {key!r} holds Python objects (dtype=object), not "
+            f"numbers. Reading it would unpickle it, which can run code from the file, so "
+            f"netwright reads only numeric (and string) arrays. Fix: save numeric arrays, e.g. "
+            f"np.savez(path, X=X.astype('float32'), y=y), or encode the objects as numbers."
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - a damaged zip member: named, not raw
+        raise DataError(f"data file {str(path)!r}: array {key!r} cannot be read "
+                        f"({type(exc).__name__}: {exc}); the file is damaged. Fix: save it "
+                        f"again.") from None
+
+
+def read_npy(path: Path, what: str = "input file") -> np.ndarray:
+    """A numeric .npy array; an object array (a pickle) or an unreadable file is a DataError
+    naming the file and the fix.
+
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "x.npy"; np.save(p, np.array([None, 1], dtype=object))
+    >>> try:
+    ...     read_npy(p)
+    ... except DataError as exc:
+    ...     print("dtype=object" in str(exc))
+    True
+    """
+    try:
+        X = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise DataError(
+                f"{what} {str(path)!r} holds Python objects (dtype=object), not numbers. Reading "
+                f"it would unpickle it, which can run code from the file, so netwright reads only "
+                f"numeric arrays. Fix: save a numeric array, e.g. np.save(path, X.astype('float32'))."
+            ) from None
+        raise DataError(f"{what} {str(path)!r} is not a readable .npy array: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - any reader failure is named, not raw
+        raise DataError(f"{what} {str(path)!r} is not a readable .npy array: "
+                        f"{type(exc).__name__}: {exc}") from None
+    if not isinstance(X, np.ndarray) or X.dtype.kind not in "biuf":
+        raise DataError(f"{what} {str(path)!r}: expected a numeric array; it holds "
+                        f"{getattr(X, 'dtype', type(X).__name__)}. Fix: save the features as "
+                        f"numbers.")
+    return X.astype(np.float32)
 
 
 def features_from_file(path: Path, cfg: DataConfig, *, need_target: bool) -> tuple[np.ndarray, Any, list[str] | None]:
@@ -81,33 +147,41 @@ def features_from_file(path: Path, cfg: DataConfig, *, need_target: bool) -> tup
             arrays = np.load(path, allow_pickle=False)
         except Exception as exc:  # noqa: BLE001
             raise DataError(f"data file {str(path)!r} is not a readable .npz file: {exc}") from exc
-        keys = list(arrays.files)
-        xkey = (cfg.features or ["X"])[0] if cfg.features is None or len(cfg.features) == 1 else None
-        if xkey is None:
-            raise ConfigError("data.features: for .npz files give one array name, e.g. [X].")
-        ykey = cfg.target or "y"
-        if xkey not in keys:
-            raise DataError(f"data file {str(path)!r} has no array {xkey!r}; it holds {keys}. "
-                            f"Fix: set data.features: [<name>].")
-        if need_target and ykey not in keys:
-            raise DataError(f"data file {str(path)!r} has no target array {ykey!r}; it holds {keys}. "
-                            f"Fix: set data.target.")
-        return arrays[xkey].astype(np.float32), (arrays[ykey] if ykey in keys else None), None
+        with arrays:
+            keys = list(arrays.files)
+            xkey = (cfg.features or ["X"])[0] if cfg.features is None or len(cfg.features) == 1 else None
+            if xkey is None:
+                raise ConfigError("data.features: for .npz files give one array name, e.g. [X].")
+            ykey = cfg.target or "y"
+            if xkey not in keys:
+                raise DataError(f"data file {str(path)!r} has no array {xkey!r}; it holds "
+                                f"{_names(keys)}. Fix: set data.features: [<name>].")
+            if need_target and ykey not in keys:
+                raise DataError(f"data file {str(path)!r} has no target array {ykey!r}; it holds "
+                                f"{_names(keys)}. Fix: set data.target.")
+            X = _npz_array(arrays, xkey, path)
+            y = _npz_array(arrays, ykey, path) if ykey in keys else None
+        if X.dtype.kind not in "biuf":
+            raise DataError(f"data file {str(path)!r}: array {xkey!r} has dtype {X.dtype}; "
+                            f"features must be numbers. Fix: save it as a numeric array.")
+        return X.astype(np.float32), y, None
     df = read_table(path)
     columns = [str(c) for c in df.columns]
     df.columns = columns
+    present = set(columns)
     targets = [cfg.target] if isinstance(cfg.target, str) else list(cfg.target or [])
     if need_target and not targets:
-        raise ConfigError(f"data.target: required for {path.name}; its columns are {columns}.")
-    missing = [t for t in targets if t not in columns]
+        raise ConfigError(f"data.target: required for {path.name}; its columns are {_names(columns)}.")
+    missing = [t for t in targets if t not in present]
     if missing and need_target:
         raise DataError(f"data file {str(path)!r} has no target column {missing[0]!r}; its columns "
-                        f"are {columns}. Fix: set data.target to one of them.")
-    feats = cfg.features or [c for c in columns if c not in targets]
-    absent = [c for c in feats if c not in columns]
+                        f"are {_names(columns)}. Fix: set data.target to one of them.")
+    target_set = set(targets)
+    feats = cfg.features or [c for c in columns if c not in target_set]
+    absent = [c for c in feats if c not in present]
     if absent:
-        raise DataError(f"data file {str(path)!r} has no column(s) {absent}; its columns are "
-                        f"{columns}. Fix: correct data.features.")
+        raise DataError(f"data file {str(path)!r} has no column(s) {_names(absent)}; its columns "
+                        f"are {_names(columns)}. Fix: correct data.features.")
     X = _numeric(df, feats, path)
     y = None
     if targets and not missing:

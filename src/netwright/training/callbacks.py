@@ -133,10 +133,13 @@ class BestCheckpoint(Callback):
         self.best: float | None = None
 
     def on_fit_start(self, info: FitInfo) -> None:
+        from ..resume import refuse_links
+
         self.monitor = self.monitor or info.monitor
         _check_monitor("BestCheckpoint", self.monitor, info)
         if self.mode == "auto":
             self.mode = metric_mode(self.monitor)
+        refuse_links(self.dir.parent.parent)  # never write through a linked checkpoints/best
 
     def on_epoch_end(self, epoch, logs, model):
         value = float(logs[self.monitor])
@@ -155,29 +158,45 @@ class BestCheckpoint(Callback):
 
 
 class CSVLogger(Callback):
-    """Keep ``metrics.csv`` (one row per epoch) up to date; rewritten atomically each epoch."""
+    """Keep ``metrics.csv`` (one row per epoch) up to date; rewritten atomically each epoch.
+
+    The columns are in the order the epochs log them (``epoch``, ``train_loss``, ``val_*``,
+    ``lr``: ``FitInfo.log_keys``), then any other key in the order it first appears; a resumed
+    run keeps the columns it started with.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.rows: list[dict] = []
+        self.columns: list[str] = []
+
+    def on_fit_start(self, info: FitInfo) -> None:
+        if not self.columns:
+            self.columns = list(dict.fromkeys(info.log_keys))
 
     def on_epoch_end(self, epoch, logs, model):
         self.rows.append({k: v for k, v in logs.items() if not isinstance(v, (list, dict))})
-        keys: list[str] = []
+        known, present = set(self.columns), set()
         for row in self.rows:
-            keys += [k for k in row if k not in keys]
+            for k in row:
+                present.add(k)
+                if k not in known:
+                    self.columns.append(k)
+                    known.add(k)
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+        writer = csv.DictWriter(buf, fieldnames=[k for k in self.columns if k in present],
+                                lineterminator="\n")
         writer.writeheader()
         writer.writerows(self.rows)
         atomic_write_text(self.path, buf.getvalue())
         return False
 
     def state_dict(self) -> dict:
-        return {"rows": copy.deepcopy(self.rows)}
+        return {"rows": copy.deepcopy(self.rows), "columns": list(self.columns)}
 
     def load_state_dict(self, state: dict) -> None:
         self.rows = list(state["rows"])
+        self.columns = list(state.get("columns") or self.columns)
 
 
 def _fmt(logs: dict) -> str:

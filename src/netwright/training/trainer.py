@@ -12,7 +12,6 @@ import os
 import random
 import sys
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +29,8 @@ from ..errors import ConfigError, ModelSpecError, NetwrightError, describe, desc
 from ..losses import LossInfo, resolve_loss
 from ..metrics import MetricSet, Task, infer_task
 from ..optim import Schedule, build_optimizer, build_scheduler, metric_mode
-from ..resume import check_config
 from .callbacks import CSVLogger, EarlyStopping, EpochPrinter, FitInfo, ProgressBar, is_better
+from .rundir import prepare_run_dir, resume_bundle
 from .step import StepContext, autocast_for, call_model, eval_step, make_clipper, train_step
 
 __all__ = ["Trainer", "FitResult", "fit", "evaluate", "predict", "resolve_device", "seed_everything"]
@@ -286,29 +285,6 @@ class Trainer:
         report.raise_for_errors()
         return report
 
-    def _find_bundle(self):
-        from ..resume import latest_bundle
-
-        notes: list[str] = []
-        bundle = latest_bundle(self.run_dir, say=notes.append)
-        for note in notes:
-            warnings.warn(f"resume: {note}; falling back to the previous complete checkpoint", stacklevel=3)
-        return bundle
-
-    def _prepare_run_dir(self) -> None:
-        if self.run_dir is None:
-            return
-        if self.run_dir.exists() and not self.run_dir.is_dir():
-            raise ConfigError(f"run_dir: {str(self.run_dir)!r} exists and is not a folder.")
-        taken = [p.name for p in ("metrics.csv", "weights.safetensors", "checkpoints")
-                 for p in [self.run_dir / p] if p.exists()]
-        if taken and not self.overwrite and not self.resume:
-            raise ConfigError(
-                f"run_dir: {str(self.run_dir)!r} already holds a run ({', '.join(taken)}); netwright "
-                f"does not overwrite it. Fix: pass a new run_dir, or overwrite=True to replace it."
-            )
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-
     def _resolved_config(self) -> dict:
         def name(spec):
             if spec is None or isinstance(spec, (str, int, float, bool, dict, list)):
@@ -389,7 +365,8 @@ class Trainer:
         ctx = StepContext(model, self.loss_fn, self.optimizer, self.autocast, scaler, self.clip, params)
         plan = _accumulation_plan(train_batches.sizes(), nb, self.accumulate)
 
-        self._prepare_run_dir()
+        prepare_run_dir(self.run_dir, overwrite=self.overwrite, resume=self.resume,
+                        run_files=self.run_files)
         callbacks = list(self.callbacks)
         if self.early_stopping is not None:
             callbacks.append(self.early_stopping)
@@ -400,10 +377,8 @@ class Trainer:
             files = {"config.yaml": yaml.safe_dump(self._resolved_config(), sort_keys=False),
                      **self.run_files}
             config_text = files["config.yaml"]
-            bundle = self._find_bundle() if self.resume else None
-            if bundle is not None:
-                check_config(bundle.state["config"], yaml.safe_load(config_text), force=self.force,
-                             where=self.run_dir)
+            bundle = (resume_bundle(self.run_dir, yaml.safe_load(config_text), force=self.force,
+                                    run_files=self.run_files) if self.resume else None)
             for name, text in files.items():
                 atomic_write_text(self.run_dir / name, text)
             callbacks.append(CSVLogger(self.run_dir / "metrics.csv"))
@@ -417,7 +392,7 @@ class Trainer:
         stop_reason = "completed"
         per_batch_schedule = self.schedule.per_batch
         sizes = train_batches.sizes()
-        saver = _BundleSaver(self, callbacks, scaler, generator, config_text, monitor, mode)
+        saver = _BundleSaver(self, callbacks, scaler, generator, config_text, monitor, mode, log_keys)
         start_epoch, start_batch, partial, epoch_rng = 0, 0, [], None
         try:
             for cb in callbacks:
@@ -518,8 +493,9 @@ class _BundleSaver:
     """Writes and restores resume bundles for one fit (see ``netwright.resume``)."""
 
     def __init__(self, trainer: Trainer, callbacks: list, scaler: Any, generator: torch.Generator,
-                 config_text: str | None, monitor: str, mode: str):
+                 config_text: str | None, monitor: str, mode: str, log_keys: list[str]):
         self.t, self.callbacks, self.scaler, self.generator = trainer, callbacks, scaler, generator
+        self.log_keys = log_keys
         self.config = None
         if config_text is not None:
             import yaml
@@ -529,9 +505,19 @@ class _BundleSaver:
         self.best: float | None = None
         self.epoch_lr: float | None = None
 
+    def _keyed_callbacks(self) -> dict:
+        """Callbacks with state, keyed ``Name#k`` (the k-th of that class): a callback added or
+        left out at resume (a one-off interrupt, a printer) does not shift the others' keys."""
+        keyed, seen = {}, {}
+        for cb in self.callbacks:
+            if callable(getattr(cb, "state_dict", None)):
+                name = type(cb).__name__
+                seen[name] = seen.get(name, 0) + 1
+                keyed[f"{name}#{seen[name] - 1}"] = cb
+        return keyed
+
     def _callback_states(self) -> dict:
-        return {f"{i}:{type(cb).__name__}": cb.state_dict() for i, cb in enumerate(self.callbacks)
-                if callable(getattr(cb, "state_dict", None))}
+        return {key: cb.state_dict() for key, cb in self._keyed_callbacks().items()}
 
     def save(self, epoch: int, batch: int, history: list, losses: list, epoch_rng: Any,
              stop_reason: str, logs: dict | None = None) -> None:
@@ -566,16 +552,16 @@ class _BundleSaver:
         if self.scaler is not None and s.get("scaler"):
             self.scaler.load_state_dict(s["scaler"])
         states = s.get("callbacks") or {}
-        for key, cb_state in states.items():
-            index, name = key.split(":", 1)
-            cb = self.callbacks[int(index)] if int(index) < len(self.callbacks) else None
-            if cb is not None and type(cb).__name__ == name and callable(getattr(cb, "load_state_dict", None)):
-                cb.load_state_dict(cb_state)
+        for key, cb in self._keyed_callbacks().items():
+            if key in states and callable(getattr(cb, "load_state_dict", None)):
+                cb.load_state_dict(states[key])
         set_rng_state(s["rng"])
         self.generator.set_state(s["epoch_rng"])
         self.best, self.epoch_lr = s.get("best"), s.get("epoch_lr")
         losses = list(s["losses"].to(t.device)) if s.get("losses") is not None else []
-        return (list(s["history"]), s.get("stop_reason", "completed"), int(s["epoch"]),
+        # state.json stores its keys sorted: give each row back the order the epochs logged it.
+        history = [{**{k: row[k] for k in self.log_keys if k in row}, **row} for row in s["history"]]
+        return (history, s.get("stop_reason", "completed"), int(s["epoch"]),
                 int(s["batch"]), losses, s["epoch_rng"])
 
 
