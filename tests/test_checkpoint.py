@@ -41,6 +41,55 @@ class Wrapped(nn.Module):
         self.add_module(attr, inner)
 
 
+class Trio(nn.Module):
+    """Three alike layers (8 -> 8): only their names tell them apart, and the names sort
+    (decoder, encoder, middle) differently from the order the layers are defined in."""
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.Linear(8, 8)
+        self.middle = nn.Linear(8, 8)
+        self.decoder = nn.Linear(8, 8)
+
+    def forward(self, x):
+        return self.decoder(torch.relu(self.middle(torch.relu(self.encoder(x)))))
+
+
+TRIO_LAYERS = ("encoder", "middle", "decoder")
+#: How a state_dict reaches load_weights: in memory, a torch.save'd file (keeps its key order),
+#: or a safetensors file written by the safetensors library (sorted keys, no order recorded).
+SOURCES = ["dict", "torch.save", "plain safetensors"]
+
+
+def out_of_order(state: dict, prefix: str = "") -> OrderedDict:
+    """``state`` with ``prefix`` on every key and its modules listed last to first, as a merged
+    or converted file may list them: among alike layers, only the names can be trusted."""
+    modules = list(dict.fromkeys(k.rpartition(".")[0] for k in state))
+    return OrderedDict((prefix + k, state[k]) for m in reversed(modules) for k in state
+                       if k.rpartition(".")[0] == m)
+
+
+def write_source(tmp_path: Path, state: dict, how: str):
+    if how == "dict":
+        return state
+    if how == "torch.save":
+        torch.save(state, tmp_path / "w.pt")
+        return tmp_path / "w.pt"
+    save_file(state_to_cpu(state), tmp_path / "w.safetensors")
+    return tmp_path / "w.safetensors"
+
+
+def assert_layers(model: nn.Module, src: Trio):
+    """Every tensor of ``model`` (a Trio) holds the value of the same tensor of ``src``; the
+    three layers of ``src`` differ, so a swap of two of them cannot pass."""
+    for name in TRIO_LAYERS:
+        for leaf in ("weight", "bias"):
+            got, want = getattr(getattr(model, name), leaf), getattr(getattr(src, name), leaf)
+            assert torch.equal(got, want), f"{name}.{leaf} holds another layer's values"
+    weights = [getattr(src, name).weight for name in TRIO_LAYERS]
+    assert not any(torch.equal(a, b) for i, a in enumerate(weights) for b in weights[i + 1:])
+
+
 class TiedLM(nn.Module):
     def __init__(self, vocab: int = 11, dim: int = 4):
         super().__init__()
@@ -142,23 +191,26 @@ def test_in_memory_wrapped_dict(tmp_path):
     assert_same(model, src.state_dict())
 
 
-def test_lightning_ckpt(tmp_path):
-    src = trained(Net())
+@pytest.mark.parametrize("attr", ["model", "net"])
+def test_lightning_ckpt(tmp_path, attr):
+    """A LightningModule keeps the network under an attribute: its .ckpt holds the weights under
+    'state_dict' with that prefix, next to the trainer's own records."""
+    src = trained(Trio())
     ckpt = {
         "epoch": 3, "global_step": 120, "pytorch-lightning_version": "2.4.0",
-        "state_dict": OrderedDict(("model." + k, v) for k, v in src.state_dict().items()),
+        "state_dict": out_of_order(src.state_dict(), f"{attr}."),
         "optimizer_states": [torch.optim.Adam(src.parameters()).state_dict()],
-        "lr_schedulers": [], "hyper_parameters": {"lr": 1e-3, "classes": 3},
+        "lr_schedulers": [], "hyper_parameters": {"lr": 1e-3, "width": 8},
         "loops": {"fit_loop": {"epoch_progress": {"current": {"completed": 3}}}},
     }
     torch.save(ckpt, tmp_path / "epoch=3-step=120.ckpt")
-    model = Net()
+    model = Trio()
     with pytest.raises(CheckpointError, match="mode='repair'"):
         load_weights(model, tmp_path / "epoch=3-step=120.ckpt")
     report = load_weights(model, tmp_path / "epoch=3-step=120.ckpt", mode="repair")
-    assert report.location == "['state_dict']"
-    assert report.renamed == {"model." + k: k for k in src.state_dict()}
-    assert_same(model, src.state_dict())
+    assert report.ok and report.location == "['state_dict']"
+    assert report.renamed == {f"{attr}.{k}": k for k in src.state_dict()}
+    assert_layers(model, src)
 
 
 def test_cuda_saved_checkpoint_loads_on_cpu(tmp_path):
@@ -217,47 +269,60 @@ def test_torch_load_is_only_called_weights_only(tmp_path, monkeypatch):
 # Repair: prefixes
 # ------------------------------------------------------------------------------------------
 
+# The model is a Trio (three alike 8 -> 8 layers) and the files list its layers out of order, so
+# pairing layers by shape or by position would put a layer's weights into another one: these pass
+# only if the prefixes themselves are mapped.
+
+@pytest.mark.parametrize("how", SOURCES)
 @pytest.mark.parametrize("prefix", ["module.", "_orig_mod.", "model.", "net.",
                                     "module._orig_mod.", "model.module.", "_orig_mod.net."])
-def test_repair_strips_wrapper_prefixes(prefix):
-    src = trained(Net())
-    state = {prefix + k: v for k, v in src.state_dict().items()}
-    model = Net()
+def test_repair_strips_wrapper_prefixes(tmp_path, prefix, how):
+    src = trained(Trio())
+    source = write_source(tmp_path, out_of_order(src.state_dict(), prefix), how)
+    model = Trio()
     with pytest.raises(CheckpointError) as err:
-        load_weights(model, state)
-    assert "mode='repair'" in str(err.value) and f"{prefix}linear1.weight" in str(err.value)
-    assert not torch.equal(model.linear1.weight, src.linear1.weight)  # strict loaded nothing
-    report = load_weights(model, state, mode="repair")
+        load_weights(model, source)
+    assert "mode='repair'" in str(err.value) and f"{prefix}encoder.weight" in str(err.value)
+    assert not torch.equal(model.encoder.weight, src.encoder.weight)  # strict loaded nothing
+    report = load_weights(model, source, mode="repair")
     assert report.ok and report.renamed == {prefix + k: k for k in src.state_dict()}
-    assert_same(model, src.state_dict())
+    assert_layers(model, src)
 
 
+@pytest.mark.parametrize("how", SOURCES)
 @pytest.mark.parametrize("attr", ["module", "_orig_mod", "model", "net"])
-def test_repair_adds_the_prefix_the_model_has(attr):
-    src = trained(Net())
-    model = Wrapped(attr, Net())
-    report = load_weights(model, src.state_dict(), mode="repair")
-    assert report.renamed == {k: f"{attr}.{k}" for k in src.state_dict()}
-    assert_same(model, src.state_dict(), report.renamed)
+def test_repair_adds_the_prefix_the_model_has(tmp_path, attr, how):
+    src = trained(Trio())
+    source = write_source(tmp_path, out_of_order(src.state_dict()), how)
+    model = Wrapped(attr, Trio())
+    report = load_weights(model, source, mode="repair")
+    assert report.ok and report.renamed == {k: f"{attr}.{k}" for k in src.state_dict()}
+    assert_layers(getattr(model, attr), src)
 
 
-def test_repair_swaps_one_wrapper_for_another():
-    src = trained(Net())
-    state = {"model._orig_mod." + k: v for k, v in src.state_dict().items()}  # Lightning + compile
-    model = nn.DataParallel(Net())  # on a machine without GPUs it only wraps: keys "module.*"
-    report = load_weights(model, state, mode="repair")
-    assert report.ok and report.renamed["model._orig_mod.linear1.weight"] == "module.linear1.weight"
-    assert_same(model.module, src.state_dict())
+def test_repair_swaps_one_wrapper_for_another(tmp_path):
+    src = trained(Trio())
+    state = out_of_order(src.state_dict(), "model._orig_mod.")  # Lightning + compile
+    torch.save(state, tmp_path / "w.pt")
+    model = nn.DataParallel(Trio())  # on a machine without GPUs it only wraps: keys "module.*"
+    report = load_weights(model, tmp_path / "w.pt", mode="repair")
+    assert report.ok
+    assert report.renamed == {f"model._orig_mod.{k}": f"module.{k}" for k in src.state_dict()}
+    assert_layers(model.module, src)
 
 
-def test_repair_compiled_submodule_keys():
-    src = trained(Net())
-    state = {k.replace("linear2.", "linear2._orig_mod."): v for k, v in src.state_dict().items()}
-    model = Net()
-    report = load_weights(model, state, mode="repair")
-    assert report.renamed == {"linear2._orig_mod.weight": "linear2.weight",
-                              "linear2._orig_mod.bias": "linear2.bias"}
-    assert_same(model, src.state_dict())
+@pytest.mark.parametrize("how", SOURCES)
+def test_repair_compiled_submodule_keys(tmp_path, how):
+    """Two alike submodules compiled on their own: their keys carry '._orig_mod.' inside."""
+    src = trained(Trio())
+    state = {k.replace("coder.", "coder._orig_mod."): v for k, v in src.state_dict().items()}
+    source = write_source(tmp_path, out_of_order(state), how)
+    model = Trio()
+    report = load_weights(model, source, mode="repair")
+    assert report.ok and report.renamed == {
+        f"{m}._orig_mod.{leaf}": f"{m}.{leaf}" for m in ("encoder", "decoder")
+        for leaf in ("weight", "bias")}
+    assert_layers(model, src)
 
 
 # ------------------------------------------------------------------------------------------

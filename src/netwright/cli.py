@@ -314,7 +314,7 @@ def summary_cmd(
             from netwright.runner import build_model
 
             cfg = load_config(target)
-            data = prepare_data(cfg.data, resolve_loss(cfg.loss)[1].task)
+            data = prepare_data(cfg.data, resolve_loss(cfg.loss)[1].task, resolve_loss(cfg.loss)[1].name)
             model, shape = build_model(cfg, data, trust_code=trust_code), data.input_shape
         report = summary(unwrap(model), shape)
     except NetwrightError as exc:
@@ -347,7 +347,7 @@ def doctor_cmd(
 
     try:
         cfg = load_config(config, overrides or [])
-        data = prepare_data(cfg.data, resolve_loss(cfg.loss)[1].task)
+        data = prepare_data(cfg.data, resolve_loss(cfg.loss)[1].task, resolve_loss(cfg.loss)[1].name)
         model = build_model(cfg, data, trust_code=trust_code)
         opt = cfg.optimizer.model_dump()
         report = doctor(model, data.train, loss=cfg.loss, optimizer=opt.pop("name"), lr=opt.pop("lr"),

@@ -89,6 +89,10 @@ class DataConfig(_Strict):
     split: Literal["auto", "stratified", "random", "ordered"] = Field(
         "auto", description="auto: stratified for classes, ordered for time series, else random")
     seed: int = Field(0, description="seed of the splits")
+    task: Optional[Literal["classification", "regression"]] = Field(
+        None, description="what the targets are; default: inferred from them (whole numbers with "
+                          "few distinct values are classes, other numbers are values). Set it to "
+                          "accept a loss the inference disagrees with")
     standardize: Literal["features", "global", "none"] = Field(
         "features", description="inputs: per-feature mean/std, one global mean/std (images), or none; "
                                 "fitted on the training split only")

@@ -144,7 +144,7 @@ def run(config: str | os.PathLike | Mapping | RunConfig, overrides: Sequence[str
     _, info = resolve_loss(cfg.loss)
     if not trust_code:  # refuse before any data is read
         _check_model_classes(cfg.model, config)
-    data = prepare_data(cfg.data, info.task)
+    data = prepare_data(cfg.data, info.task, info.name)
     # One seeding point before the model is made: its initial weights come from torch's global
     # generator, so without this the same config gave different weights on every run.
     seed_everything(int(cfg.train.seed))
@@ -226,7 +226,7 @@ class LoadedRun:
     def data(self) -> Prepared:
         """The run's data, split exactly as in training (the config fixes the seeds)."""
         _, info = resolve_loss(self.config.loss)
-        return prepare_data(self.config.data, info.task)
+        return prepare_data(self.config.data, info.task, info.name)
 
     def evaluate(self, features: Any, targets: Any) -> dict:
         return evaluate(self.model, (features, targets), loss=self.config.loss,

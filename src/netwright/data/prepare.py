@@ -235,11 +235,80 @@ def _split_indices(n: int, labels: np.ndarray | None, frac: float, mode: str, se
     return np.sort(perm[k:]), np.sort(perm[:k])
 
 
-def prepare_data(cfg: DataConfig, loss_task: str) -> Prepared:
+# Whole-number targets with more distinct values than this are quantities (a regression), not
+# class labels: diabetes' 214 distinct disease scores, counts, years.
+MAX_CLASSES_GUESS = 30
+
+
+def targets_kind(y: Any) -> tuple[str, str] | None:
+    """``("classes" | "values", description)`` of a single target column, or None when it
+    cannot be told (several columns, missing values).
+
+    >>> targets_kind(np.array([0, 1, 2, 1]))
+    ('classes', '3 distinct whole-number targets')
+    >>> targets_kind(np.array([0.5, 1.25, 3.0]))
+    ('values', '3 distinct targets that are not whole numbers')
+    """
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1 or len(y) == 0:
+        return None
+    if y.dtype.kind in "USOb":
+        return "classes", f"{len(np.unique(y.astype(str)))} distinct labels"
+    if y.dtype.kind not in "iuf" or (y.dtype.kind == "f" and not np.all(np.isfinite(y))):
+        return None
+    distinct = len(np.unique(y))
+    if y.dtype.kind == "f" and not np.all(y == np.round(y)):
+        return "values", f"{distinct} distinct targets that are not whole numbers"
+    what = f"{distinct} distinct whole-number targets"
+    return ("classes", what) if distinct <= MAX_CLASSES_GUESS else ("values", what)
+
+
+def check_task(y: Any, loss_task: str, cfg: DataConfig, loss_name: str | None) -> None:
+    """The loss's task must agree with what the targets are: a classification loss on
+    quantities makes one class per distinct value, a regression loss on class labels fits
+    numbers to names. Raises a LossTargetError with the fix, before anything is trained."""
+    from ..errors import LossTargetError
+
+    if loss_task == "custom":
+        return
+    wants = "regression" if loss_task == "regression" else "classification"
+    if cfg.task is not None:
+        if cfg.task != wants:
+            raise LossTargetError(
+                f"data.task is {cfg.task!r} but loss {loss_name or ''!r} is a {wants} loss. Fix: "
+                f"{'loss: mse' if cfg.task == 'regression' else 'loss: cross_entropy'}, or "
+                f"data.task: {wants}."
+            )
+        return  # the user has said what the targets are
+    kind = targets_kind(y)
+    if kind is None:
+        return
+    found, what = kind
+    source = f"data {cfg.source!r}"
+    if found == "values" and wants == "classification":
+        raise LossTargetError(
+            f"{source} holds {what}: a regression. Loss {loss_name or 'the loss'!r} is a "
+            f"classification loss and would make one class per distinct value (each seen a few "
+            f"times, never predicted from its neighbours). Fix: loss: mse (or mae, huber); or, if "
+            f"these really are class labels, set data.task: classification."
+        )
+    if found == "classes" and wants == "regression" and np.asarray(y).dtype.kind in "iuf":
+        raise LossTargetError(
+            f"{source} holds {what}: class labels. Loss {loss_name or 'the loss'!r} is a "
+            f"regression loss and would fit one number to the labels, as if one class were 'more' "
+            f"than another. Fix: loss: cross_entropy (bce_with_logits for two classes); or, if "
+            f"these are quantities, set data.task: regression."
+        )
+
+
+def prepare_data(cfg: DataConfig, loss_task: str, loss_name: str | None = None) -> Prepared:
     """Load, window, encode, split and measure the data of a run config.
 
     ``loss_task`` is what the loss implies (``LossInfo.task``): multiclass, binary, regression,
-    or custom (then integer targets mean classes).
+    or custom (then integer targets mean classes); it must agree with the targets (see
+    :func:`check_task`). ``loss_name`` is for messages.
     """
     source = cfg.source
     names = None
@@ -262,6 +331,7 @@ def prepare_data(cfg: DataConfig, loss_task: str) -> Prepared:
         if cfg.window:
             series = y if y is not None else X[:, 0]
             X, y = _windows(np.asarray(series, dtype=np.float32), cfg.window, f"data file {path.name}")
+    check_task(y, loss_task, cfg, loss_name)
     task = loss_task if loss_task != "custom" else (
         "multiclass" if np.asarray(y).dtype.kind in "iuUSOb" else "regression")
     classes = None
