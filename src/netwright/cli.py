@@ -28,13 +28,25 @@ _QUICK = {
 }
 
 
+def _public_kind(exc: Exception) -> str:
+    """The documented error kind (``LossTargetError``), not an internal subclass such as the
+    doctor's ``_LossTargetDoctorError``."""
+    from netwright import errors
+
+    mro = type(exc).__mro__
+    for cls in mro:
+        if cls.__module__ == errors.__name__ and cls.__name__ in errors.__all__ and cls is not errors.NetwrightError:
+            return cls.__name__
+    return next((cls.__name__ for cls in mro if not cls.__name__.startswith("_")), type(exc).__name__)
+
+
 def _fail(exc: Exception) -> None:
     from rich.console import Console
 
     from rich.markup import escape
 
     Console(stderr=True, soft_wrap=True).print(
-        f"[bold red]error:[/] {type(exc).__name__}: {escape(str(exc))}", highlight=False)
+        f"[bold red]error:[/] {_public_kind(exc)}: {escape(str(exc))}", highlight=False)
     raise typer.Exit(code=2)
 
 
@@ -435,7 +447,17 @@ def init(
     if path.exists():
         _fail(ConfigError(f"{str(path)!r} already exists; netwright does not overwrite it. Fix: "
                           f"give another path, e.g. `netwright init my_run.yaml`."))
-    atomic_write_text(path, _TEMPLATES[template].format(path=path))
+    text = _TEMPLATES[template].format(path=path)
+    # The run is named after the config file (my_run.yaml -> runs/my_run), not the template.
+    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in path.stem) or "run"
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if line.startswith("name: "):
+            col = line.find("#")
+            lines[i] = f"name: {stem}" if col < 0 else f"name: {stem} ".ljust(col) + line[col:]
+            break
+    text = "\n".join(lines)
+    atomic_write_text(path, text)
     print(f"wrote {path}; train it with: netwright train {path}")
 
 

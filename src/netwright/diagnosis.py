@@ -921,13 +921,15 @@ def _data_findings(x: Any, y: Any, info: LossInfo, model: nn.Module, whole: bool
                 if constant and len(constant) == t32.shape[1]:
                     found.append(_finding(
                         "NW304", f"{name}: every one of the {t32.shape[1]} features is constant over "
-                        f"all {t32.shape[0]} rows: all samples look the same, nothing can be learned.",
+                        f"all {t32.shape[0]} rows of the training data: all samples look the same, "
+                        f"nothing can be learned.",
                         "check the data loading (a wrong column, a fill value, a lost scaling)", name))
                     continue
                 if constant:
                     found.append(_finding(
                         "NW303", f"{name}: {len(constant)} of {t32.shape[1]} features are constant "
-                        f"over all {t32.shape[0]} rows (columns {_list(constant)}): they carry no "
+                        f"over all {t32.shape[0]} rows of the training data (columns "
+                        f"{_list(constant)}): they carry no "
                         f"information.", "drop them (harmless, but they only add parameters)", name))
             if scaled_in:
                 continue

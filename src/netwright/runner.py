@@ -282,8 +282,11 @@ def open_run(run_dir: str | os.PathLike, *, trust_code: bool = False) -> LoadedR
     """Read a finished run directory back. The folder may come from someone else: nothing in it
     is imported unless ``trust_code=True`` (see :func:`netwright.load`)."""
     folder = Path(run_dir)
+    if not folder.exists():
+        raise ConfigError(f"run directory {str(folder)!r} does not exist. Fix: check the path; "
+                          f"`netwright train CONFIG` prints the run directory it writes.")
     if not (folder / "config.yaml").is_file() or not (folder / "model.json").is_file():
-        held = sorted(p.name for p in folder.iterdir())[:10] if folder.is_dir() else None
+        held = sorted(p.name for p in folder.iterdir())[:10] if folder.is_dir() else "a file"
         raise ConfigError(
             f"run directory {str(folder)!r} is not a netwright run from a config (it needs "
             f"config.yaml and model.json; it holds {held}). Fix: pass a folder made by "

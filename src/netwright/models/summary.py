@@ -23,6 +23,22 @@ __all__ = ["summary", "Summary", "Row"]
 _MB = 2**20  # "MB" here is a mebibyte, as torch.cuda.memory_* and Keras count
 
 
+def _bytes_text(n: float) -> str:
+    """``232 bytes``, ``4.09 KB``, ``1.53 MB``, ``2.10 GB`` (binary units, as torch counts).
+
+    >>> _bytes_text(4188), _bytes_text(3 * 2**20)
+    ('4.09 KB', '3.00 MB')
+    """
+    n = float(n)
+    if n < 1024:
+        return f"{int(n)} bytes"
+    for unit in ("KB", "MB", "GB", "TB"):
+        n /= 1024
+        if n < 1024 or unit == "TB":
+            return f"{n:.2f} {unit}"
+    return f"{n:.2f} TB"  # pragma: no cover
+
+
 @dataclass
 class Row:
     """One module: ``name`` is its dotted path (as in ``named_modules``/``state_dict``);
@@ -71,7 +87,7 @@ class Summary:
             f"Total params: {self.total_params:,} (trainable {self.trainable_params:,}, "
             f"frozen {self.frozen_params:,})",
             f"FLOPs: {self.flops:,}{f' ({_human(self.flops)})' if self.flops >= 1000 else ''} for one forward of {self.input}",
-            f"Size: {self.size_mb:.2f} MB (parameters + buffers)",
+            f"Size: {_bytes_text(self.size_mb * _MB)} (parameters + buffers)",
         ]
 
     def __str__(self) -> str:
@@ -208,7 +224,7 @@ def summary(model: nn.Module, input_shape: Sequence[int] | None = None, *, examp
     -----------------------------------------
     Total params: 58 (trainable 58, frozen 0)
     FLOPs: 96 for one forward of (1, 4) float32
-    Size: 0.00 MB (parameters + buffers)
+    Size: 232 bytes (parameters + buffers)
     """
     # Imported here: it pulls in ~80 ms of torch modules that building a model never needs.
     from torch.utils.flop_counter import FlopCounterMode
