@@ -176,10 +176,12 @@ def train(
         _fail(exc)
         return
     console = Console()
-    console.print(_scores_table(result.scores, f"{result.config.name}: final metrics"))
     fit = result.fit
+    # The scores are of the weights the model holds: say which epoch's they are, above them.
     console.print(f"{len(fit.history)} epochs in {fit.seconds:.1f}s ({fit.stop_reason}); "
-                  f"best epoch {fit.best['epoch'] if fit.best else '-'} by {fit.monitor}")
+                  f"weights: {fit.weights_note}")
+    console.print(_scores_table(result.scores, f"{result.config.name}: final metrics "
+                                               f"(weights of epoch {fit.weights_epoch})"))
     console.print(f"run directory: {result.run_dir}", soft_wrap=True)
 
 
@@ -295,10 +297,18 @@ def export_cmd(
     for col in ("format", "file", "max abs diff", "batch 1 vs eager", "batch 64 vs eager"):
         table.add_column(col)
     for fmt, r in reports.items():
-        ratio = lambda b: f"{r.speedup(b):.2f}x faster" if r.speedup(b) else "-"  # noqa: E731
+        ratio = lambda b: _speed_text(None if b in r.latency_noisy else r.speedup(b),  # noqa: E731
+                                      b in r.latency_export)
         table.add_row(fmt, r.path.name, f"{r.max_abs_diff:.2e}" if r.max_abs_diff is not None else "-",
                       ratio(1), ratio(64))
     Console().print(table)
+
+
+def _speed_text(ratio: float | None, measured: bool) -> str:
+    """``2.81x faster`` / ``5.00x slower``; ``noisy`` when the timings spread too much to compare."""
+    if ratio is None:
+        return "noisy" if measured else "-"
+    return f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.2f}x slower"
 
 
 @app.command("summary")

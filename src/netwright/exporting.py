@@ -111,6 +111,7 @@ class ExportReport:
     max_rel_other: float | None = None
     latency_eager: dict[int, float] = field(default_factory=dict)
     latency_export: dict[int, float] = field(default_factory=dict)
+    latency_noisy: list[int] = field(default_factory=list)  # batches whose timings spread too much
     opset: int | None = None
     torch_version: str = ""
     notes: list[str] = field(default_factory=list)
@@ -146,6 +147,7 @@ class ExportReport:
         out["latency_export"] = {str(k): v for k, v in self.latency_export.items()}
         out["max_abs_diff"], out["max_rel_diff"] = self.max_abs_diff, self.max_rel_diff
         out["speedup"] = {str(b): self.speedup(b) for b in self.latency_export}
+        out["latency_noisy"] = list(self.latency_noisy)
         return out
 
     def __str__(self) -> str:
@@ -162,8 +164,9 @@ class ExportReport:
         for batch in sorted(self.latency_export):
             eager, art = self.latency_eager.get(batch), self.latency_export[batch]
             ratio = self.speedup(batch)
-            lines.append(f"  latency batch {batch}: eager {_ms(eager)}, {self.format} {_ms(art)}"
-                         + (f" ({ratio:.2f}x eager's speed)" if ratio else ""))
+            note = " (timings too noisy to compare)" if batch in self.latency_noisy else (
+                f" ({ratio:.2f}x eager's speed)" if ratio else "")
+            lines.append(f"  latency batch {batch}: eager {_ms(eager)}, {self.format} {_ms(art)}{note}")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -995,10 +998,15 @@ def _to_numpy(t: Any) -> np.ndarray:
     return t.numpy()
 
 
-def _median_seconds(fn: Callable[[], Any], *, budget: float = 0.1, min_runs: int = 5,
-                    max_runs: int = 200, warmup: int = 3) -> float:
-    """Median seconds of one call of ``fn`` after ``warmup`` calls; runs until ``min_runs`` and
-    ``budget`` seconds are both reached (or ``max_runs``)."""
+MAX_SPREAD = 0.5  # interquartile range / median above which a latency is too noisy to compare
+
+
+def _timing(fn: Callable[[], Any], *, budget: float = 0.2, min_runs: int = 15,
+            max_runs: int = 400, warmup: int = 3) -> tuple[float, float]:
+    """(median seconds, interquartile range / median) of one call of ``fn`` after ``warmup``
+    calls; runs until ``min_runs`` and ``budget`` seconds are both reached (or ``max_runs``).
+    A spread over :data:`MAX_SPREAD` (e.g. another process took the CPU) makes a speed-up
+    computed from the median noise, and it is reported as such."""
     for _ in range(warmup):
         fn()
     times: list[float] = []
@@ -1008,7 +1016,13 @@ def _median_seconds(fn: Callable[[], Any], *, budget: float = 0.1, min_runs: int
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    q1, median, q3 = statistics.quantiles(times, n=4)
+    return median, ((q3 - q1) / median if median > 0 else float("inf"))
+
+
+def _median_seconds(fn: Callable[[], Any], **options: Any) -> float:
+    """Median seconds of one call of ``fn`` (see :func:`_timing`)."""
+    return _timing(fn, **options)[0]
 
 
 class _Verifier:
@@ -1084,7 +1098,7 @@ def _verify(job: _Job, artifacts: dict[str, Path], verifier: _Verifier, *,
                               f"{', '.join(artifacts)} exited with code {code}:\n{tail}\n"
                               f"Fix: verify=False skips the check (at your own risk).")
         results = json.loads(result_file.read_text())
-        outputs, latency = {}, {}
+        outputs, latency, spread = {}, {}, {}
         for fmt in artifacts:
             res = results[fmt]
             if res.get("error"):
@@ -1094,16 +1108,19 @@ def _verify(job: _Job, artifacts: dict[str, Path], verifier: _Verifier, *,
                 outputs[fmt] = {s: [data[f"{s}__{j}"] for j in range(res["count"][s])]
                                 for s in sets}
             latency[fmt] = {int(b): sec for b, sec in res["latency"].items()}
+            spread[fmt] = {int(b): v for b, v in res.get("spread", {}).items()}
         expected = {"example": [_to_numpy(t) for t in job.expected]}
         if "other" in sets:
             expected["other"] = [_to_numpy(t) for t in job.other_expected]
-        eager_seconds = {}
+        eager_seconds, eager_spread = {}, {}
         # Timed only now, with the fresh process gone, so that the two never share the CPU.
         for b, xs in lat_inputs.items():
             _eager_on(job, xs)  # a clear error if the model cannot take this batch size
             with _eval_mode(job.net), torch.inference_mode():
-                eager_seconds[b] = _median_seconds(lambda: job.call(xs))
-        return {"outputs": outputs, "expected": expected,
+                eager_seconds[b], eager_spread[b] = _timing(lambda: job.call(xs))
+        noisy = {fmt: sorted(b for b in latency.get(fmt, {}) if max(
+            spread.get(fmt, {}).get(b, 0.0), eager_spread.get(b, 0.0)) > MAX_SPREAD) for fmt in artifacts}
+        return {"outputs": outputs, "expected": expected, "noisy": noisy,
                 "batches": {s: int(xs[0].shape[0]) for s, xs in sets.items()}}, latency, \
             eager_seconds
     finally:
@@ -1411,6 +1428,7 @@ def _export_many(job: _Job, targets: dict[str, Path], *, verify: bool, rtol: flo
                     r.max_abs_other, r.max_rel_other = maxima["other"]
                 r.latency_eager = dict(eager)
                 r.latency_export = dict(latency.get(fmt, {}))
+                r.latency_noisy = list(checked.get("noisy", {}).get(fmt, []))
             if failures:
                 raise _combined(failures, [f for f in targets if f not in failures])
         else:
@@ -1620,7 +1638,8 @@ def _verify_main(job_file: str) -> int:
                 np.savez(out_dir / f"out_{fmt}.npz", **outs)
                 for batch, set_name in job["latency"].items():
                     native = prepare(arrays(set_name))
-                    res["latency"][batch] = _median_seconds(lambda: call(native))
+                    res["latency"][batch], res.setdefault("spread", {})[batch] = _timing(
+                        lambda: call(native))
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises
             res["error"] = f"{type(exc).__name__}: {_first_line(exc)}"
         results[fmt] = res

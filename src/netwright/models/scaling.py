@@ -25,6 +25,10 @@ class Scaled(nn.Module):
     tensor([[1., 1.]])
     """
 
+    # Constants: TorchScript compiles only the branches they select, so a Scaled without output
+    # statistics (no y_std buffer) scripts instead of falling back to tracing.
+    __constants__ = ["scale_inputs", "scale_outputs"]
+
     def __init__(self, net: nn.Module, x_shape: Sequence[int] | None, y_shape: Sequence[int] | None):
         super().__init__()
         self.net = net
