@@ -95,22 +95,54 @@ def test_a_named_spec_keeps_its_layer_order_through_save(tmp_path):
     assert torch.equal(loaded(x), model(x))
 
 
-def test_a_torch_model_that_cannot_be_described_says_why(tmp_path):
-    model = nn.Sequential(OrderedDict(linear=nn.Linear(3, 2)))  # reads as the layer 'linear'
-    with pytest.raises(nw.ModelSpecError, match=r"rename such children"):
-        nw.save(model, tmp_path / "a")
-    assert not (tmp_path / "a").exists()
-    model = nn.Sequential(nn.TransformerEncoderLayer(d_model=8, nhead=2, dim_feedforward=8,
-                                                     batch_first=True))  # a layer with children
-    with pytest.raises(nw.ModelSpecError, match=r"save_weights"):
-        nw.save(model, tmp_path / "b")
+@pytest.mark.parametrize("case", ["child_named_like_a_layer", "layer_with_children", "class_in_main",
+                                  "needs_arguments"])
+def test_a_model_that_cannot_be_described_still_has_its_weights_saved(tmp_path, case):
+    # Nothing is lost: the weights are written, model.json says why it cannot rebuild the model,
+    # a warning says how to load them, and nw.load(path, model=...) does.
+    torch.manual_seed(0)
+
+    class Local(nn.Module):
+        def __init__(self, width):
+            super().__init__()
+            self.fc = nn.Linear(3, width)
+
+        def forward(self, x):
+            return self.fc(x)
+
+    Local.__module__ = "__main__" if case == "class_in_main" else __name__
+    make = {
+        "child_named_like_a_layer": lambda: nn.Sequential(OrderedDict(linear=nn.Linear(3, 2))),
+        "layer_with_children": lambda: nn.Sequential(nn.TransformerEncoderLayer(
+            d_model=3, nhead=1, dim_feedforward=4, batch_first=True)),
+        "class_in_main": lambda: Local(2),
+        "needs_arguments": lambda: Local(2),  # Local() cannot be called without its width
+    }[case]
+    model = make().eval()
+    with pytest.warns(UserWarning, match=r"the weights are saved") as caught:
+        folder = nw.save(model, tmp_path / "m")
+    why = json.loads((folder / "model.json").read_text())["not_rebuildable"]
+    message = str(caught[0].message)
+    assert why and why in message and "model=" in message
+    with pytest.raises(nw.CheckpointError, match=r"could not be described when it was saved"):
+        nw.load(folder)
+    torch.manual_seed(1)
+    loaded = nw.load(folder, model=make())
+    x = torch.randn(2, 1, 3) if case == "layer_with_children" else torch.randn(2, 3)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
 
 
-def test_a_class_defined_in_main_is_refused_with_the_fix(tmp_path):
-    Local = type("Local", (nn.Module,), {"forward": lambda self, x: x})
-    Local.__module__ = "__main__"
-    with pytest.raises(nw.ModelSpecError, match=r"move the class into a module"):
-        nw.save(Local(), tmp_path / "m")
+def test_load_into_a_given_model_rewraps_the_standardisation(tmp_path):
+    model = Scaled(nn.Linear(3, 2), (3,), (2,))
+    model.set_stats(x=(torch.tensor([1.0, 2, 3]), torch.tensor([2.0, 2, 2])),
+                    y=(torch.tensor([10.0, 20]), torch.tensor([3.0, 4])))
+    folder = nw.save(model, tmp_path / "m")
+    loaded = nw.load(folder, model=nn.Linear(3, 2))  # the bare network: wrapped as it was saved
+    assert isinstance(loaded, Scaled) and torch.equal(loaded.y_mean, torch.tensor([10.0, 20]))
+    x = torch.randn(4, 3)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
 
 
 def test_save_never_overwrites_and_load_explains_missing_pieces(tmp_path):

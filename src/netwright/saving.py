@@ -23,6 +23,7 @@ import math
 import os
 import secrets
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +33,9 @@ from torch import nn
 from .atomic import atomic_write_text, read_json
 from .checkpoint import (_read_safetensors_header, _weights_in_folder, load_weights,
                          save_weights)
-from .errors import CheckpointError, ModelSpecError, NetwrightError, UntrustedCodeError, describe, short_repr
+from .errors import CheckpointError, ModelSpecError, NetwrightError, describe, short_repr
 from .models.builder import rebuild, spec_of
-from .models.scaling import Scaled
+from .models.scaling import Scaled, unwrap
 
 __all__ = ["MODEL_FORMAT", "describe_model", "rebuild_model", "save", "load", "MAX_EXTRA_VALUES"]
 
@@ -58,12 +59,8 @@ def describe_model(model: nn.Module, *, init_args: dict | None = None) -> dict:
     """
     if not isinstance(model, nn.Module):
         raise ModelSpecError(f"save: expected an nn.Module, received {describe(model)}.")
-    scaled = None
-    net = model
-    if isinstance(model, Scaled):
-        scaled = {"x_shape": list(model.x_mean.shape) if model.scale_inputs else None,
-                  "y_shape": list(model.y_mean.shape) if model.scale_outputs else None}
-        net = model.net
+    scaled = _scaled_shapes(model)
+    net = unwrap(model)
     desc = spec_of(net)
     if desc is None:
         spec = torch_spec(net)
@@ -76,16 +73,14 @@ def describe_model(model: nn.Module, *, init_args: dict | None = None) -> dict:
         if cls.__module__ == "__main__":
             raise ModelSpecError(
                 f"save: the model class {cls.__qualname__} is defined in the script being run "
-                f"(__main__), so model.json could not name it for loading later. Fix: move the "
-                f"class into a module (e.g. models.py) and import it from there."
+                f"(__main__), so model.json could not name it for loading later (move the class "
+                f"into a module, e.g. models.py, to make it loadable by name)."
             )
         if cls.__module__.startswith("torch.nn.modules.") and init_args is None:
             raise ModelSpecError(
                 f"save: this {cls.__name__} is made of torch layers, but not only of nn.Sequential "
                 f"and torch's plain layers with their arguments (or a child's name, such as "
-                f"'linear', reads as a layer name in a spec), so model.json cannot describe it. "
-                f"Fix: rename such children, build the model with nw.build, or keep only the "
-                f"weights: nw.checkpoint.save_weights(model.state_dict(), path)."
+                f"'linear', reads as a layer name in a spec), so model.json cannot describe it."
             )
         args = json.loads(json.dumps(init_args or {}))
         desc = {"spec": {"class": f"{cls.__module__}:{cls.__qualname__}", "args": args},
@@ -165,6 +160,13 @@ def _rebuilds_alike(net: nn.Module, desc: dict) -> bool:
         return False
     shapes = lambda m: {k: tuple(v.shape) for k, v in m.state_dict().items()}  # noqa: E731
     return repr(fresh) == repr(net) and shapes(fresh) == shapes(net)
+
+
+def _scaled_shapes(model: nn.Module) -> dict | None:
+    if not isinstance(model, Scaled):
+        return None
+    return {"x_shape": list(model.x_mean.shape) if model.scale_inputs else None,
+            "y_shape": list(model.y_mean.shape) if model.scale_outputs else None}
 
 
 def _check_rebuilds(net: nn.Module, desc: dict, init_args: dict | None) -> None:
@@ -256,7 +258,21 @@ def save(model: nn.Module, path: str | os.PathLike, *, init_args: dict | None = 
             f"save: {str(folder / links[0])!r} is a symbolic link (to {os.readlink(folder / links[0])!r}); "
             f"netwright does not write through links. Fix: remove the link, or save elsewhere."
         )
-    desc = describe_model(model, init_args=init_args)
+    try:
+        desc = describe_model(model, init_args=init_args)
+    except ModelSpecError as exc:
+        if not isinstance(model, nn.Module) or init_args is not None:
+            raise  # not a model at all, or arguments that do not rebuild it: the caller's to fix
+        # Nothing is lost: the weights are written all the same, and model.json says why it
+        # cannot rebuild the model and how to load them.
+        reason = str(exc).removeprefix("save: ")
+        desc = {"format": MODEL_FORMAT, "model": None, "scaled": _scaled_shapes(model),
+                "class": f"{type(unwrap(model)).__module__}:{type(unwrap(model)).__qualname__}",
+                "not_rebuildable": reason}
+        warnings.warn(
+            f"save: the weights are saved, but model.json cannot say how to rebuild this "
+            f"{type(unwrap(model)).__name__} ({reason}) Load them with nw.load({str(folder)!r}, "
+            f"model={type(unwrap(model)).__name__}(...)).", stacklevel=2)
     folder.mkdir(parents=True, exist_ok=True)
     staging = folder / f".nw-save-{secrets.token_hex(4)}"
     try:
@@ -307,9 +323,12 @@ def _current(folder: Path, name: str) -> Path:
 
 
 def load(path: str | os.PathLike, *, mode: str = "strict", device: Any = "cpu",
-         trust_code: bool = False, max_extra_values: int = MAX_EXTRA_VALUES) -> nn.Module:
+         trust_code: bool = False, max_extra_values: int = MAX_EXTRA_VALUES,
+         model: nn.Module | None = None) -> nn.Module:
     """Rebuild the model in a folder written by :func:`save` (or a run directory) and load its
-    weights; ``mode`` is :func:`~netwright.checkpoint.load_weights`'s.
+    weights; ``mode`` is :func:`~netwright.checkpoint.load_weights`'s. With ``model=``, the
+    weights are loaded into that model instead (nothing is rebuilt or imported); a model saved
+    inside netwright's standardisation wrapper is wrapped the same way.
 
     The folder may come from someone else: a ``"class"`` outside torch.nn, torchvision.models
     and netwright is refused unless ``trust_code=True`` (importing a module runs its code), and a
@@ -339,11 +358,34 @@ def load(path: str | os.PathLike, *, mode: str = "strict", device: Any = "cpu",
     weights = _current(folder, "weights.safetensors")
     if not weights.is_file():
         _weights_in_folder(folder)  # raises: names what the folder holds, before anything is built
-    model = build_within_budget(description, meta, weights, trust_code=trust_code,
-                                max_extra_values=max_extra_values)
+    if model is not None:
+        model = _given_model(model, description, meta)
+    else:
+        if isinstance(description, dict) and description.get("model") is None \
+                and "not_rebuildable" in description:
+            cls = str(description.get("class", "the model class")).split(":")[-1]
+            raise CheckpointError(
+                f"load: {str(meta)!r} says the model could not be described when it was saved: "
+                f"{short_repr(description['not_rebuildable'], 300)} Fix: build it yourself and pass "
+                f"it: nw.load({str(folder)!r}, model={cls}(...))."
+            )
+        model = build_within_budget(description, meta, weights, trust_code=trust_code,
+                                    max_extra_values=max_extra_values)
     load_weights(model, weights if weights.parent != folder else folder, mode=mode)
     model.eval()
     return model.to(device) if device is not None else model
+
+
+def _given_model(model: Any, description: Any, meta: Path) -> nn.Module:
+    """The caller's model for ``load(model=...)``, wrapped in Scaled when the weights were saved
+    with the standardisation statistics and the caller passed the bare network."""
+    if not isinstance(model, nn.Module):
+        raise CheckpointError(f"load: model= must be an nn.Module; received {describe(model)}.")
+    scaled = description.get("scaled") if isinstance(description, dict) else None
+    if scaled and not isinstance(model, Scaled):
+        _check_description({**description, "model": {"spec": None}}, f"model.json {str(meta)!r}")
+        return Scaled(model, scaled.get("x_shape"), scaled.get("y_shape"))
+    return model
 
 
 def build_within_budget(description: Any, meta: Path, weights: Path, *, trust_code: bool = False,
