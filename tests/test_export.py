@@ -1,11 +1,17 @@
 """Verified export to TorchScript, torch.export (.pt2) and ONNX: every zoo model round-trips
 through every format (checked in a fresh process by netwright, and again here by loading each
 file), dict/tuple outputs and several inputs work, the standardisation travels inside the ONNX
-graph, and bad input gives clear errors with no file left behind."""
+graph, and bad input gives clear errors with no file left behind.
+
+Only what needs ONNX depends on the onnx packages (the ``export`` extra): where they do not
+import, those tests, or the ONNX part of a test that checks every format, skip saying why, after
+the TorchScript and .pt2 checks ran; with ``CI`` set they fail instead, so a broken install can
+never turn into a row of quiet skips."""
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import subprocess
@@ -24,8 +30,38 @@ from netwright.exporting import (FILE_NAMES, ExportReport, ExportWarning, export
 from netwright.models import build, build_zoo
 from netwright.models.scaling import Scaled
 
-pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
+
+def _missing(*modules: str) -> str | None:
+    """Why the first of ``modules`` that does not import fails to, or None if all import. Any
+    error counts (a broken binary raises OSError, not ImportError): it must not stop this file
+    from being collected, which would take the TorchScript and .pt2 tests down with it."""
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 - reported as the reason to skip (or fail in CI)
+            return f"{name} does not import ({type(exc).__name__}: {exc})"
+    return None
+
+
+ONNX_MISSING = _missing("onnx", "onnxscript", "onnxruntime")  # netwright[export]
+TORCH_FORMATS = ["pt2", "torchscript"]
+
+
+def need_onnx() -> None:
+    """Go on only if the ONNX packages import: else skip naming the reason, or, in CI, fail."""
+    if ONNX_MISSING is None:
+        return
+    reason = f"needs the ONNX packages (pip install netwright[export]): {ONNX_MISSING}"
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}. CI runs every export test: install the export extra there.",
+                    pytrace=False)
+    pytest.skip(reason)
+
+
+def _formats() -> list[str]:
+    """Every format this environment can export to: ONNX only where its packages import."""
+    return (["onnx"] if ONNX_MISSING is None else []) + TORCH_FORMATS
+
 
 NO_LATENCY = {"latency_batches": ()}
 # torch deprecates torch.jit (this file loads .ts files to check them); netwright's own export
@@ -37,6 +73,8 @@ pytestmark = [pytest.mark.filterwarnings("ignore:`torch.jit.* is deprecated"),
 def _load(fmt: str, path: Path):
     """Run an artifact in this process, independently of netwright's own check."""
     if fmt == "onnx":
+        import onnxruntime as ort
+
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
         def run(*xs):
@@ -101,11 +139,11 @@ def test_zoo_model_round_trips_through_every_format(name, tmp_path):
     recurrent = name in ("rnn", "lstm", "gru", "text_classifier")
     with pytest.warns(ExportWarning) if recurrent else contextlib.nullcontext():
         # No example: the model's own input_shape (int64 ids for the text classifier) is used.
-        reports = export_all(model, tmp_path / "exports", **latency)
+        reports = export_all(model, tmp_path / "exports", _formats(), **latency)
 
-    assert sorted(reports) == ["onnx", "pt2", "torchscript"]
-    assert _leftovers(tmp_path / "exports") == ["model.onnx", "model.pt2", "model.ts",
-                                                "verify.json"]
+    assert sorted(reports) == sorted(_formats())
+    assert _leftovers(tmp_path / "exports") == sorted(
+        [FILE_NAMES[f] for f in _formats()] + ["verify.json"])
     for fmt, report in reports.items():
         assert report.verified and report.path == tmp_path / "exports" / FILE_NAMES[fmt]
         assert report.example_batch == 2 and report.other_batch not in (None, 2)
@@ -116,7 +154,7 @@ def test_zoo_model_round_trips_through_every_format(name, tmp_path):
     assert any("data-dependent control flow" in n for n in ts.notes) == recurrent
 
     saved = json.loads((tmp_path / "exports" / "verify.json").read_text())
-    assert set(saved["reports"]) == {"onnx", "pt2", "torchscript"}
+    assert set(saved["reports"]) == set(_formats())
     assert saved["inputs"][0]["shape"] == ["batch", *shape]
 
     # A third batch size, checked here by loading each file directly.
@@ -136,6 +174,7 @@ def test_zoo_model_round_trips_through_every_format(name, tmp_path):
             assert set(report.latency_eager) == set(report.latency_export) == {1, 64}
             assert all(s > 0 for s in report.latency_export.values())
             assert report.speedup(64) > 0 and "latency batch 64" in str(report)
+    need_onnx()  # the ONNX part ran above only if the packages import
 
 
 # --- outputs and inputs of other forms ----------------------------------------------------------
@@ -144,14 +183,15 @@ def test_dict_outputs_keep_their_names_and_order(tmp_path):
     torch.manual_seed(0)
     model = build({"trunk": [{"linear": 8}, "relu"],
                    "out": {"heads": {"label": {"linear": 3}, "value": {"linear": 1}}}}, (5,))
-    reports = export_all(model, tmp_path, **NO_LATENCY)
-    assert reports["onnx"].outputs == ["label", "value"]
+    reports = export_all(model, tmp_path, _formats(), **NO_LATENCY)
+    assert all(report.outputs == ["label", "value"] for report in reports.values())
 
     x = torch.randn(4, 5)
     want = _eager(model, x)
     for fmt, report in reports.items():
         for got, exp in zip(_load(fmt, report.path)(x), want):
             torch.testing.assert_close(got, exp, rtol=1e-4, atol=1e-5)
+    need_onnx()
     served = predict_onnx(reports["onnx"].path, x.numpy())
     assert list(served) == ["label", "value"]
     np.testing.assert_allclose(served["value"], want[1].numpy(), rtol=1e-4, atol=1e-5)
@@ -175,8 +215,9 @@ def test_two_inputs_and_tuple_outputs_round_trip(tmp_path):
     torch.manual_seed(0)
     model = TwoInTwoOut()
     example = (torch.randn(2, 1, 6, 6), torch.randn(2, 3))
-    reports = export_all(model, tmp_path, example=example, **NO_LATENCY)
-    assert reports["onnx"].inputs == ["image", "table"]  # forward's parameter names
+    reports = export_all(model, tmp_path, _formats(), example=example, **NO_LATENCY)
+    # forward's parameter names
+    assert all(report.inputs == ["image", "table"] for report in reports.values())
     assert reports["pt2"].outputs == ["output.0", "output.1"]  # a tuple, flattened in order
     xs = (torch.randn(5, 1, 6, 6), torch.randn(5, 3))
     want = _eager(model, *xs)
@@ -185,6 +226,7 @@ def test_two_inputs_and_tuple_outputs_round_trip(tmp_path):
         assert [tuple(g.shape) for g in got] == [(5, 2), (5, 36)]
         for g, w in zip(got, want):
             torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)
+    need_onnx()
     served = predict_onnx(reports["onnx"].path, {"image": xs[0].numpy(), "table": xs[1].numpy()})
     assert list(served) == ["output.0", "output.1"]
     np.testing.assert_allclose(served["output.0"], want[0].numpy(), rtol=1e-4, atol=1e-5)
@@ -193,6 +235,7 @@ def test_two_inputs_and_tuple_outputs_round_trip(tmp_path):
 
 
 def test_a_dict_example_is_passed_as_keyword_arguments(tmp_path):
+    need_onnx()
     model = TwoInTwoOut()
     # Given in the other order: forward's order decides the ONNX inputs' order.
     example = {"table": torch.randn(2, 3), "image": torch.randn(2, 1, 6, 6)}
@@ -204,6 +247,7 @@ def test_a_dict_example_is_passed_as_keyword_arguments(tmp_path):
 
 
 def test_a_batch_of_one_still_exports_a_dynamic_batch(tmp_path):
+    need_onnx()
     # torch.export (under .pt2 and ONNX) would fix a batch of 1 as a constant.
     model = build([{"linear": 4}, "relu", {"linear": 2}], (3,))
     report = export(model, tmp_path / "m.onnx", example=torch.randn(1, 3), **NO_LATENCY)
@@ -212,6 +256,7 @@ def test_a_batch_of_one_still_exports_a_dynamic_batch(tmp_path):
 
 
 def test_a_fixed_batch_export_refuses_other_batch_sizes(tmp_path):
+    need_onnx()
     model = build([{"linear": 2}], (3,))
     report = export(model, tmp_path / "m.onnx", example=torch.randn(4, 3), dynamic_batch=False,
                     latency_batches=(1, 64))
@@ -225,6 +270,7 @@ def test_a_fixed_batch_export_refuses_other_batch_sizes(tmp_path):
 # --- serving --------------------------------------------------------------------------------------
 
 def test_scaled_model_serves_raw_features_through_onnx(tmp_path):
+    need_onnx()
     torch.manual_seed(0)
     net = build_zoo("mlp", (3,), hidden=[8], outputs=2)
     model = Scaled(net, (3,), (2,))
@@ -245,6 +291,7 @@ def test_scaled_model_serves_raw_features_through_onnx(tmp_path):
 
 
 def test_predict_onnx_needs_neither_torch_nor_the_training_stack(tmp_path):
+    need_onnx()
     report = export(build([{"linear": 2}], (3,)), tmp_path / "m.onnx", verify=False)
     code = ("import sys, numpy as np\n"
             "from netwright.exporting import predict_onnx\n"
@@ -256,6 +303,7 @@ def test_predict_onnx_needs_neither_torch_nor_the_training_stack(tmp_path):
 
 
 def test_predict_onnx_errors(tmp_path):
+    need_onnx()
     model = build([{"embedding": [10, 4]}, "flatten", {"linear": 2}], (5,))  # reads int64 ids
     report = export(model, tmp_path / "t.onnx", verify=False)
     ids = np.array([[1, 2, 3, 4, 5]])
@@ -313,6 +361,8 @@ def test_script_keeps_both_branches_of_data_dependent_control_flow(tmp_path):
 
 @pytest.mark.parametrize("fmt", ["pt2", "onnx"])
 def test_graph_formats_refuse_data_dependent_control_flow(fmt, tmp_path):
+    if fmt == "onnx":
+        need_onnx()
     path = tmp_path / f"m.{fmt}"
     with pytest.raises(ExportError) as info:
         export(Branchy(), path, example=(3,), **NO_LATENCY)
@@ -375,6 +425,7 @@ class Eigen(nn.Module):
 
 
 def test_an_op_onnx_cannot_express_is_named_and_leaves_no_file(tmp_path):
+    need_onnx()
     with pytest.raises(ExportError) as info:
         export(Eigen(), tmp_path / "eig.onnx", example=(3, 3), **NO_LATENCY)
     message = str(info.value)
@@ -472,11 +523,13 @@ def test_export_leaves_the_model_as_it_was(tmp_path):
     model = build_zoo("mlp", (4,), hidden=[8], outputs=1, dropout=0.5)
     model.train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    report = export(model, tmp_path / "m.onnx", **NO_LATENCY)
+    report = export(model, tmp_path / ("m.onnx" if ONNX_MISSING is None else "m.pt2"),
+                    **NO_LATENCY)
     assert model.training and all(m.training for m in model.modules())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     # Exported in eval mode: dropout off, so the check against eager (in eval) passes.
     assert report.verified
+    need_onnx()  # without the ONNX packages, only .pt2 was checked
 
 
 def test_an_unverified_export_says_so(tmp_path):
@@ -484,3 +537,67 @@ def test_an_unverified_export_says_so(tmp_path):
     assert isinstance(report, ExportReport) and report.path.is_file()
     assert not report.verified and report.max_abs_diff is None and not report.latency_export
     assert "NOT verified" in str(report) and "not verified (verify=False)" in report.notes
+
+
+# --- the check runs in a fresh process ------------------------------------------------------------
+
+class _Poisoned(AssertionError):
+    pass
+
+
+def test_verification_runs_in_a_separate_process(tmp_path, monkeypatch):
+    """Every way to load or run an artifact is poisoned in this process (torch.jit.load,
+    torch.export.load, onnxruntime's InferenceSession, and netwright's own verifying functions):
+    a check run here would fail with _Poisoned. A fresh process, with its own imports, never sees
+    the poison, so only a verification that really runs elsewhere lets the exports verify."""
+    def poisoned(*args, **kwargs):
+        raise _Poisoned("an artifact was loaded or verified in the test's own process")
+
+    import netwright.exporting as exporting
+
+    for module, name in [(torch.jit, "load"), (torch.export, "load"),
+                         (exporting, "_verify_main"), (exporting, "_runner"),
+                         (exporting, "_session")]:
+        monkeypatch.setattr(module, name, poisoned)
+    if ONNX_MISSING is None:
+        import onnxruntime
+
+        monkeypatch.setattr(onnxruntime, "InferenceSession", poisoned)
+    started = []
+
+    class Spy(subprocess.Popen):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            started.append(self)
+
+    monkeypatch.setattr(subprocess, "Popen", Spy)
+    torch.manual_seed(0)
+    model = build([{"linear": 6}, "relu", {"linear": 2}], (4,))
+    reports = export_all(model, tmp_path, _formats(), **NO_LATENCY)
+    assert sorted(reports) == sorted(_formats())
+    for report in reports.values():
+        assert report.verified and report.max_abs_diff < 1e-5 and report.max_abs_other < 1e-5
+        assert "verified in a fresh process" in str(report)
+    saved = json.loads((tmp_path / "verify.json").read_text())
+    assert all(saved["reports"][fmt]["verified"] for fmt in _formats())
+    # One child python ran `-m netwright.exporting` for all the formats, and exited cleanly.
+    assert len(started) == 1
+    child = started[0]
+    assert child.pid != os.getpid() and child.returncode == 0
+    assert child.args[:3] == [sys.executable, "-m", "netwright.exporting"]
+    need_onnx()
+
+
+@pytest.mark.parametrize("ci", [None, "true"], ids=["locally", "in-CI"])
+def test_missing_onnx_packages_skip_with_the_reason_only_outside_ci(monkeypatch, ci):
+    monkeypatch.setitem(globals(), "ONNX_MISSING", "onnx does not import (ImportError: gone)")
+    if ci is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", ci)
+    outcome = pytest.fail.Exception if ci else pytest.skip.Exception
+    with pytest.raises(outcome, match=r"netwright\[export\]\): onnx does not import "
+                                      r"\(ImportError: gone\)") as info:
+        need_onnx()
+    assert ("CI runs every export test" in str(info.value)) == bool(ci)
+    assert _formats() == TORCH_FORMATS

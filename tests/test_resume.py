@@ -1,11 +1,13 @@
-"""Exact resume: interrupted runs continue bitwise where they stopped; damaged checkpoints are
-skipped with a message; a changed configuration is refused."""
+"""Exact resume: interrupted runs continue bitwise where they stopped, also after a SIGKILL at
+a batch, inside a bundle's write or between the renames of a rotation; damaged checkpoints are
+skipped with a message; a changed configuration is refused.
 
-import json
-import random
+The model has dropout and the batches are shuffled, so a resume that did not restore the RNG
+states would train on other masks and another order, and end with other weights."""
+
+import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -38,18 +40,52 @@ def _fit(run_dir, model=None, **kw):
 
 
 class Interrupt(nw.Callback):
-    """Raises KeyboardInterrupt at a given (epoch, batch), like a user pressing Ctrl-C."""
+    """Raises KeyboardInterrupt, like a user pressing Ctrl-C: right after batch ``batch`` of
+    epoch ``epoch`` was trained, or (batch=None) as epoch ``epoch`` starts, once the bundle of
+    the end of the epoch before is written."""
 
     def __init__(self, epoch, batch=None):
         self.epoch, self.batch = epoch, batch
+
+    def on_epoch_start(self, epoch):
+        if self.batch is None and epoch == self.epoch:
+            raise KeyboardInterrupt
 
     def on_batch_end(self, epoch, batch, loss):
         if self.batch is not None and (epoch, batch) == (self.epoch, self.batch):
             raise KeyboardInterrupt
 
-    def on_epoch_end(self, epoch, logs, model):
-        if self.batch is None and epoch == self.epoch:
-            raise KeyboardInterrupt
+
+class FirstBatch(nw.Callback):
+    """Records the (epoch, batch) of the first batch a run trains: where a resume started."""
+
+    def __init__(self):
+        self.at = None
+
+    def on_batch_end(self, epoch, batch, loss):
+        if self.at is None:
+            self.at = (epoch, batch)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted run every resumed one must equal, bit for bit (written without mid-epoch
+    bundles: writing them must not change the training either)."""
+    run_dir = tmp_path_factory.mktemp("reference") / "run"
+    _fit(run_dir)
+    return run_dir
+
+
+def _bundles(run_dir: Path) -> dict:
+    """Where each bundle of the ``last`` rotation stands: (epoch, batch), or 'torn'."""
+    out = {}
+    for folder in sorted((run_dir / "checkpoints").iterdir()):
+        if folder.name in ("last", "prev", "last.new"):
+            try:
+                out[folder.name] = load_bundle(folder).position
+            except nw.CheckpointError:
+                out[folder.name] = "torn"
+    return out
 
 
 def _same_run(a: Path, b: Path):
@@ -64,14 +100,19 @@ def _same_run(a: Path, b: Path):
             assert torch.equal(torch.as_tensor(oa[k][name]), torch.as_tensor(ob[k][name])), (k, name)
 
 
-@pytest.mark.parametrize("where", [(2, None), (3, 4)], ids=["after-epoch-3", "mid-epoch-4"])
-def test_interrupted_run_resumes_bitwise(tmp_path, where):
-    _fit(tmp_path / "ref", checkpoint_every=2)
+@pytest.mark.parametrize("where, resumed_at", [((3, None), (3, 0)), ((3, 4), (3, 4))],
+                         ids=["after-epoch-3", "mid-epoch-4"])
+def test_interrupted_run_resumes_bitwise(tmp_path, reference, where, resumed_at):
+    """8 batches an epoch, a bundle every 2 (positions are 0-based (epoch, batch)): stopped once
+    3 epochs are done, the newest bundle is the end-of-epoch one, (3, 0); stopped right after
+    batch 4 of the 4th epoch, it is (3, 4), written after batch 3, so batch 4 runs again."""
     with pytest.raises(KeyboardInterrupt):
         _fit(tmp_path / "cut", checkpoint_every=2, callbacks=[Interrupt(*where)])
-    result = _fit(tmp_path / "cut", checkpoint_every=2, resume=True)
-    assert len(result.history) == 6
-    _same_run(tmp_path / "ref", tmp_path / "cut")
+    assert _bundles(tmp_path / "cut")["last"] == resumed_at
+    first = FirstBatch()
+    result = _fit(tmp_path / "cut", checkpoint_every=2, resume=True, callbacks=[first])
+    assert first.at == resumed_at and len(result.history) == 6
+    _same_run(reference, tmp_path / "cut")
 
 
 def test_resume_of_a_finished_or_early_stopped_run_changes_nothing(tmp_path):
@@ -89,18 +130,22 @@ def test_changed_configuration_is_refused_naming_the_fields(tmp_path):
     assert len(result.history) == 6
 
 
-def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path):
+def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, reference):
     with pytest.raises(KeyboardInterrupt):
         _fit(tmp_path / "r", callbacks=[Interrupt(3)])
     ckpt = tmp_path / "r" / "checkpoints"
     weights = ckpt / "last" / "weights.safetensors"
     weights.write_bytes(weights.read_bytes()[:-7])  # truncated
     (ckpt / ".state.json.123.tmp").write_text("{")   # a stray temporary file from a crash
+    intact = [load_bundle(ckpt / name).position for name in ("prev", "best", "best.prev")
+              if (ckpt / name).is_dir()]
+    assert (2, 0) in intact and max(intact) <= (3, 0)
+    first = FirstBatch()
     with pytest.warns(UserWarning, match=r"skipping a damaged checkpoint.*last.*corrupt or incomplete"):
-        result = _fit(tmp_path / "r", resume=True)
+        result = _fit(tmp_path / "r", resume=True, callbacks=[first])
     assert len(result.history) == 6 and not list(ckpt.glob(".*.tmp"))
-    _fit(tmp_path / "ref")
-    _same_run(tmp_path / "ref", tmp_path / "r")  # resumed from epoch 3 instead of 4: same end
+    assert first.at == max(intact)  # the newest intact bundle (best may hold epoch 3's end too)
+    _same_run(reference, tmp_path / "r")
 
 
 def test_bit_flip_in_a_state_file_is_detected(tmp_path):
@@ -114,42 +159,80 @@ def test_bit_flip_in_a_state_file_is_detected(tmp_path):
         load_bundle(state.parent)
 
 
+# Trains the run of _fit with a bundle every 2 batches and kills itself with SIGKILL (no
+# cleanup, no finally) at a fixed point:
+#   batch E,B   right after batch B of epoch E was trained;
+#   rename N    in the N-th rotation of checkpoints/last (one per bundle), between its two renames:
+#               last is already prev, last.new (complete) not yet last;
+#   manifest N  as the N-th bundle's manifest.json, written last, was to be renamed into place:
+#               last.new is torn.
 WORKER = r'''
-import sys, torch, torch.nn as nn
-sys.path.insert(0, {tests!r})
+import os, pathlib, signal, sys
+import torch
+tests, threads, run_dir, kind, where = sys.argv[1:]
+sys.path.insert(0, tests)
+torch.set_num_threads(int(threads))  # as in the test's process, which resumes the run
 import netwright as nw
 from test_resume import _fit
 
-class Ready(nw.Callback):
-    def on_fit_start(self, info):
-        print("TRAINING", flush=True)
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
 
-_fit(sys.argv[1], epochs=10, checkpoint_every=3, resume=True, callbacks=[Ready()])
-print("DONE", flush=True)
+callbacks, calls = [], [0]
+if kind == "batch":
+    at = tuple(map(int, where.split(",")))
+
+    class KillAt(nw.Callback):
+        def on_batch_end(self, epoch, batch, loss):
+            if (epoch, batch) == at:
+                die()
+
+    callbacks.append(KillAt())
+elif kind == "rename":
+    rename = pathlib.Path.rename
+
+    def rename_or_die(self, target):
+        if self.name == "last.new":
+            calls[0] += 1
+            if calls[0] == int(where):
+                die()
+        return rename(self, target)
+
+    pathlib.Path.rename = rename_or_die
+else:
+    replace = os.replace
+
+    def replace_or_die(src, dst, **kw):
+        dst = pathlib.Path(dst)
+        if (dst.parent.name, dst.name) == ("last.new", "manifest.json"):
+            calls[0] += 1
+            if calls[0] == int(where):
+                die()
+        return replace(src, dst, **kw)
+
+    os.replace = replace_or_die
+_fit(run_dir, checkpoint_every=2, callbacks=callbacks)
+sys.exit("the run finished: the kill never happened")
 '''
 
 
-def test_sigkill_at_random_moments_then_resume_is_bitwise_equal(tmp_path):
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER.format(tests=str(Path(__file__).parent)))
-    ref = tmp_path / "ref"
-    subprocess.run([sys.executable, str(script), str(ref)], check=True, capture_output=True, timeout=120)
-    rng = random.Random(1234)
-    kills = 0
-    for trial in range(3):
-        run_dir = tmp_path / f"killed{trial}"
-        for attempt in range(12):
-            proc = subprocess.Popen([sys.executable, str(script), str(run_dir)], stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True)
-            line = proc.stdout.readline()
-            if attempt < 2 and line.startswith("TRAINING"):
-                time.sleep(rng.uniform(0.0, 0.3))  # well inside the ~1 s of training
-                proc.kill()  # SIGKILL: no cleanup, possibly in the middle of a checkpoint write
-                proc.wait()
-                kills += proc.returncode == -9
-                continue
-            out, err = proc.communicate(timeout=120)
-            assert proc.returncode == 0, err[-2000:]
-            break
-        _same_run(ref, run_dir)
-    assert kills >= 3
+@pytest.mark.parametrize("kill, left, resumed_at", [
+    (("batch", "2,5"), {"last": (2, 4), "prev": (2, 2)}, (2, 4)),
+    # Bundles 1-4 are (0, 2), (0, 4), (0, 6) and the first epoch's end, (1, 0); the 7th is
+    # (1, 6) and the 8th (2, 0), the second epoch's end.
+    (("rename", "8"), {"last.new": (2, 0), "prev": (1, 6)}, (2, 0)),
+    (("manifest", "7"), {"last": (1, 4), "last.new": "torn", "prev": (1, 2)}, (1, 4)),
+], ids=["at-a-batch", "between-the-renames-of-a-rotation", "before-a-bundle-is-complete"])
+def test_sigkill_at_a_fixed_point_then_resume_is_bitwise_equal(tmp_path, reference, kill, left,
+                                                                resumed_at):
+    run_dir = tmp_path / "killed"
+    proc = subprocess.run([sys.executable, "-c", WORKER, str(Path(__file__).parent),
+                           str(torch.get_num_threads()), str(run_dir), *kill],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    assert _bundles(run_dir) == left
+    first = FirstBatch()
+    result = _fit(run_dir, checkpoint_every=2, resume=True, callbacks=[first])
+    assert first.at == resumed_at and len(result.history) == 6
+    assert _bundles(run_dir) == {"last": (6, 0), "prev": (5, 6)}  # the rotation was finished
+    _same_run(reference, run_dir)
