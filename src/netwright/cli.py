@@ -114,7 +114,7 @@ def quickstart(
     console.print(f"{dataset}: held-out test set of {len(test)} samples (never seen in training)")
     console.print(table)
     console.print(f"trained {len(result.history)} epochs in {took:.1f}s "
-                  f"({result.stop_reason}); best epoch {result.best['epoch']} by {result.monitor}"
+                  f"({result.stop_reason}); weights: {result.weights_note}"
                   + (f"; run directory: {run_dir}" if run_dir else ""))
 
 

@@ -149,6 +149,8 @@ class TrainConfig(_Strict):
     num_workers: int = Field(0, ge=0)
     checkpoint_every: Optional[int] = Field(None, ge=1, description="also write a resume bundle "
                                             "every this many batches (one is written every epoch)")
+    restore_best: Optional[bool] = Field(None, description="end with the best epoch's weights by "
+                                         "the monitor (default: yes when there is validation data)")
 
     @field_validator("precision", mode="before")
     @classmethod

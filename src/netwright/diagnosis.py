@@ -38,7 +38,7 @@ from .losses import LossInfo, resolve_loss
 from .models.scaling import Scaled
 from .optim import Schedule, build_optimizer, build_scheduler
 
-__all__ = ["Finding", "Report", "DoctorError", "CODES", "doctor", "preflight"]
+__all__ = ["Finding", "Report", "DoctorError", "CODES", "doctor", "preflight", "check_batch"]
 
 SEVERITIES = ("error", "warning", "info")
 
@@ -194,6 +194,7 @@ class Report(list):
     """
 
     output: Any = None
+    stage: str = "fit"  # the call that ran the checks (fit, evaluate, predict): named in errors
 
     @property
     def errors(self) -> list[Finding]:
@@ -266,10 +267,12 @@ class Report(list):
 
     def error_text(self) -> str:
         shown = self.errors + self.warnings
-        lines = [f"netwright doctor found {self.summary()} before training:"]
+        when = "before training" if self.stage == "fit" else f"in {self.stage}'s first batch"
+        lines = [f"netwright doctor found {self.summary()} {when}:"]
         lines += [f"  {f.code} {f.severity} [{f.where or '-'}]: {f.message}"
                   + (f" Fix: {f.fix}" if f.fix else "") for f in shown]
-        lines.append("(Each code is explained in docs/doctor.md; fit(..., check=False) skips these checks.)")
+        lines.append(f"(Each code is explained in docs/doctor.md; {self.stage}(..., check=False) "
+                     f"skips these checks.)")
         return "\n".join(lines)
 
     def raise_for_errors(self) -> None:
@@ -858,7 +861,9 @@ def _output_findings(model: nn.Module, x: Any, y: Any, out: Any, info: LossInfo,
 
 
 def _nonfinite_finding(code: str, name: str, t: torch.Tensor, scope: str,
-                       total: torch.Tensor | None = None) -> Finding | None:
+                       total: torch.Tensor | None = None, *,
+                       effect: str = "any NaN makes the loss and then every weight NaN",
+                       stage: str = "training") -> Finding | None:
     """NaN/Inf rows of ``t``. ``total`` is a sum over ``t`` already computed: any NaN/Inf makes
     it non-finite, so the exact (slower) row search runs only when there is something to find."""
     if not t.is_floating_point() or not t.numel():
@@ -875,8 +880,8 @@ def _nonfinite_finding(code: str, name: str, t: torch.Tensor, scope: str,
     what = "inputs" if code == "NW301" else "targets"
     return _finding(
         code, f"{name} have {len(rows)} row(s) with NaN/Inf values ({int(bad.sum())} values) {scope}, "
-        f"the first at row {int(rows[0])}: any NaN makes the loss and then every weight NaN.",
-        f"drop or fill those rows before training (e.g. impute, or {what} = torch.nan_to_num(...))",
+        f"the first at row {int(rows[0])}: {effect}.",
+        f"drop or fill those rows before {stage} (e.g. impute, or {what} = torch.nan_to_num(...))",
         name)
 
 
@@ -1109,6 +1114,79 @@ def _schedule_findings(schedule: Schedule | None, log_keys: Sequence[str] | None
 # --- the cheap checks on one batch ---------------------------------------------------------------
 
 
+def _checked_module(model: nn.Module) -> nn.Module:
+    """The module to run the traced forward on."""
+    target = model
+    if type(model).__name__ == "OptimizedModule" and isinstance(getattr(model, "_orig_mod", None),
+                                                                nn.Module):
+        # torch.compile'd: check the eager module. Hooks on the compiled one would cost a
+        # recompilation now and another when training removes them.
+        target = model._orig_mod
+    if any(isinstance(p, nn.parameter.UninitializedParameter) for p in target.parameters()):
+        target = copy.deepcopy(target)  # a lazy layer would otherwise take its shapes from this call
+    return target
+
+
+# What evaluate and predict refuse is what the caller gave them: the inputs, the targets and
+# whether they fit the model's sizes and the loss. The training-only checks (parameters,
+# optimizer, scheduler, BatchNorm batch sizes, input scale, class balance) do not apply, and the
+# state of the weights is not the caller's mistake: a diverged model is scored, not refused.
+_WEIGHTS_STATE = ("NW191", "NW209")
+
+
+def check_batch(model: nn.Module, x: Any, y: Any = None, *, loss_fn: Callable | None = None,
+                loss_info: LossInfo | None = None, stage: str = "evaluate",
+                forward: bool = True) -> Report:
+    """The cheap checks ``evaluate`` and ``predict`` run on their first batch, with fit's codes:
+    NaN/Inf in the inputs or targets (NW301, NW302); with ``forward``, one forward in eval mode
+    under ``no_grad`` whose failure is named by layer, expected and received (NW2xx); with a
+    loss and targets too, the output against the targets and the loss (NW1xx). Only errors are
+    kept; ``.output`` is the forward's output. The model, its modes and the global RNG are left
+    as they were.
+
+    >>> net = nn.Linear(20, 3)
+    >>> check_batch(net, torch.rand(5, 19), stage="predict").codes
+    ['NW201']
+    >>> fn, info = resolve_loss("cross_entropy")
+    >>> check_batch(net, torch.rand(5, 20), torch.zeros(5, 1), loss_fn=fn, loss_info=info).codes
+    ['NW104']
+    """
+    info = loss_info if loss_info is not None else LossInfo("none", "custom", "values", "")
+    found: list[Finding] = []
+    effects = {"NW301": "the model's outputs for those rows are NaN, and so is every score they enter",
+               "NW302": "the loss and every score they enter are NaN"}
+    for code, (name, t) in [*(("NW301", p) for p in _tensors(x, "inputs")),
+                            *(("NW302", p) for p in _tensors(y, "targets"))]:
+        if t.ndim and t.shape[0]:
+            bad = _nonfinite_finding(code, name, t.detach(), "in the first batch",
+                                     effect=effects[code], stage=stage)
+            found += [bad] if bad is not None else []
+    out: Any = None
+    if forward and not any(f.code == "NW301" for f in found):
+        target = _checked_module(model)
+        modes = [m.training for m in target.modules()]
+        rng = _RngGuard(x)
+        try:
+            target.eval()
+            trace, failure = _Trace(target), None
+            with trace, torch.no_grad():
+                try:
+                    out = _call(target, x)
+                except Exception as exc:  # noqa: BLE001 - reported as a finding naming the layer
+                    failure = exc
+            if failure is not None:
+                found.append(_forward_failure(target, x, trace, failure))
+            elif loss_fn is not None and y is not None:
+                finite = not any(f.code == "NW302" for f in found)
+                found += _output_findings(target, x, y, out, info, loss_fn, trace, finite)
+        finally:
+            _set_modes(target, modes)
+            rng.restore()
+    report = Report(f for f in found if f.severity == "error" and f.code not in _WEIGHTS_STATE)
+    report.output, report.stage = out, stage
+    return report
+
+
 def preflight(model: nn.Module, x: Any, y: Any, *, loss_fn: Callable, loss_info: LossInfo,
               optimizer: torch.optim.Optimizer | None = None, schedule: Schedule | None = None,
               log_keys: Sequence[str] | None = None, steps_per_epoch: int | None = None,
@@ -1139,14 +1217,7 @@ def preflight(model: nn.Module, x: Any, y: Any, *, loss_fn: Callable, loss_info:
     except (TypeError, IndexError, KeyError, StopIteration, AttributeError):
         rows = None
 
-    target = model
-    if type(model).__name__ == "OptimizedModule" and isinstance(getattr(model, "_orig_mod", None),
-                                                                nn.Module):
-        # torch.compile'd: check the eager module. Hooks on the compiled one would cost a
-        # recompilation now and another when training removes them.
-        target = model._orig_mod
-    if any(isinstance(p, nn.parameter.UninitializedParameter) for p in target.parameters()):
-        target = copy.deepcopy(target)  # a lazy layer would otherwise take its shapes from this call
+    target = _checked_module(model)
     modes = [m.training for m in target.modules()]
     rng = _RngGuard(x)
     try:

@@ -108,7 +108,7 @@ def _trainer(cfg: RunConfig, model: nn.Module, run_dir: Path | None, verbose: in
         monitor=t.monitor, seed=t.seed, device=t.device, precision=t.precision,
         accumulate=t.accumulate, clip_grad=t.clip_grad, num_workers=t.num_workers,
         run_dir=run_dir, verbose=verbose, run_files=run_files, resume=resume, force=force,
-        checkpoint_every=t.checkpoint_every,
+        checkpoint_every=t.checkpoint_every, restore_best=t.restore_best,
     )
 
 
@@ -185,6 +185,7 @@ def run(config: str | os.PathLike | Mapping | RunConfig, overrides: Sequence[str
         "scores": scores, "sizes": data.sizes, "epochs": len(fit_result.history),
         "stop_reason": fit_result.stop_reason, "seconds": round(fit_result.seconds, 3),
         "best": {k: v for k, v in (fit_result.best or {}).items() if not isinstance(v, (list, dict))},
+        "weights_epoch": fit_result.weights_epoch, "restored_best": fit_result.restored_best,
     })
     return RunResult(run_dir, fit_result, scores, cfg, model, data)
 

@@ -88,7 +88,7 @@ def test_init_writes_a_config_that_trains_and_never_overwrites(tmp_path):
     assert res.returncode == 0, res.stderr
     res = cli("train", "my.yaml", "train.epochs=2", "--quiet", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
-    assert (tmp_path / "runs" / "digits_mlp" / "metrics.csv").is_file()
+    assert (tmp_path / "runs" / "my" / "metrics.csv").is_file()  # named after the config file
     res = cli("init", "my.yaml", cwd=tmp_path)
     assert res.returncode == 2 and "already exists" in res.stderr
 

@@ -30,8 +30,8 @@ from ..checkpoint import atomic_write_json, atomic_write_text, save_weights, sta
 from ..errors import ConfigError
 from ..optim import metric_mode
 
-__all__ = ["Callback", "FitInfo", "EarlyStopping", "BestCheckpoint", "CSVLogger", "ProgressBar",
-           "EpochPrinter", "is_better"]
+__all__ = ["Callback", "FitInfo", "EarlyStopping", "BestWeights", "BestCheckpoint", "CSVLogger",
+           "ProgressBar", "EpochPrinter", "is_better"]
 
 
 @dataclass
@@ -70,8 +70,10 @@ def _check_monitor(owner: str, monitor: str, info: FitInfo) -> None:
 
 
 class EarlyStopping(Callback):
-    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs; with
-    ``restore_best`` the model ends with the weights of its best epoch.
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
+
+    ``restore_best`` asks fit to end with the weights of the best epoch by fit's ``monitor``
+    (fit keeps them: see :class:`BestWeights`); fit's own ``restore_best``, when given, decides.
 
     >>> es = EarlyStopping(monitor="val_loss", patience=3)
     """
@@ -88,7 +90,6 @@ class EarlyStopping(Callback):
         self.best_epoch: int | None = None
         self.wait = 0
         self.stopped_epoch: int | None = None
-        self._best_state: dict | None = None
 
     def on_fit_start(self, info: FitInfo) -> None:
         self.monitor = self.monitor or info.monitor
@@ -100,8 +101,6 @@ class EarlyStopping(Callback):
         value = float(logs[self.monitor])
         if is_better(value, self.best, self.mode, self.min_delta):
             self.best, self.best_epoch, self.wait = value, epoch, 0
-            if self.restore_best:
-                self._best_state = state_to_cpu(model.state_dict())
             return False
         self.wait += 1
         if self.wait >= self.patience:
@@ -109,19 +108,59 @@ class EarlyStopping(Callback):
             return True
         return False
 
-    def on_fit_end(self, history, model):
-        if self.restore_best and self._best_state is not None and self.best_epoch != len(history) - 1:
-            model.load_state_dict(self._best_state)
-
     def state_dict(self) -> dict:
-        # The best weights are part of the state: a resumed run must restore the same ones.
         return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
-                "mode": self.mode, "monitor": self.monitor, "best_state": self._best_state}
+                "mode": self.mode, "monitor": self.monitor}
 
     def load_state_dict(self, state: dict) -> None:
         for key in ("best", "best_epoch", "wait", "mode", "monitor"):
             setattr(self, key, state[key])
-        self._best_state = state.get("best_state")
+
+
+class BestWeights(Callback):
+    """Keep a CPU copy of the weights of the best epoch by ``monitor`` (taken when it improves);
+    :meth:`restore` loads it back. fit keeps one when ``restore_best`` is on and restores it
+    before ``on_fit_end``, also when early stopping or a NaN loss ends the run.
+
+    >>> keeper = BestWeights("val_loss")
+    >>> keeper.epoch is None
+    True
+    """
+
+    def __init__(self, monitor: str | None = None, mode: str = "auto"):
+        self.monitor, self.mode = monitor, mode
+        self.best: float | None = None
+        self.epoch: int | None = None  # 1-based, as in the logs
+        self.weights: dict | None = None
+
+    def on_fit_start(self, info: FitInfo) -> None:
+        self.monitor = self.monitor or info.monitor
+        _check_monitor("BestWeights", self.monitor, info)
+        if self.mode == "auto":
+            self.mode = metric_mode(self.monitor)
+
+    def on_epoch_end(self, epoch, logs, model):
+        value = logs.get(self.monitor)
+        if isinstance(value, float) and is_better(value, self.best, self.mode):
+            self.best, self.epoch = value, int(logs.get("epoch", epoch + 1))
+            self.weights = state_to_cpu(model.state_dict())
+        return False
+
+    def restore(self, model: torch.nn.Module) -> int | None:
+        """Load the best epoch's weights into ``model``; returns that epoch (None if none)."""
+        if self.weights is None:
+            return None
+        model.load_state_dict(self.weights)
+        return self.epoch
+
+    def state_dict(self) -> dict:
+        # The weights are part of the state: a resumed run must end with the same ones.
+        return {"best": self.best, "epoch": self.epoch, "mode": self.mode, "monitor": self.monitor,
+                "weights": self.weights}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key in ("best", "epoch", "mode", "monitor", "weights"):
+            setattr(self, key, state[key])
 
 
 class BestCheckpoint(Callback):

@@ -29,7 +29,8 @@ from ..errors import ConfigError, ModelSpecError, NetwrightError, describe, desc
 from ..losses import LossInfo, resolve_loss
 from ..metrics import MetricSet, Task, infer_task
 from ..optim import Schedule, build_optimizer, build_scheduler, metric_mode
-from .callbacks import CSVLogger, EarlyStopping, EpochPrinter, FitInfo, ProgressBar, is_better
+from .callbacks import (BestWeights, CSVLogger, EarlyStopping, EpochPrinter, FitInfo, ProgressBar,
+                        is_better)
 from .rundir import prepare_run_dir, resume_bundle
 from .step import StepContext, autocast_for, call_model, eval_step, make_clipper, train_step
 
@@ -76,7 +77,9 @@ def _positive_int(name: str, value: Any) -> int:
 @dataclass
 class FitResult:
     """What ``fit`` returns: the per-epoch ``history``, the ``best`` epoch's row by ``monitor``,
-    the trained ``model``, the ``run_dir`` (if any) and why training stopped."""
+    the trained ``model``, the ``run_dir`` (if any) and why training stopped. ``weights_epoch``
+    is the epoch whose weights ``model`` (and run_dir's weights.safetensors) hold: the best one
+    when ``restored_best``, else the last."""
 
     history: list[dict]
     best: dict | None
@@ -87,15 +90,33 @@ class FitResult:
     seconds: float = 0.0
     task: Task | None = None
     findings: Any = None  # the doctor's pre-flight report (warnings; errors stop fit)
+    weights_epoch: int | None = None
+    restored_best: bool = False
 
     @property
     def final(self) -> dict:
         return self.history[-1] if self.history else {}
 
+    @property
+    def weights_note(self) -> str:
+        """Which epoch's weights the model holds, said plainly: ``"best epoch 6 (by val_loss)"``
+        or ``"last epoch 8 (best was 6 by val_loss)"``."""
+        if self.weights_epoch is None:
+            return "initial weights (no epoch ran)"
+        best = self.best["epoch"] if self.best else None
+        if self.restored_best and best == self.weights_epoch:
+            return f"best epoch {best} (by {self.monitor})"
+        if best is None:
+            return f"last epoch {self.weights_epoch} (no epoch logged a finite {self.monitor})"
+        if best == self.weights_epoch:
+            return f"last epoch {best} (also the best by {self.monitor})"
+        return f"last epoch {self.weights_epoch} (best was {best} by {self.monitor})"
+
     def __repr__(self) -> str:
         best = {k: v for k, v in (self.best or {}).items() if not isinstance(v, (list, dict))}
         return (f"FitResult(epochs={len(self.history)}, stop_reason={self.stop_reason!r}, "
-                f"monitor={self.monitor!r}, best={best}, seconds={self.seconds:.2f})")
+                f"monitor={self.monitor!r}, best={best}, weights_epoch={self.weights_epoch}, "
+                f"seconds={self.seconds:.2f})")
 
 
 def _set_modes(model: nn.Module, modes: Sequence[bool]) -> None:
@@ -179,6 +200,7 @@ class Trainer:
         resume: bool = False,
         force: bool = False,
         checkpoint_every: int | None = None,
+        restore_best: bool | None = None,
     ):
         if not isinstance(model, nn.Module):
             raise ModelSpecError(
@@ -230,6 +252,10 @@ class Trainer:
         self.resume, self.force = bool(resume), bool(force)
         self.checkpoint_every = (None if checkpoint_every is None
                                  else _positive_int("checkpoint_every", checkpoint_every))
+        if restore_best is not None and not isinstance(restore_best, bool):
+            raise ConfigError(f"restore_best: expected True, False or None (True when there is val "
+                              f"data), received {restore_best!r}.")
+        self.restore_best = restore_best
         self.task: Task | None = None
         self.findings = None  # the doctor's pre-flight report of the last fit
         self.optimizer: torch.optim.Optimizer | None = None
@@ -370,6 +396,10 @@ class Trainer:
         callbacks = list(self.callbacks)
         if self.early_stopping is not None:
             callbacks.append(self.early_stopping)
+        keeper = None
+        if self._restores(val_batches is not None, callbacks):
+            keeper = BestWeights(monitor, mode)
+            callbacks.append(keeper)
         config_text, bundle = None, None
         if self.run_dir is not None:
             import yaml
@@ -459,6 +489,10 @@ class Trainer:
                                        else f"stopped by {type(cb).__name__}")
                 if self.run_dir is not None:
                     saver.save(epoch + 1, 0, history, [], None, stop_reason, logs=logs)
+            # Before on_fit_end, so that every callback sees the weights fit returns.
+            restored = keeper.restore(model) if keeper is not None else None
+            weights_epoch = restored if restored is not None else (
+                history[-1]["epoch"] if history else None)
             for cb in callbacks:
                 _hook(cb, "on_fit_end", history, model)
         finally:
@@ -474,19 +508,31 @@ class Trainer:
             if isinstance(value, float) and is_better(value, None if best is None else best[monitor], mode):
                 best = row
         return FitResult(history, best, monitor, model, self.run_dir, stop_reason,
-                         time.perf_counter() - t_start, self.task, self.findings)
+                         time.perf_counter() - t_start, self.task, self.findings, weights_epoch,
+                         restored is not None)
+
+    def _restores(self, has_val: bool, callbacks: list) -> bool:
+        """restore_best as given; else what an EarlyStopping asks for; else whether there is val
+        data (the train loss alone does not tell a better model)."""
+        if self.restore_best is not None:
+            return self.restore_best
+        stoppers = [cb for cb in callbacks if isinstance(cb, EarlyStopping)]
+        if stoppers:
+            return any(cb.restore_best for cb in stoppers)
+        return has_val
 
     def evaluate(self, data: Any, *, metrics: Any = None, loss: Any = "default") -> dict[str, Any]:
         """Loss and metrics on ``data``; defaults to this trainer's loss and metrics."""
         return evaluate(self.model, data, loss=self.loss_spec if loss == "default" else loss,
                         metrics=metrics if metrics is not None else self.metrics_spec,
                         batch_size=self.eval_batch_size, device=self.device,
-                        precision=self.precision, task=self.task_name, target=self.target)
+                        precision=self.precision, task=self.task_name, target=self.target,
+                        check=self.check)
 
     def predict(self, data: Any) -> Any:
         """Raw model outputs for ``data``, on the CPU."""
         return predict(self.model, data, batch_size=self.eval_batch_size, device=self.device,
-                       precision=self.precision)
+                       precision=self.precision, check=self.check)
 
 
 class _BundleSaver:
@@ -621,7 +667,9 @@ def fit(model: nn.Module, train: Any, *, loss: Any, optimizer: Any = "adam", lr:
     ``train``/``val``: ``(X, y)`` arrays or tensors, ``(DataFrame, "target")``, a ``Dataset``
     or a ``DataLoader``; ``val`` may be a fraction of ``train`` to hold out (stratified for
     classification). Other options are :class:`Trainer`'s (``weight_decay``,
-    ``early_stopping``, ``monitor``, ``verbose``, ``num_workers`` ...).
+    ``early_stopping``, ``monitor``, ``verbose``, ``num_workers`` ...). ``restore_best`` (default:
+    on when there is val data) ends with the weights of the best epoch by ``monitor``;
+    ``result.weights_epoch`` says which epoch's weights the model holds.
 
     >>> import torch, torch.nn as nn
     >>> X = torch.randn(200, 4); y = (X[:, 0] > 0).long()
@@ -639,10 +687,12 @@ def fit(model: nn.Module, train: Any, *, loss: Any, optimizer: Any = "adam", lr:
 
 def evaluate(model: nn.Module, data: Any, *, loss: Any = None, metrics: Any = None,
              batch_size: int = 256, device: Any = None, precision: str = "32",
-             task: str | None = None, target: Any = None) -> dict[str, Any]:
+             task: str | None = None, target: Any = None, check: bool = True) -> dict[str, Any]:
     """Loss and metrics of ``model`` on ``data``, in eval mode under ``inference_mode``.
 
-    ``device=None`` uses the device the model's parameters are on.
+    ``device=None`` uses the device the model's parameters are on. ``check`` runs fit's cheap
+    checks on the first batch first (inputs, targets against the output and the loss, a layer
+    that does not fit the input: the doctor's codes); ``check=False`` skips them.
 
     >>> import torch, torch.nn as nn
     >>> res = evaluate(nn.Linear(3, 2), (torch.randn(10, 3), torch.zeros(10, dtype=torch.long)),
@@ -662,18 +712,28 @@ def evaluate(model: nn.Module, data: Any, *, loss: Any = None, metrics: Any = No
     autocast = autocast_for(str(precision), dev)
     source = to_source(data, arg="data", target=target)
     batches = make_batches(source, batch_size=batch_size, shuffle=False, device=dev, generator=None)
+    head = batches.peek() if (check or metrics) else None
+    out = None
+    if check and head is not None:
+        from ..diagnosis import check_batch
+
+        with autocast():  # the forward the batches will get, also for the metrics' task below
+            report = check_batch(model, head[0], head[1], loss_fn=loss_fn, loss_info=info,
+                                 stage="evaluate")
+        report.raise_for_errors()
+        out = report.output
     metric_set = None
     if metrics:
-        head = batches.peek()
         if head is None:
             raise ConfigError("metrics: the task could not be inferred from this data. Fix: pass task=.")
-        modes = [m.training for m in model.modules()]
-        model.eval()
-        try:
-            with torch.inference_mode(), autocast():
-                out = call_model(model, head[0])
-        finally:
-            _set_modes(model, modes)
+        if out is None:
+            modes = [m.training for m in model.modules()]
+            model.eval()
+            try:
+                with torch.inference_mode(), autocast():
+                    out = call_model(model, head[0])
+            finally:
+                _set_modes(model, modes)
         if not isinstance(out, torch.Tensor):
             raise ConfigError(
                 f"metrics: the model returns {describe(out)}, not one tensor; metrics need one output. "
@@ -715,9 +775,13 @@ def _concat(outputs: list[Any]) -> Any:
 
 
 def predict(model: nn.Module, data: Any, *, batch_size: int = 256, device: Any = None,
-            precision: str = "32") -> Any:
+            precision: str = "32", check: bool = True) -> Any:
     """Raw model outputs for ``data`` (features, ``(X, y)``, a Dataset or a DataLoader), joined
     over batches and returned on the CPU; dict/tuple outputs are joined per part.
+
+    ``check`` refuses NaN/Inf in the first batch's inputs and, when the first forward fails,
+    names the layer and what it expected and received (the doctor's codes, as fit); while the
+    forwards succeed it costs one reduction over the first batch. ``check=False`` skips it.
 
     >>> import torch, torch.nn as nn
     >>> predict(nn.Linear(3, 2), torch.randn(10, 3), batch_size=4).shape
@@ -738,10 +802,20 @@ def predict(model: nn.Module, data: Any, *, batch_size: int = 256, device: Any =
     modes = [m.training for m in model.modules()]
     model.eval()
     outputs = []
+    if check:
+        from ..diagnosis import check_batch
     try:
         with torch.inference_mode():
             for x, _ in batches:
-                out, _ = eval_step(model, x, None, None, autocast)
+                if check and not outputs:
+                    check_batch(model, x, stage="predict", forward=False).raise_for_errors()
+                try:
+                    out, _ = eval_step(model, x, None, None, autocast)
+                except Exception:
+                    if check and not outputs:  # the doctor's traced forward names the failing layer
+                        with autocast():
+                            check_batch(model, x, stage="predict").raise_for_errors()
+                    raise
                 outputs.append(_to_cpu(out))
     finally:
         _set_modes(model, modes)
