@@ -42,7 +42,7 @@ def test_loss_objects_and_callables():
     assert info.task == "custom"
 
 
-def test_class_weighted_cross_entropy_trains(blobs):
+def test_class_weighted_cross_entropy_runs_three_epochs(blobs):
     X, y = blobs
     result = nw.fit(nn.Linear(2, 3), (X, y), loss={"name": "cross_entropy", "weight": [1, 1, 2]},
                     lr=0.05, epochs=3, verbose=0)

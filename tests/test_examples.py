@@ -34,7 +34,7 @@ def test_example_runs(path, tmp_path):
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
-def test_example_config_trains(path, tmp_path):
+def test_example_config_runs_an_epoch_and_writes_scores_and_weights(path, tmp_path):
     import netwright as nw
 
     result = nw.run(path, [f"run_dir={tmp_path}", "train.epochs=1"], verbose=0)

@@ -22,11 +22,17 @@ def test_training_api_does_not_load_torchmetrics_or_optional_packages():
         assert heavy not in mods, heavy
 
 
-def test_public_names_resolve():
+def test_every_public_name_resolves_to_the_object_its_module_defines():
+    import importlib
+
     import netwright as nw
 
     for name in nw.__all__:
-        assert getattr(nw, name) is not None
+        if name == "__version__":
+            continue
+        value = getattr(nw, name)
+        assert value is getattr(importlib.import_module(nw._EXPORTS[name]), name), name
+        assert callable(value), name  # functions and classes: the API has no bare constants
 
 
 def test_public_names_are_not_shadowed_by_submodules():
