@@ -306,6 +306,8 @@ def _check_torch_zip(path: Path) -> None:
                 with zf.open(info) as fh:
                     while fh.read(1 << 22):
                         pass
+    except CheckpointError:
+        raise  # the zip-bomb refusal above (a ValueError too): already says what is wrong
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError,
             NotImplementedError, zlib.error) as exc:
         raise _corrupt(path, "it is not a complete, intact zip archive (torch.save writes one)",
