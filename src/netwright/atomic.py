@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "read_json",
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "read_json", "fsync_dir",
            "MAX_JSON_BYTES"]
 
 MAX_JSON_BYTES = 64 * 2**20  # model.json, state.json, results.json: kilobytes in practice
@@ -68,15 +68,21 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         except FileNotFoundError:
             pass
         raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
+    fsync_dir(path.parent)  # make the rename itself durable
+    return path
+
+
+def fsync_dir(folder: str | os.PathLike) -> None:
+    """fsync a folder so that renames into it survive a power loss (a no-op where the platform
+    cannot open folders)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
         try:
-            os.fsync(dir_fd)
+            os.fsync(fd)
         finally:
-            os.close(dir_fd)
+            os.close(fd)
     except OSError:
         pass
-    return path
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

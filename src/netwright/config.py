@@ -18,7 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from .errors import ConfigError, did_you_mean, short_repr
 
 __all__ = ["RunConfig", "DataConfig", "TrainConfig", "OptimizerConfig", "ExportConfig",
-           "load_config", "apply_overrides", "config_to_dict", "parse_yaml", "MAX_CONFIG_BYTES",
+           "load_config", "apply_overrides", "config_to_dict", "parse_yaml", "read_yaml_file", "MAX_CONFIG_BYTES",
            "MAX_YAML_DEPTH"]
 
 MAX_CONFIG_BYTES = 4 * 2**20  # a config is a few kilobytes
@@ -306,6 +306,27 @@ def _semantic_errors(raw: Mapping) -> list[str]:
     return errors
 
 
+def read_yaml_file(path: str | os.PathLike, where: str | None = None,
+                   fix: str = "Fix: check the path.", *, allow_link: bool = True) -> Any:
+    """A YAML file as data (through :func:`parse_yaml`), refusing folders, files over
+    :data:`MAX_CONFIG_BYTES`, text that is not UTF-8 and (``allow_link=False``, for files
+    inside a run directory) symbolic links, with a ConfigError naming the file."""
+    path = Path(path)
+    where = where or f"config file {str(path)!r}"
+    if (not allow_link and path.is_symlink()) or not path.is_file():
+        raise ConfigError(f"{where} is not a regular file{'' if allow_link else ' (a link)'}; "
+                          f"expected a YAML config. {fix}")
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{where} is {size:,} bytes; a config is a few kilobytes (at most "
+                          f"{MAX_CONFIG_BYTES:,} are read). {fix}")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{where} is not UTF-8 text (byte {exc.start}). {fix}") from None
+    return parse_yaml(text, where)
+
+
 def _parse_value(text: str) -> Any:
     try:
         return parse_yaml(text, "override")
@@ -360,15 +381,7 @@ def load_config(source: Union[str, os.PathLike, Mapping, RunConfig],
         if not path.is_file():
             raise ConfigError(f"config file {where!r} does not exist. Fix: check the path, or run "
                               f"`netwright init` to write a starter config.")
-        size = path.stat().st_size
-        if size > MAX_CONFIG_BYTES:
-            raise ConfigError(f"config file {where!r} is {size:,} bytes; a config is a few kilobytes "
-                              f"(at most {MAX_CONFIG_BYTES:,} are read). Fix: check the path.")
-        try:
-            text = path.read_bytes().decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"config file {where!r} is not UTF-8 text (byte {exc.start}).") from None
-        raw = parse_yaml(text, f"config file {where!r}") or {}
+        raw = read_yaml_file(path) or {}
         if not isinstance(raw, dict):
             raise ConfigError(f"config file {where!r}: expected a mapping at the top, received "
                               f"{type(raw).__name__}.")

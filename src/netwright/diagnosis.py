@@ -1167,13 +1167,7 @@ def check_batch(model: nn.Module, x: Any, y: Any = None, *, loss_fn: Callable | 
         modes = [m.training for m in target.modules()]
         rng = _RngGuard(x)
         try:
-            target.eval()
-            trace, failure = _Trace(target), None
-            with trace, torch.no_grad():
-                try:
-                    out = _call(target, x)
-                except Exception as exc:  # noqa: BLE001 - reported as a finding naming the layer
-                    failure = exc
+            trace, out, failure = _traced_forward(target, x)
             if failure is not None:
                 found.append(_forward_failure(target, x, trace, failure))
             elif loss_fn is not None and y is not None:
@@ -1185,6 +1179,21 @@ def check_batch(model: nn.Module, x: Any, y: Any = None, *, loss_fn: Callable | 
     report = Report(f for f in found if f.severity == "error" and f.code not in _WEIGHTS_STATE)
     report.output, report.stage = out, stage
     return report
+
+
+def _traced_forward(target: nn.Module, x: Any) -> tuple[_Trace, Any, BaseException | None]:
+    """One forward of ``target`` in eval mode with every layer traced: (trace, output, the
+    exception it raised or None). The caller restores the modes and the RNG."""
+    target.eval()
+    trace, out, failure = _Trace(target), None, None
+    # no_grad rather than inference_mode: a model that caches a tensor in its forward must
+    # not be left holding an inference tensor that training later cannot backpropagate into.
+    with trace, torch.no_grad():
+        try:
+            out = _call(target, x)
+        except Exception as exc:  # noqa: BLE001 - reported as a finding naming the layer
+            failure = exc
+    return trace, out, failure
 
 
 def preflight(model: nn.Module, x: Any, y: Any, *, loss_fn: Callable, loss_info: LossInfo,
@@ -1221,16 +1230,7 @@ def preflight(model: nn.Module, x: Any, y: Any, *, loss_fn: Callable, loss_info:
     modes = [m.training for m in target.modules()]
     rng = _RngGuard(x)
     try:
-        target.eval()
-        trace = _Trace(target)
-        failure = None
-        # no_grad rather than inference_mode: a model that caches a tensor in its forward must
-        # not be left holding an inference tensor that training later cannot backpropagate into.
-        with trace, torch.no_grad():
-            try:
-                out = _call(target, x)
-            except Exception as exc:  # noqa: BLE001 - reported as a finding naming the layer
-                failure = exc
+        trace, out, failure = _traced_forward(target, x)
         if failure is not None:
             found.append(_forward_failure(target, x, trace, failure))
         else:

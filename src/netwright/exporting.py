@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .atomic import fsync_dir
 from .errors import ConfigError, DataError, ExportError, describe, did_you_mean
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -713,17 +714,6 @@ def _temp_path(final: Path) -> Path:
 def _fsync(path: Path) -> None:
     with open(path, "rb+") as fh:
         os.fsync(fh.fileno())
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
 
 
 def _write_torchscript(job: _Job, tmp: Path, opset: int | None, final: Path) -> dict:
@@ -1439,7 +1429,7 @@ def _export_many(job: _Job, targets: dict[str, Path], *, verify: bool, rtol: flo
         for fmt, final in targets.items():
             os.replace(temps.pop(fmt), final)
         for folder in {p.parent for p in targets.values()}:
-            _fsync_dir(folder)
+            fsync_dir(folder)
         if after is not None:
             after(reports)
         return reports

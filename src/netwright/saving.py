@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .atomic import atomic_write_text, read_json
+from .atomic import atomic_write_text, fsync_dir, read_json
 from .checkpoint import (_read_safetensors_header, _weights_in_folder, load_weights,
                          save_weights)
 from .errors import CheckpointError, ModelSpecError, NetwrightError, describe, short_repr
@@ -295,23 +295,12 @@ def _finish_pending(folder: Path) -> None:
         for name in FILES:
             if (pending / name).is_file():
                 os.replace(pending / name, folder / name)
-        _fsync_dir(folder)
+        fsync_dir(folder)
         shutil.rmtree(pending, ignore_errors=True)
     if folder.is_dir():
         for stale in folder.glob(".nw-save-*"):
             if stale.name != PENDING and stale.is_dir() and not stale.is_symlink():
                 shutil.rmtree(stale, ignore_errors=True)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
 
 
 def _current(folder: Path, name: str) -> Path:

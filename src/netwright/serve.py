@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .atomic import read_json
-from .config import MAX_CONFIG_BYTES, parse_yaml
+from .config import read_yaml_file
 from .errors import ConfigError, DataError
 
 __all__ = ["prediction_rows", "read_inputs", "predict_table_onnx"]
@@ -90,11 +90,7 @@ def predict_table_onnx(run_dir: str | os.PathLike, inputs: str | os.PathLike) ->
         raise ConfigError(f"{str(onnx_path)!r} does not exist. Fix: `netwright export {folder} "
                           f"--format onnx` first.")
     meta = read_json(folder / "model.json", what="model.json", error=ConfigError)
-    try:
-        text = (folder / "config.yaml").read_bytes()[: MAX_CONFIG_BYTES + 1].decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"run directory {str(folder)!r}: config.yaml unreadable ({exc}).") from None
-    config = parse_yaml(text, f"config file {str(folder / 'config.yaml')!r}")
+    config = read_yaml_file(folder / "config.yaml", fix="Fix: pass a folder made by `netwright train`.")
     if not isinstance(meta, dict) or not isinstance(config, dict) or not isinstance(config.get("data"), dict):
         raise ConfigError(f"run directory {str(folder)!r}: model.json and config.yaml must be the "
                           f"mappings `netwright train` writes (config.yaml with a data section). Fix: "

@@ -18,7 +18,6 @@ from ..errors import CheckpointError, ConfigError
 
 __all__ = ["prepare_run_dir", "resume_bundle", "own_files"]
 
-_MAX_CONFIG_BYTES = 4 * 2**20
 
 
 def own_files(run_files: Mapping[str, str]) -> list[str]:
@@ -122,19 +121,7 @@ def _few(names: list[str], limit: int = 5) -> str:
 
 def _read_yaml(path: Path) -> Any:
     """A run directory's config.yaml as data; anything unreadable is a ConfigError naming it."""
-    from ..config import parse_yaml
+    from ..config import read_yaml_file
 
-    where = f"resume: {str(path)!r}"
-    fix = "Fix: restore it, or train without resume (--resume) into a new run directory."
-    if path.is_symlink() or not path.is_file():
-        raise ConfigError(f"{where} is not a regular file (a link or a folder); expected the "
-                          f"config.yaml netwright wrote. {fix}")
-    size = path.stat().st_size
-    if size > _MAX_CONFIG_BYTES:
-        raise ConfigError(f"{where} is {size:,} bytes; the config.yaml netwright writes is a few "
-                          f"kilobytes. {fix}")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{where} is not UTF-8 text (byte {exc.start}). {fix}") from None
-    return parse_yaml(text, where)
+    return read_yaml_file(path, f"resume: {str(path)!r}", "Fix: restore it, or train without "
+                          "resume (--resume) into a new run directory.", allow_link=False)
