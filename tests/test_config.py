@@ -37,7 +37,7 @@ def test_every_problem_is_reported_at_once_with_its_path():
     for expected in [
         "data.vall: unknown key. Did you mean 'val'?",
         "optimizer.lr: expected a positive number, received 'fast'",
-        "train.epochs: expected a number >= 1, received 0",
+        "train.epochs: expected an integer >= 1, received 0",
         "train.batchsize: unknown key. Did you mean 'batch_size'?",
         "loss: unknown name 'cros_entropy'. Did you mean 'cross_entropy'?",
         "optimizer.name: unknown optimizer 'adma'. Did you mean 'adam'?",

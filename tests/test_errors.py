@@ -50,16 +50,16 @@ def test_bce_on_logits_suggests_bce_with_logits(xy):
 
 @pytest.mark.parametrize("kwargs, pattern", [
     ({"loss": "cross_entropyy"}, r"loss: unknown name 'cross_entropyy'\. Did you mean 'cross_entropy'\?"),
-    ({"loss": "cross_entropy", "optimizer": "adma"}, r"optimizer: unknown name 'adma'\. Did you mean 'adam'\?"),
-    ({"loss": "cross_entropy", "scheduler": "cosin"}, r"scheduler: unknown name 'cosin'\. Did you mean 'cosine'\?"),
-    ({"loss": "cross_entropy", "metrics": ["acuracy"]}, r"metrics: unknown name 'acuracy'\. Did you mean 'accuracy'\?"),
+    ({"loss": "cross_entropy", "optimizer": "adma"}, r"optimizer: unknown optimizer 'adma'\. Did you mean 'adam'\?"),
+    ({"loss": "cross_entropy", "scheduler": "cosin"}, r"scheduler: unknown scheduler 'cosin'\. Did you mean 'cosine'\?"),
+    ({"loss": "cross_entropy", "metrics": ["acuracy"]}, r"metrics\[0\]: unknown metric 'acuracy'\. Did you mean 'accuracy'\?"),
     ({"loss": "cross_entropy", "metrics": ["r2"]}, r"'r2' is a regression metric.*multiclass"),
-    ({"loss": "cross_entropy", "epochs": 0}, r"epochs: expected a positive integer, received 0"),
-    ({"loss": "cross_entropy", "epochs": 2.5}, r"epochs: expected a positive integer, received 2.5"),
+    ({"loss": "cross_entropy", "epochs": 0}, r"epochs: expected an integer >= 1, received 0"),
+    ({"loss": "cross_entropy", "epochs": 2.5}, r"epochs: expected an integer, received 2.5"),
     ({"loss": "cross_entropy", "lr": 0}, r"lr: expected a positive number, received 0"),
     ({"loss": "cross_entropy", "lr": "fast"}, r"lr: expected a positive number, received 'fast'"),
-    ({"loss": "cross_entropy", "batch_size": -1}, r"batch_size: expected a positive integer"),
-    ({"loss": "cross_entropy", "precision": "16"}, r"precision: expected one of 32, bf16-mixed, 16-mixed"),
+    ({"loss": "cross_entropy", "batch_size": -1}, r"batch_size: expected an integer >= 1, received -1"),
+    ({"loss": "cross_entropy", "precision": "16"}, r"precision: expected one of '32', 'bf16-mixed' or '16-mixed', received '16'"),
     ({"loss": "cross_entropy", "precision": "16-mixed", "device": "cpu"}, r"needs a CUDA device.*bf16-mixed"),
     ({"loss": "cross_entropy", "monitor": "val_acc"}, r"monitor: 'val_acc' is not a logged value"),
     ({"loss": "cross_entropy", "scheduler": {"name": "reduce_on_plateau", "monitor": "val_f1"}},
@@ -122,8 +122,9 @@ def test_run_dir_is_never_overwritten(tmp_path, xy):
     assert (tmp_path / "r" / "weights.safetensors").read_bytes() == before
 
 
-def test_a_diverging_run_stops_with_a_reason(xy):
+def test_a_diverging_run_raises_naming_the_epoch_step_and_batch(xy):
     X, y = xy
-    result = nw.fit(nn.Linear(20, 3), (X * 1e30, y), loss="cross_entropy", optimizer="sgd",
-                    lr=1e10, epochs=5, verbose=0)
-    assert "non-finite train loss" in result.stop_reason and len(result.history) < 5
+    with pytest.raises(nw.NonFiniteLossError, match=r"loss became nan at epoch 1, step \d+ of \d+\. "
+                       r"The batch: inputs shape \[8, 20\], mean .*lower the learning rate \(now 1e\+10\)"):
+        nw.fit(nn.Linear(20, 3), (X * 1e30, y), loss="cross_entropy", optimizer="sgd",
+               lr=1e10, epochs=5, batch_size=8, verbose=0, check=False)

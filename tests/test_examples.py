@@ -29,6 +29,14 @@ def test_example_runs(path, tmp_path):
         assert "NW104 error [targets]: loss 'cross_entropy' expects targets as class indices" in res.stdout
         assert "NW101 warning [output]" in res.stdout
         assert "SimpleNet (logits out): val accuracy" in res.stdout
+    if path.name == "custom_step.py":
+        import re
+
+        acc = float(re.search(r"test digit accuracy (\S+),", res.stdout).group(1))
+        assert acc > 0.8, res.stdout  # two heads trained through the custom step
+        assert re.search(r"lbfgs \(built-in closure step\): train loss 0\.0\d+, test accuracy 0\.[89]",
+                         res.stdout), res.stdout
+        assert "lbfgs (own closure)" in res.stdout and "gradient norm per epoch" in res.stdout
     if path.name == "digits_mlp.py":
         assert "test accuracy" in res.stdout and (tmp_path / "run" / "weights.safetensors").is_file()
 

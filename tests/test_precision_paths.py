@@ -98,7 +98,7 @@ def test_float16_off_cuda_and_unknown_precisions_are_config_errors():
     with pytest.raises(nw.ConfigError, match=r"'16-mixed' needs a CUDA device.*bf16-mixed"):
         nw.fit(_model(), (X, y), loss="cross_entropy", epochs=1, precision="16-mixed",
                device="cpu", verbose=0)
-    with pytest.raises(nw.ConfigError, match=r"precision: expected one of 32, bf16-mixed, 16-mixed"):
+    with pytest.raises(nw.ConfigError, match=r"precision: expected one of '32', 'bf16-mixed' or '16-mixed'"):
         nw.fit(_model(), (X, y), loss="cross_entropy", epochs=1, precision="bf16", verbose=0)
 
 

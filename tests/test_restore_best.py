@@ -77,7 +77,7 @@ def test_without_val_data_the_last_epoch_is_kept_unless_asked():
     assert result.weights_epoch == 2 and not result.restored_best
     asked = _fit(val=None, epochs=2, restore_best=True)
     assert asked.restored_best and asked.weights_epoch == asked.best["epoch"]
-    with pytest.raises(nw.ConfigError, match="restore_best: expected True, False or None"):
+    with pytest.raises(nw.ConfigError, match="restore_best: expected true or false, received 'yes'"):
         _fit(restore_best="yes")
 
 

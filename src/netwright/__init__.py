@@ -24,6 +24,9 @@ _EXPORTS = {
     "seed_everything": "netwright.training.trainer",
     "resolve_device": "netwright.training.trainer",
     "train_step": "netwright.training.step",
+    "closure_step": "netwright.training.step",
+    "StepContext": "netwright.training.step",
+    "FitOptions": "netwright.config",
     "eval_step": "netwright.training.step",
     # callbacks
     "Callback": "netwright.training.callbacks",
@@ -67,6 +70,7 @@ _EXPORTS = {
     "CheckpointError": "netwright.errors",
     "ExportError": "netwright.errors",
     "UntrustedCodeError": "netwright.errors",
+    "NonFiniteLossError": "netwright.errors",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -97,11 +101,12 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .runner import open_run, run
     from .saving import load, save
     from .errors import (CheckpointError, ConfigError, DataError, ExportError, LossTargetError,
-                         ModelSpecError, NetwrightError, UntrustedCodeError)
+                         ModelSpecError, NetwrightError, NonFiniteLossError, UntrustedCodeError)
     from .losses import resolve_loss
     from .metrics import MetricSet
     from .optim import build_optimizer, build_scheduler
     from .training.callbacks import BestCheckpoint, Callback, CSVLogger, EarlyStopping, ProgressBar
-    from .training.step import eval_step, train_step
+    from .config import FitOptions
+    from .training.step import StepContext, closure_step, eval_step, train_step
     from .training.trainer import (FitResult, Trainer, evaluate, fit, predict, resolve_device,
                                    seed_everything)

@@ -13,11 +13,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, ValidationError,
+                      field_validator)
 
 from .errors import ConfigError, did_you_mean, short_repr
 
-__all__ = ["RunConfig", "DataConfig", "TrainConfig", "OptimizerConfig", "ExportConfig",
+__all__ = ["RunConfig", "DataConfig", "TrainConfig", "FitOptions", "OptimizerConfig", "ExportConfig",
+           "fit_options", "options_reference",
            "load_config", "apply_overrides", "config_to_dict", "parse_yaml", "read_yaml_file", "MAX_CONFIG_BYTES",
            "MAX_YAML_DEPTH"]
 
@@ -117,6 +119,19 @@ def _positive_number(v: Any) -> Any:
     return v
 
 
+def _whole_number(v: Any) -> Any:
+    """Integers only: not True/False (which Python counts as 1/0), not 2.5 or "5"; NumPy
+    integers (from a grid search) are accepted."""
+    if isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()) or isinstance(v, str):
+        raise ValueError("expected an integer")
+    if hasattr(v, "__index__") and not isinstance(v, int):
+        return int(v.__index__())
+    return v
+
+
+Whole = Annotated[int, BeforeValidator(_whole_number)]
+
+
 class OptimizerConfig(BaseModel):
     """``name`` and ``lr`` plus any keyword argument of the torch optimizer (momentum, betas ...)."""
 
@@ -128,39 +143,139 @@ class OptimizerConfig(BaseModel):
 
 
 class EarlyStoppingConfig(_Strict):
-    patience: int = Field(5, ge=1)
-    monitor: Optional[str] = None
+    patience: Whole = Field(5, ge=1, description="epochs without improvement before stopping")
+    monitor: Optional[str] = Field(None, description="logged value to watch (default: fit's monitor)")
     mode: Literal["auto", "min", "max"] = "auto"
-    min_delta: float = Field(0.0, ge=0)
-    restore_best: bool = True
+    min_delta: float = Field(0.0, ge=0, description="smallest change that counts as improvement")
+    restore_best: StrictBool = Field(True, description="end with the best epoch's weights")
 
 
 class TrainConfig(_Strict):
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(32, ge=1)
-    eval_batch_size: Optional[int] = Field(None, ge=1)
-    seed: int = 0
-    device: str = "auto"
-    precision: Literal["32", "bf16-mixed", "16-mixed"] = "32"
-    accumulate: int = Field(1, ge=1)
-    clip_grad: Optional[Union[float, dict[str, float]]] = None
-    early_stopping: Optional[EarlyStoppingConfig] = None
-    monitor: Optional[str] = None
-    num_workers: int = Field(0, ge=0)
-    checkpoint_every: Optional[int] = Field(None, ge=1, description="also write a resume bundle "
-                                            "every this many batches (one is written every epoch)")
-    restore_best: Optional[bool] = Field(None, description="end with the best epoch's weights by "
+    """The training options a config file holds (its ``train:`` section). Python's
+    :class:`FitOptions` has every one of them, with the same defaults, plus those that take
+    Python objects."""
+
+    epochs: Whole = Field(10, ge=1, description="passes over the training data")
+    batch_size: Whole = Field(32, ge=1, description="samples per training step")
+    eval_batch_size: Optional[Whole] = Field(None, ge=1, description="samples per evaluation "
+                                             "batch (default: max(batch_size, 256))")
+    seed: Optional[Whole] = Field(0, description="seeds Python, NumPy and torch before anything "
+                                  "random is made (None: not seeded, not repeatable)")
+    device: str = Field("auto", description="'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda', "
+                        "'cuda:N' or 'mps'")
+    precision: Literal["32", "bf16-mixed", "16-mixed"] = Field(
+        "32", description="'32', 'bf16-mixed' (CPU or CUDA) or '16-mixed' (CUDA, with a gradient "
+                          "scaler)")
+    accumulate: Whole = Field(1, ge=1, description="batches whose gradients add up to one step")
+    clip_grad: Optional[Union[float, dict[str, float]]] = Field(
+        None, description="clip gradients: a max norm (1.0), {norm: 1.0, norm_type: 2} or "
+                          "{value: 0.5}")
+    early_stopping: Optional[EarlyStoppingConfig] = Field(
+        None, description="stop when the monitor stops improving: a patience (5) or "
+                          "{patience, monitor, mode, min_delta, restore_best}")
+    monitor: Optional[str] = Field(None, description="the logged value that picks the best epoch "
+                                   "(default: val_loss with val data, else train_loss)")
+    restore_best: Optional[StrictBool] = Field(None, description="end with the best epoch's weights by "
                                          "the monitor (default: yes when there is validation data)")
+    on_nonfinite: Literal["raise", "skip"] = Field(
+        "raise", description="a NaN/Inf training loss: 'raise' stops with an error naming the "
+                             "epoch and step (the run directory keeps the last good checkpoint); "
+                             "'skip' drops such batches and counts them in the history")
+    shuffle: StrictBool = Field(True, description="reshuffle the training data every epoch")
+    drop_last: StrictBool = Field(False, description="drop a last, smaller training batch")
+    num_workers: Whole = Field(0, ge=0, description="DataLoader worker processes (0: load in "
+                               "this process)")
+    pin_memory: Optional[StrictBool] = Field(None, description="pin loader memory (default: on when "
+                                       "training on CUDA)")
+    persistent_workers: StrictBool = Field(False, description="keep loader workers between epochs")
+    checkpoint_every: Optional[Whole] = Field(None, ge=1, description="also write a resume bundle "
+                                              "every this many batches (one is written every epoch)")
 
     @field_validator("precision", mode="before")
     @classmethod
     def _precision_as_text(cls, v):
-        return str(v) if isinstance(v, int) else v
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
     @field_validator("early_stopping", mode="before")
     @classmethod
     def _patience_shortcut(cls, v):
         return {"patience": v} if isinstance(v, int) and not isinstance(v, bool) else v
+
+
+def _callable_or_none(v: Any) -> Any:
+    if v is not None and not callable(v):
+        raise ValueError("expected a callable (step(ctx, x, y, *, scale, step) -> loss) or None")
+    return v
+
+
+class FitOptions(TrainConfig):
+    """Every option of :func:`netwright.fit` and :class:`netwright.Trainer`, with its default:
+    the one place they are defined. A config file's ``train:`` section is the
+    :class:`TrainConfig` part; ``loss``, ``optimizer``, ``scheduler`` and ``metrics`` are its
+    top-level sections."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, arbitrary_types_allowed=True)
+
+    loss: Any = Field(description="a name ('cross_entropy', 'mse', 'bce', 'bce_logits', 'l1', "
+                                  "'huber' ...), {name: ..., **options} or any callable(output, "
+                                  "target)")
+    optimizer: Any = Field("adam", description="a name ('adam', 'adamw', 'sgd', 'rmsprop', "
+                           "'adagrad', 'lbfgs'), {name: ..., **options}, a torch.optim class or "
+                           "an instance (used as is)")
+    lr: Annotated[float, BeforeValidator(_positive_number)] = Field(1e-3, description="learning rate")
+    weight_decay: float = Field(0.0, ge=0, description="L2 weight decay")
+    decay_norm_and_bias: StrictBool = Field(True, description="False exempts biases and norm weights "
+                                      "from weight decay")
+    scheduler: Any = Field(None, description="a name ('step', 'exponential', 'cosine', "
+                           "'onecycle', 'reduce_on_plateau' ...), {name: ..., **options} or a "
+                           "torch scheduler instance")
+    metrics: Any = Field(None, description="names logged each epoch: 'accuracy', 'f1', "
+                         "'precision', 'recall', 'auroc', 'mae', 'rmse', 'r2' ...")
+    callbacks: Optional[list[Any]] = Field(None, description="objects with on_epoch_end(epoch, "
+                                           "logs, model) and other hooks (netwright.Callback)")
+    early_stopping: Any = Field(None, description="stop when the monitor stops improving: a "
+                                "patience (5), {patience, monitor, mode, min_delta, restore_best} "
+                                "or an EarlyStopping")
+    step: Optional[Any] = Field(None, description="replaces the training step: step(ctx, x, y, "
+                                "*, scale, step) returning the batch's loss, or a dict with "
+                                "'loss' and other values to log (see docs/training.md)")
+    run_dir: Optional[Union[str, os.PathLike]] = Field(None, description="write config, "
+                                                       "metrics.csv, checkpoints and weights here")
+    overwrite: StrictBool = Field(False, description="let run_dir be a folder that already holds files")
+    resume: StrictBool = Field(False, description="continue the run in run_dir from its newest "
+                         "checkpoint")
+    force: StrictBool = Field(False, description="resume even though the options changed")
+    verbose: Whole = Field(1, ge=0, description="0: silent, 1: a progress bar on a terminal, "
+                           "2: one line per epoch")
+    target: Any = Field(None, description="the target column (DataFrame) or key (dict data)")
+    task: Optional[Literal["binary", "multiclass", "multilabel", "regression"]] = Field(
+        None, description="what the metrics score (default: inferred from the loss, the output "
+                          "and the targets)")
+    check: StrictBool = Field(True, description="the doctor's cheap checks on the first batch before "
+                        "training")
+    run_files: Optional[dict[str, str]] = Field(None, description="extra files written into "
+                                                "run_dir once the checks pass (used by `run`)")
+
+    @field_validator("early_stopping", mode="before")
+    @classmethod
+    def _early(cls, v):
+        if v is None or (hasattr(v, "on_epoch_end") and not isinstance(v, (Mapping, int))):
+            return v  # an EarlyStopping (or compatible) object is used as is
+        if isinstance(v, int) and not isinstance(v, bool):
+            v = {"patience": v}
+        return EarlyStoppingConfig.model_validate(v)
+
+    @field_validator("step")
+    @classmethod
+    def _step(cls, v):
+        return _callable_or_none(v)
+
+    @field_validator("callbacks", mode="before")
+    @classmethod
+    def _callbacks(cls, v):
+        if v is not None and not isinstance(v, (list, tuple)):
+            raise ValueError("expected a list of callbacks")
+        return None if v is None else list(v)
 
 
 class ExportConfig(_Strict):
@@ -201,26 +316,37 @@ _FRIENDLY = {
     "int_from_float": "expected an integer",
     "float_parsing": "expected a number",
     "bool_parsing": "expected true or false",
+    "bool_type": "expected true or false",
     "missing": "required, but missing",
 }
 
 
 def _fields_at(model: type[BaseModel], loc: Sequence[Any]) -> list[str]:
-    """The field names valid at ``loc`` (for "did you mean" on unknown keys)."""
+    """The field names valid at ``loc`` (for "did you mean" on unknown keys). A field that
+    :class:`FitOptions` widens to accept objects is looked up in the class it comes from."""
     current: Any = model
     for part in loc:
         fields = getattr(current, "model_fields", None)
         if not fields or part not in fields:
             break
-        ann = fields[part].annotation
-        nested = [a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)]
+        nested = []
+        for cls in getattr(current, "__mro__", (current,)):
+            field = getattr(cls, "model_fields", {}).get(part)
+            ann = field.annotation if field is not None else None
+            nested += [a for a in getattr(ann, "__args__", (ann,))
+                       if isinstance(a, type) and issubclass(a, BaseModel)]
+            for arg in getattr(ann, "__args__", ()):  # Optional[Union[Model, ...]]
+                nested += [a for a in getattr(arg, "__args__", ())
+                           if isinstance(a, type) and issubclass(a, BaseModel)]
         if not nested:
             return []
         current = nested[0]
     return list(getattr(current, "model_fields", {}))
 
 
-def _format_errors(exc: ValidationError) -> list[str]:
+def _format_errors(exc: ValidationError, root: type[BaseModel] | None = None,
+                   unknown: str = "unknown key") -> list[str]:
+    root = root or RunConfig
     lines = []
     seen = set()
     for err in exc.errors():
@@ -229,10 +355,12 @@ def _format_errors(exc: ValidationError) -> list[str]:
         path = ".".join(str(p) for p in loc) or "(top level)"
         kind = err["type"]
         if kind == "extra_forbidden":
-            parent = _fields_at(RunConfig, loc[:-1])
-            msg = f"unknown key.{did_you_mean(str(loc[-1]), parent)} Allowed here: {', '.join(parent)}."
+            parent = _fields_at(root, loc[:-1])
+            msg = f"{unknown}.{did_you_mean(str(loc[-1]), parent)} Allowed here: {', '.join(parent)}."
         elif kind in _FRIENDLY:
             msg = _FRIENDLY[kind].format(**err.get("ctx", {}))
+            if kind.startswith("greater_than") and isinstance(err.get("input"), int):
+                msg = msg.replace("a number", "an integer")
             if kind != "missing":
                 msg += f", received {short_repr(err.get('input'))}"
         elif kind == "literal_error":
@@ -247,38 +375,35 @@ def _format_errors(exc: ValidationError) -> list[str]:
     return lines
 
 
-def _semantic_errors(raw: Mapping) -> list[str]:
-    """Names that the schema cannot check by type, read from the raw mapping so that they are
-    reported together with any schema problems."""
-    from .data.builtin import BUILTIN
+def _name_errors(loss: Any, optimizer: Any, scheduler: Any, metrics: Any) -> list[str]:
+    """Names that no type can check (loss, optimizer, scheduler, metrics), each problem a line;
+    objects (a callable loss, an optimizer instance) are left to the code that uses them."""
     from .losses import resolve_loss
     from .metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, _parse
-    from .optim import _SCHED_ALIASES, OPTIMIZERS, SCHEDULERS
-
-    def section(name):
-        value = raw.get(name)
-        return value if isinstance(value, Mapping) else {}
+    from .optim import OPTIMIZERS, SCHEDULERS, scheduler_key
 
     errors = []
-    if isinstance(raw.get("loss"), (str, Mapping)):
+    if isinstance(loss, (str, Mapping)):
         try:
-            resolve_loss(raw["loss"])
+            resolve_loss(loss)
         except ConfigError as exc:
             errors.append(f"loss: {str(exc).removeprefix('loss: ')}")
-    opt = section("optimizer").get("name", "adam")
+    opt = optimizer.get("name", "adam") if isinstance(optimizer, Mapping) else optimizer
     if isinstance(opt, str) and opt.lower() not in OPTIMIZERS:
-        errors.append(f"optimizer.name: unknown optimizer {short_repr(opt)}.{did_you_mean(opt, OPTIMIZERS)} "
+        where = "optimizer.name" if isinstance(optimizer, Mapping) else "optimizer"
+        errors.append(f"{where}: unknown optimizer {short_repr(opt)}.{did_you_mean(opt, OPTIMIZERS)} "
                       f"Expected one of: {', '.join(OPTIMIZERS)}.")
-    sched = raw.get("scheduler")
-    if sched is not None:
-        name = sched if isinstance(sched, str) else (sched.get("name") if isinstance(sched, Mapping) else None)
-        key = _SCHED_ALIASES.get(str(name).lower(), str(name).lower())
+    if isinstance(scheduler, (str, Mapping)):
+        name = scheduler if isinstance(scheduler, str) else scheduler.get("name")
+        key = scheduler_key(name)
         if key not in SCHEDULERS:
             errors.append(f"scheduler: unknown scheduler {short_repr(name)}.{did_you_mean(key, SCHEDULERS)} "
                           f"Expected one of: {', '.join(SCHEDULERS)}.")
     known = CLASSIFICATION_METRICS + REGRESSION_METRICS
-    metrics = raw.get("metrics") or []
-    for i, m in enumerate(metrics if isinstance(metrics, list) else []):
+    metrics = [metrics] if isinstance(metrics, (str, Mapping)) else metrics
+    for i, m in enumerate(metrics if isinstance(metrics, (list, tuple)) else []):
+        if not isinstance(m, (str, Mapping)):
+            continue  # a metric object is the user's own
         try:
             _, base, _ = _parse(m)
         except ConfigError as exc:
@@ -287,6 +412,20 @@ def _semantic_errors(raw: Mapping) -> list[str]:
         if base not in known:
             errors.append(f"metrics[{i}]: unknown metric {short_repr(base)}.{did_you_mean(base, known)} "
                           f"Expected one of: {', '.join(known)}.")
+    return errors
+
+
+def _semantic_errors(raw: Mapping) -> list[str]:
+    """Names that the schema cannot check by type, read from the raw mapping so that they are
+    reported together with any schema problems."""
+    from .data.builtin import BUILTIN
+
+    def section(name):
+        value = raw.get(name)
+        return value if isinstance(value, Mapping) else {}
+
+    errors = _name_errors(raw.get("loss"), section("optimizer"), raw.get("scheduler"),
+                          raw.get("metrics") or [])
     data = section("data")
     val, test = data.get("val", 0.1), data.get("test", 0.2)
     if isinstance(val, (int, float)) and isinstance(test, (int, float)) and val + test >= 1:
@@ -396,6 +535,64 @@ def load_config(source: Union[str, os.PathLike, Mapping, RunConfig],
     if problems:
         raise ConfigError(f"{where}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
     return cfg
+
+
+def fit_options(options: Mapping[str, Any] | FitOptions | None = None, /,
+                where: str = "fit", **kwargs: Any) -> FitOptions:
+    """Validate the options of a ``fit`` call (``options``, updated by ``kwargs``) into a
+    :class:`FitOptions`: every problem at once in one :class:`ConfigError`, an unknown option
+    with a "did you mean".
+
+    >>> fit_options(loss="mse", epochs=3).epochs
+    3
+    >>> fit_options(loss="mse", epoch=3)
+    Traceback (most recent call last):
+    netwright.errors.ConfigError: fit: 1 problem(s):
+      epoch: unknown option. Did you mean 'epochs'? See help(netwright.fit) for every option.
+    """
+    raw = dict(options) if options is not None else {}
+    raw.update(kwargs)
+    problems: list[str] = []
+    result = None
+    try:
+        result = FitOptions.model_validate(raw)
+    except ValidationError as exc:
+        problems += [_short_unknown(line) for line in _format_errors(exc, FitOptions, "unknown option")]
+    problems += [p for p in _name_errors(raw.get("loss"), raw.get("optimizer"), raw.get("scheduler"),
+                                         raw.get("metrics")) if p not in problems]
+    if problems:
+        raise ConfigError(f"{where}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+    return result
+
+
+def _short_unknown(line: str) -> str:
+    """fit has ~40 options: an unknown one gets the did-you-mean and a pointer, not the list."""
+    head, sep, _ = line.partition(" Allowed here: ")
+    nested = "." in line.partition(":")[0]
+    return f"{head} See help(netwright.fit) for every option." if sep and not nested else line
+
+
+def options_reference(schema: type[BaseModel] | None = None) -> str:
+    """Every option of ``fit`` (or of another schema: ``TrainConfig`` for a config's ``train:``
+    section) as a Markdown table (name, default, meaning), generated from the schema so that
+    ``fit``'s docstring, docs/python-api.md and docs/config.md cannot drift."""
+    schema = schema or FitOptions
+    rows = [f"| {'option' if schema is FitOptions else 'key'} | default | meaning |", "|---|---|---|"]
+    fields = schema.model_fields
+    first = [n for n in ("loss", "optimizer", "lr", "weight_decay", "decay_norm_and_bias",
+                         "scheduler", "epochs", "batch_size", "metrics", "callbacks", "step",
+                         "run_dir") if n in fields]
+    for name in [*first, *(n for n in fields if n not in first)]:
+        field = fields[name]
+        if field.is_required():
+            default = "(required)"
+        elif field.default_factory is not None:
+            default = repr(field.default_factory())
+        else:
+            default = repr(field.default)
+        meaning = (field.description or "").replace("|", "\\|")
+        rows.append(f"| `{name}` | `{default}` | {meaning} |")
+    return "\n".join(rows)
 
 
 def config_to_dict(cfg: RunConfig) -> dict:

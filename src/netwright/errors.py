@@ -24,6 +24,7 @@ __all__ = [
     "short_repr",
     "describe",
     "describe_tensors",
+    "NonFiniteLossError",
 ]
 
 
@@ -53,6 +54,11 @@ class CheckpointError(NetwrightError, ValueError):
 
 class ExportError(NetwrightError, RuntimeError):
     """A model could not be exported, or the export does not compute what the model computes."""
+
+
+class NonFiniteLossError(NetwrightError, FloatingPointError):
+    """The training loss (or the weights) became NaN or infinite; nothing non-finite was
+    written, and the run directory keeps its last good checkpoint."""
 
 
 class UntrustedCodeError(NetwrightError, PermissionError):

@@ -17,11 +17,12 @@ from torch import nn
 
 from .errors import ConfigError, did_you_mean
 
-__all__ = ["OPTIMIZERS", "SCHEDULERS", "build_optimizer", "build_scheduler", "Schedule", "metric_mode"]
+__all__ = ["OPTIMIZERS", "SCHEDULERS", "SCHEDULER_ALIASES", "build_optimizer", "build_scheduler",
+           "Schedule", "metric_mode", "needs_closure", "scheduler_key"]
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "lbfgs")
 SCHEDULERS = ("step", "multistep", "exponential", "cosine", "onecycle", "reduce_on_plateau")
-_SCHED_ALIASES = {"steplr": "step", "exponentiallr": "exponential", "plateau": "reduce_on_plateau",
+SCHEDULER_ALIASES = {"steplr": "step", "exponentiallr": "exponential", "plateau": "reduce_on_plateau",
                   "reducelronplateau": "reduce_on_plateau", "one_cycle": "onecycle",
                   "cosine_annealing": "cosine", "multisteplr": "multistep"}
 
@@ -97,7 +98,8 @@ def build_optimizer(
         name, options = _name_and_options(spec, "optimizer", OPTIMIZERS)
         key = name.strip().lower()
         classes = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
-                   "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad}
+                   "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad,
+                   "lbfgs": torch.optim.LBFGS}
         if key not in classes:
             raise ConfigError(
                 f"optimizer: unknown name {name!r}.{did_you_mean(key, OPTIMIZERS)} Expected one "
@@ -106,7 +108,14 @@ def build_optimizer(
         cls = classes[key]
     options.setdefault("lr", lr)
     wd = options.pop("weight_decay", weight_decay)
-    groups = param_groups(model, wd, decay_norm_and_bias)
+    if needs_closure(cls):
+        # L-BFGS keeps one flat history over all parameters: no parameter groups, no decay.
+        if wd:
+            raise ConfigError(f"optimizer {cls.__name__}: weight_decay={wd} is not supported (it "
+                              f"takes no parameter groups). Fix: weight_decay=0.")
+        groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    else:
+        groups = param_groups(model, wd, decay_norm_and_bias)
     if not any(g["params"] for g in groups):
         raise ConfigError(
             f"optimizer: the model {type(model).__name__} has no trainable parameters "
@@ -126,6 +135,29 @@ def build_optimizer(
             f"optimizer {cls.__name__}: {exc}. Fix: use the keyword arguments of "
             f"torch.optim.{cls.__name__}."
         ) from exc
+
+
+def needs_closure(optimizer: Any) -> bool:
+    """Whether ``optimizer.step`` (an optimizer or its class) requires a closure that
+    re-evaluates the loss, as :class:`torch.optim.LBFGS` does.
+
+    >>> needs_closure(torch.optim.LBFGS), needs_closure(torch.optim.Adam)
+    (True, False)
+    """
+    import inspect
+
+    step = getattr(optimizer, "step", None)
+    try:
+        param = inspect.signature(step).parameters.get("closure")
+    except (TypeError, ValueError):
+        return False
+    return param is not None and param.default is inspect.Parameter.empty
+
+
+def scheduler_key(name: Any) -> str:
+    """A scheduler name in canonical form (``"StepLR"`` -> ``"step"``)."""
+    key = str(name).strip().lower().replace("-", "_")
+    return SCHEDULER_ALIASES.get(key, key)
 
 
 _FUSED = ("Adam", "AdamW", "SGD", "Adagrad")
@@ -242,8 +274,7 @@ def build_scheduler(
     if isinstance(spec, torch.optim.lr_scheduler.LRScheduler):
         return Schedule(spec, "epoch", name=type(spec).__name__)
     name, options = _name_and_options(spec, "scheduler", SCHEDULERS)
-    key = name.strip().lower()
-    key = _SCHED_ALIASES.get(key.replace("-", "_"), key)
+    key = scheduler_key(name)
     if key not in SCHEDULERS:
         raise ConfigError(
             f"scheduler: unknown name {name!r}.{did_you_mean(key, SCHEDULERS)} Expected one of: "

@@ -19,7 +19,7 @@ from torch import nn
 
 from .atomic import read_json
 from .checkpoint import atomic_write_json
-from .config import RunConfig, config_to_dict, load_config
+from .config import FitOptions, RunConfig, config_to_dict, load_config
 from .data.prepare import Prepared, features_from_file, prepare_data, read_npy
 from .errors import ConfigError, DataError
 from .losses import resolve_loss
@@ -97,19 +97,17 @@ def new_run_dir(root: str | os.PathLike, name: str) -> Path:
 def _trainer(cfg: RunConfig, model: nn.Module, run_dir: Path | None, verbose: int,
              run_files: dict[str, str] | None = None, resume: bool = False,
              force: bool = False) -> Trainer:
+    """The config's training options as one validated :class:`FitOptions`: its ``train:``
+    section is FitOptions' TrainConfig part as it is; the other sections fill the rest."""
     opt = cfg.optimizer.model_dump()
     lr, wd, dnb = opt.pop("lr"), opt.pop("weight_decay"), opt.pop("decay_norm_and_bias")
-    t = cfg.train
-    early = t.early_stopping.model_dump() if t.early_stopping else None
-    return Trainer(
-        model, loss=cfg.loss, optimizer=opt, lr=lr, weight_decay=wd, decay_norm_and_bias=dnb,
-        epochs=t.epochs, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size,
-        metrics=list(cfg.metrics) or None, scheduler=cfg.scheduler, early_stopping=early,
-        monitor=t.monitor, seed=t.seed, device=t.device, precision=t.precision,
-        accumulate=t.accumulate, clip_grad=t.clip_grad, num_workers=t.num_workers,
-        run_dir=run_dir, verbose=verbose, run_files=run_files, resume=resume, force=force,
-        checkpoint_every=t.checkpoint_every, restore_best=t.restore_best,
-    )
+    options = FitOptions.model_validate({
+        **dict(cfg.train), "loss": cfg.loss, "optimizer": opt, "lr": lr, "weight_decay": wd,
+        "decay_norm_and_bias": dnb, "metrics": list(cfg.metrics) or None,
+        "scheduler": cfg.scheduler, "run_dir": run_dir, "verbose": verbose,
+        "run_files": run_files, "resume": resume, "force": force,
+    })
+    return Trainer(model, options)
 
 
 def latest_run_dir(root: str | os.PathLike, name: str) -> Path | None:

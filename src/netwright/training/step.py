@@ -16,20 +16,12 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..util import call_model  # re-exported: the Trainer and user steps call it from here
 
-__all__ = ["StepContext", "train_step", "eval_step", "call_model", "autocast_for", "PRECISIONS",
+__all__ = ["StepContext", "NonFiniteLoss", "train_step", "closure_step", "eval_step", "call_model", "autocast_for", "PRECISIONS",
            "make_clipper"]
 
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
-
-
-def call_model(model: nn.Module, x: Any) -> Any:
-    """``model(x)``; a tuple of inputs is spread as ``model(*x)`` and a dict as ``model(**x)``."""
-    if isinstance(x, tuple):
-        return model(*x)
-    if isinstance(x, Mapping):
-        return model(**x)
-    return model(x)
 
 
 def autocast_for(precision: str, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
@@ -82,6 +74,16 @@ class StepContext:
     scaler: Any = None  # torch.amp.GradScaler for float16, else None
     clip: Callable[[Any], Any] | None = None
     params: list = None  # the parameters to clip
+    check_finite: bool = False  # refuse a NaN/Inf loss before backward (raises NonFiniteLoss)
+
+
+class NonFiniteLoss(Exception):
+    """A step met a NaN or infinite loss before it touched the weights; the Trainer turns it
+    into a :class:`~netwright.errors.NonFiniteLossError` or skips the batch (``on_nonfinite``)."""
+
+    def __init__(self, loss: torch.Tensor):
+        super().__init__(f"non-finite loss {float(loss)}")
+        self.loss = loss
 
 
 def train_step(ctx: StepContext, x: Any, y: torch.Tensor, *, scale: float = 1.0,
@@ -95,6 +97,8 @@ def train_step(ctx: StepContext, x: Any, y: torch.Tensor, *, scale: float = 1.0,
     with ctx.autocast():
         out = call_model(ctx.model, x)
         loss = ctx.loss_fn(out, y)
+    if ctx.check_finite and not torch.isfinite(loss):
+        raise NonFiniteLoss(loss.detach())
     scaled = loss * scale if scale != 1.0 else loss
     if ctx.scaler is not None:
         ctx.scaler.scale(scaled).backward()
@@ -112,6 +116,28 @@ def train_step(ctx: StepContext, x: Any, y: torch.Tensor, *, scale: float = 1.0,
             ctx.optimizer.step()
         # Zeroing right after the step (to None) frees gradient memory before the next forward.
         ctx.optimizer.zero_grad(set_to_none=True)
+    return loss.detach()
+
+
+def closure_step(ctx: StepContext, x: Any, y: torch.Tensor, *, scale: float = 1.0,
+                 step: bool = True) -> torch.Tensor:
+    """The step for optimizers that re-evaluate the loss (:class:`torch.optim.LBFGS`): the
+    forward, loss, backward and clipping run in a closure the optimizer calls as often as it
+    needs. Returns the loss before the step, detached. (No accumulation: the closure must see
+    the same batch each time.)"""
+    def closure() -> torch.Tensor:
+        ctx.optimizer.zero_grad(set_to_none=True)
+        with ctx.autocast():
+            loss = ctx.loss_fn(call_model(ctx.model, x), y)
+        if ctx.check_finite and not torch.isfinite(loss):
+            raise NonFiniteLoss(loss.detach())
+        loss.backward()
+        if ctx.clip is not None:
+            ctx.clip(ctx.params)
+        return loss
+
+    loss = ctx.optimizer.step(closure)
+    ctx.optimizer.zero_grad(set_to_none=True)
     return loss.detach()
 
 

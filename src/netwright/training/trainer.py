@@ -12,7 +12,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,17 +22,20 @@ import torch
 from torch import nn
 
 from ..checkpoint import atomic_write_text, save_weights
+from ..config import EarlyStoppingConfig, FitOptions, fit_options, options_reference
 from ..data.batches import Batches, make_batches
 from ..data.sources import InMemory, Source, to_source
 from ..data.splits import split_fraction
-from ..errors import ConfigError, ModelSpecError, NetwrightError, describe, describe_tensors
+from ..errors import (ConfigError, ModelSpecError, NetwrightError, NonFiniteLossError, describe,
+                      describe_tensors)
 from ..losses import LossInfo, resolve_loss
 from ..metrics import MetricSet, Task, infer_task
-from ..optim import Schedule, build_optimizer, build_scheduler, metric_mode
+from ..optim import Schedule, build_optimizer, build_scheduler, metric_mode, needs_closure
 from .callbacks import (BestWeights, CSVLogger, EarlyStopping, EpochPrinter, FitInfo, ProgressBar,
                         is_better)
 from .rundir import prepare_run_dir, resume_bundle
-from .step import StepContext, autocast_for, call_model, eval_step, make_clipper, train_step
+from .step import (NonFiniteLoss, StepContext, autocast_for, call_model, closure_step, eval_step,
+                   make_clipper, train_step)
 
 __all__ = ["Trainer", "FitResult", "fit", "evaluate", "predict", "resolve_device", "seed_everything"]
 
@@ -119,6 +122,12 @@ class FitResult:
                 f"seconds={self.seconds:.2f})")
 
 
+# Options that change where files go, what is printed or how fast data loads, not the result.
+_NOT_IN_CONFIG = frozenset({"callbacks", "run_dir", "overwrite", "resume", "force", "verbose", "check",
+                            "run_files", "num_workers", "pin_memory", "persistent_workers",
+                            "checkpoint_every", "eval_batch_size"})
+
+
 def _set_modes(model: nn.Module, modes: Sequence[bool]) -> None:
     for module, mode in zip(model.modules(), modes):
         module.training = mode
@@ -163,111 +172,52 @@ class Trainer:
     2
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        loss: Any,
-        optimizer: Any = "adam",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        decay_norm_and_bias: bool = True,
-        epochs: int = 10,
-        batch_size: int = 32,
-        metrics: Any = None,
-        scheduler: Any = None,
-        callbacks: Sequence[Any] | None = None,
-        early_stopping: int | dict | None = None,
-        monitor: str | None = None,
-        seed: int | None = 0,
-        device: Any = "auto",
-        precision: str = "32",
-        accumulate: int = 1,
-        clip_grad: Any = None,
-        run_dir: str | os.PathLike | None = None,
-        overwrite: bool = False,
-        verbose: int = 1,
-        shuffle: bool = True,
-        drop_last: bool = False,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
-        pin_memory: bool | None = None,
-        persistent_workers: bool = False,
-        target: Any = None,
-        task: str | None = None,
-        check: bool = True,
-        run_files: dict[str, str] | None = None,
-        resume: bool = False,
-        force: bool = False,
-        checkpoint_every: int | None = None,
-        restore_best: bool | None = None,
-    ):
+    def __init__(self, model: nn.Module, options: FitOptions | Mapping[str, Any] | None = None,
+                 /, **kwargs: Any):
         if not isinstance(model, nn.Module):
             raise ModelSpecError(
                 f"model: expected a torch.nn.Module, received {describe(model)}. Fix: pass an "
                 f"instance, e.g. SimpleNet() rather than SimpleNet."
             )
+        o = options if isinstance(options, FitOptions) and not kwargs else fit_options(
+            options, where="Trainer", **kwargs)
+        self.options = o
         self.model = model
-        self.loss_fn, self.loss_info = resolve_loss(loss)
-        self.loss_spec = loss
-        self.optimizer_spec, self.lr, self.weight_decay = optimizer, lr, weight_decay
-        self.decay_norm_and_bias = decay_norm_and_bias
-        self.epochs = _positive_int("epochs", epochs)
-        self.batch_size = _positive_int("batch_size", batch_size)
-        self.eval_batch_size = _positive_int("eval_batch_size", eval_batch_size or max(batch_size, 256))
-        self.accumulate = _positive_int("accumulate", accumulate)
-        if not isinstance(optimizer, torch.optim.Optimizer) and (
-            isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0
-        ):
-            raise ConfigError(f"lr: expected a positive number, received {lr!r}. Fix: e.g. lr=1e-3.")
-        self.metrics_spec, self.scheduler_spec = metrics, scheduler
-        self.callbacks = list(callbacks or [])
-        if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
-            if isinstance(early_stopping, dict):
-                early_stopping = EarlyStopping(**early_stopping)
-            else:
-                early_stopping = EarlyStopping(patience=_positive_int("early_stopping", early_stopping))
-        self.early_stopping = early_stopping
-        self.monitor = monitor
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-            raise ConfigError(f"seed: expected an integer or None, received {seed!r}.")
-        self.seed = seed
-        self.device = resolve_device(device)
-        self.precision = str(precision)
-        self.autocast = autocast_for(self.precision, self.device)
-        self.clip = make_clipper(clip_grad)
-        self.clip_grad = clip_grad
-        self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.overwrite = overwrite
-        self.verbose = int(verbose)
-        self.shuffle, self.drop_last = shuffle, drop_last
-        self.loader_options = {"num_workers": num_workers, "pin_memory": pin_memory,
-                               "persistent_workers": persistent_workers}
-        self.target = target
-        self.task_name = task
-        self.check = check
-        self.run_files = dict(run_files or {})  # extra files for run_dir, written once checks pass
-        if resume and run_dir is None:
+        self.loss_fn, self.loss_info = resolve_loss(o.loss)
+        self.eval_batch_size = o.eval_batch_size or max(o.batch_size, 256)
+        self.callbacks = list(o.callbacks or [])
+        early = o.early_stopping
+        self.early_stopping = (EarlyStopping(**early.model_dump())
+                               if isinstance(early, EarlyStoppingConfig) else early)
+        self.device = resolve_device(o.device)
+        self.autocast = autocast_for(o.precision, self.device)
+        self.clip = make_clipper(o.clip_grad)
+        self.run_dir = Path(o.run_dir) if o.run_dir is not None else None
+        if o.resume and o.run_dir is None:
             raise ConfigError("resume=True needs the run_dir of the run to continue. Fix: pass run_dir=.")
-        self.resume, self.force = bool(resume), bool(force)
-        self.checkpoint_every = (None if checkpoint_every is None
-                                 else _positive_int("checkpoint_every", checkpoint_every))
-        if restore_best is not None and not isinstance(restore_best, bool):
-            raise ConfigError(f"restore_best: expected True, False or None (True when there is val "
-                              f"data), received {restore_best!r}.")
-        self.restore_best = restore_best
         self.task: Task | None = None
         self.findings = None  # the doctor's pre-flight report of the last fit
         self.optimizer: torch.optim.Optimizer | None = None
         self.schedule: Schedule | None = None
 
+    def train_step(self, ctx: StepContext, x: Any, y: Any, *, scale: float = 1.0,
+                   step: bool = True) -> torch.Tensor | Mapping[str, Any]:
+        """One batch of training; override it in a subclass (or pass ``step=`` to ``fit``) to
+        replace it. It receives the :class:`~netwright.training.step.StepContext` (model,
+        loss_fn, optimizer, autocast, scaler, clip, params), the batch, this batch's share of its
+        accumulation window (``scale``) and whether the window ends here (``step``: then zero
+        the gradients after stepping). It returns the batch's loss (a tensor), or a dict with
+        ``"loss"`` and other scalars, logged per epoch as ``train_<name>``."""
+        return train_step(ctx, x, y, scale=scale, step=step)
+
     # -- helpers ---------------------------------------------------------------------------
     def _batches(self, source: Source, *, train: bool, targets: bool = True,
                  generator: torch.Generator | None = None) -> Batches:
         return make_batches(
-            source, batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=self.shuffle and train, device=self.device, generator=generator,
-            targets=targets, drop_last=self.drop_last and train, **self.loader_options,
+            source, batch_size=self.options.batch_size if train else self.eval_batch_size,
+            shuffle=self.options.shuffle and train, device=self.device, generator=generator,
+            targets=targets, drop_last=self.options.drop_last and train, num_workers=self.options.num_workers, pin_memory=self.options.pin_memory,
+            persistent_workers=self.options.persistent_workers,
         )
 
     def _infer_task(self, batches: Batches) -> Task | None:
@@ -290,7 +240,7 @@ class Trainer:
         finally:
             _set_modes(self.model, modes)
         if isinstance(out, torch.Tensor) and isinstance(y, torch.Tensor):
-            return infer_task(self.loss_info, out, y, self.task_name)
+            return infer_task(self.loss_info, out, y, self.options.task)
         return None
 
     def _preflight(self, batches: Batches, source: Source, log_keys: list[str],
@@ -306,42 +256,47 @@ class Trainer:
         report = preflight(self.model, head[0], head[1], loss_fn=self.loss_fn,
                            loss_info=self.loss_info, optimizer=self.optimizer,
                            schedule=self.schedule, log_keys=log_keys,
-                           steps_per_epoch=steps_per_epoch, epochs=self.epochs, data=whole,
+                           steps_per_epoch=steps_per_epoch, epochs=self.options.epochs, data=whole,
                            batch_sizes=batches.sizes())
         report.raise_for_errors()
         return report
 
     def _resolved_config(self) -> dict:
+        """The options that decide the result (not where files go or what is printed), as
+        plain data for config.yaml; a resume compares them with the interrupted run's."""
         def name(spec):
             if spec is None or isinstance(spec, (str, int, float, bool, dict, list)):
                 return spec
-            return f"{type(spec).__module__}.{type(spec).__qualname__}" if not isinstance(spec, type) \
-                else f"{spec.__module__}.{spec.__qualname__}"
-        return {
-            "model": f"{type(self.model).__module__}.{type(self.model).__qualname__}",
-            "loss": name(self.loss_spec), "optimizer": name(self.optimizer_spec), "lr": self.lr,
-            "weight_decay": self.weight_decay, "decay_norm_and_bias": self.decay_norm_and_bias,
-            "epochs": self.epochs, "batch_size": self.batch_size, "metrics": name(self.metrics_spec),
-            "scheduler": name(self.scheduler_spec), "seed": self.seed, "device": str(self.device),
-            "precision": self.precision, "accumulate": self.accumulate, "clip_grad": self.clip_grad,
-            "shuffle": self.shuffle, "drop_last": self.drop_last, "task": self.task.kind if self.task else None,
-        }
+            if isinstance(spec, EarlyStoppingConfig):
+                return spec.model_dump()
+            if isinstance(spec, (tuple, set)):
+                return [name(v) for v in spec]
+            kind = spec if hasattr(spec, "__qualname__") else type(spec)  # class, function, object
+            return f"{kind.__module__}.{kind.__qualname__}"
+        o = self.options
+        out = {"model": name(type(self.model))}
+        for key in type(o).model_fields:
+            if key not in _NOT_IN_CONFIG:
+                out[key] = name(getattr(o, key))
+        out["device"] = str(self.device)
+        out["task"] = self.task.kind if self.task else None
+        return out
 
     # -- public API ------------------------------------------------------------------------
     def fit(self, train: Any, val: Any = None) -> FitResult:
         """Train on ``train``; validate on ``val`` (data, or a fraction of ``train`` to hold out)."""
         t_start = time.perf_counter()
         model, device = self.model, self.device
-        if self.seed is not None:
-            seed_everything(int(self.seed))
-        seed = int(self.seed) if self.seed is not None else int(torch.seed() % 2**31)
-        train_src = to_source(train, arg="train", target=self.target)
+        if self.options.seed is not None:
+            seed_everything(int(self.options.seed))
+        seed = int(self.options.seed) if self.options.seed is not None else int(torch.seed() % 2**31)
+        train_src = to_source(train, arg="train", target=self.options.target)
         val_src = None
         if isinstance(val, float):
             stratify = self.loss_info.task in ("multiclass", "binary", "custom")
             train_src, val_src = split_fraction(train_src, val, seed=seed, stratify=stratify)
         elif val is not None:
-            val_src = to_source(val, arg="val", target=self.target)
+            val_src = to_source(val, arg="val", target=self.options.target)
 
         model.to(device)
         if isinstance(self.loss_fn, nn.Module):
@@ -350,49 +305,57 @@ class Trainer:
         train_batches = self._batches(train_src, train=True, generator=generator)
         val_batches = self._batches(val_src, train=False) if val_src is not None else None
         nb = len(train_batches)
-        if nb == 0 and self.accumulate > 1:
+        if nb == 0 and self.options.accumulate > 1:
             raise ConfigError("accumulate: needs a training loader whose length is known (len(loader)).")
 
-        self.optimizer = build_optimizer(self.optimizer_spec, model, lr=self.lr,
-                                         weight_decay=self.weight_decay,
-                                         decay_norm_and_bias=self.decay_norm_and_bias)
-        steps_per_epoch = max(1, math.ceil(nb / self.accumulate))
-        metric_keys = [_parse_metric(m)[0] for m in _as_list(self.metrics_spec)]
+        self.optimizer = build_optimizer(self.options.optimizer, model, lr=self.options.lr,
+                                         weight_decay=self.options.weight_decay,
+                                         decay_norm_and_bias=self.options.decay_norm_and_bias)
+        steps_per_epoch = max(1, math.ceil(nb / self.options.accumulate))
+        metric_keys = [_parse_metric(m)[0] for m in _as_list(self.options.metrics)]
         metric_keys = [k for k in metric_keys if k != "confusion_matrix"]
         log_keys = ["epoch", "train_loss"]
         log_keys += ["val_loss"] + [f"val_{k}" for k in metric_keys] if val_batches else [
             f"train_{k}" for k in metric_keys]
         log_keys.append("lr")
-        monitor = self.monitor or ("val_loss" if val_batches else "train_loss")
+        if self.options.on_nonfinite == "skip":
+            log_keys.append("nonfinite_skipped")
+        monitor = self.options.monitor or ("val_loss" if val_batches else "train_loss")
         if monitor not in log_keys:
             raise ConfigError(
                 f"monitor: {monitor!r} is not a logged value; each epoch logs {log_keys}. "
                 f"Fix: monitor one of those (val_* values need val data)."
             )
         mode = metric_mode(monitor)
-        self.schedule = build_scheduler(self.scheduler_spec, self.optimizer, epochs=self.epochs,
+        self.schedule = build_scheduler(self.options.scheduler, self.optimizer, epochs=self.options.epochs,
                                         steps_per_epoch=steps_per_epoch, default_monitor=monitor)
         if self.schedule.interval == "plateau" and self.schedule.monitor not in log_keys:
             raise ConfigError(
                 f"scheduler '{self.schedule.name}': monitor {self.schedule.monitor!r} will never be "
                 f"logged; each epoch logs {log_keys}. Fix: monitor one of those."
             )
-        self.findings = self._preflight(train_batches, train_src, log_keys, steps_per_epoch) if self.check else None
+        self.findings = self._preflight(train_batches, train_src, log_keys, steps_per_epoch) if self.options.check else None
         self.task = self._infer_task(train_batches)
         metrics = None
-        if self.metrics_spec:
+        if self.options.metrics:
             if self.task is None:
                 raise ConfigError("metrics: the task could not be inferred from the data. Fix: pass task=.")
-            metrics = MetricSet(self.metrics_spec, self.task).to(device)
+            metrics = MetricSet(self.options.metrics, self.task).to(device)
         scaler = None
-        if self.precision == "16-mixed":
+        if self.options.precision == "16-mixed":
             scaler = torch.amp.GradScaler(device.type)
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        ctx = StepContext(model, self.loss_fn, self.optimizer, self.autocast, scaler, self.clip, params)
-        plan = _accumulation_plan(train_batches.sizes(), nb, self.accumulate)
+        skip_nonfinite = self.options.on_nonfinite == "skip"
+        # On the CPU reading the loss costs nothing, so every step is checked before backward;
+        # on an accelerator that read is a sync, so "raise" checks the epoch's losses at its end
+        # (and before any checkpoint): either way nothing non-finite is ever written.
+        ctx = StepContext(model, self.loss_fn, self.optimizer, self.autocast, scaler, self.clip,
+                          params, check_finite=device.type == "cpu" or skip_nonfinite)
+        step_fn, custom_step = self._step_function()
+        plan = _accumulation_plan(train_batches.sizes(), nb, self.options.accumulate)
 
-        prepare_run_dir(self.run_dir, overwrite=self.overwrite, resume=self.resume,
-                        run_files=self.run_files)
+        prepare_run_dir(self.run_dir, overwrite=self.options.overwrite, resume=self.options.resume,
+                        run_files=self.options.run_files or {})
         callbacks = list(self.callbacks)
         if self.early_stopping is not None:
             callbacks.append(self.early_stopping)
@@ -405,18 +368,18 @@ class Trainer:
             import yaml
 
             files = {"config.yaml": yaml.safe_dump(self._resolved_config(), sort_keys=False),
-                     **self.run_files}
+                     **(self.options.run_files or {})}
             config_text = files["config.yaml"]
-            bundle = (resume_bundle(self.run_dir, yaml.safe_load(config_text), force=self.force,
-                                    run_files=self.run_files) if self.resume else None)
+            bundle = (resume_bundle(self.run_dir, yaml.safe_load(config_text), force=self.options.force,
+                                    run_files=self.options.run_files or {}) if self.options.resume else None)
             for name, text in files.items():
                 atomic_write_text(self.run_dir / name, text)
             callbacks.append(CSVLogger(self.run_dir / "metrics.csv"))
-        if self.verbose > 0:
-            tty = sys.stdout.isatty() and self.verbose == 1
+        if self.options.verbose > 0:
+            tty = sys.stdout.isatty() and self.options.verbose == 1
             callbacks.append(ProgressBar() if tty else EpochPrinter())
         batch_cbs = [cb for cb in callbacks if callable(getattr(cb, "on_batch_end", None))]
-        info = FitInfo(model, self.optimizer, self.epochs, nb, monitor, mode, self.run_dir, log_keys)
+        info = FitInfo(model, self.optimizer, self.options.epochs, nb, monitor, mode, self.run_dir, log_keys)
 
         history: list[dict] = []
         stop_reason = "completed"
@@ -429,7 +392,7 @@ class Trainer:
                 _hook(cb, "on_fit_start", info)
             for finding in (self.findings.warnings if self.findings is not None else []):
                 _notice(callbacks, f"doctor {finding.code} (warning): {finding.message} Fix: {finding.fix}")
-            if self.resume:
+            if self.options.resume:
                 if bundle is None:
                     _notice(callbacks, f"resume: no checkpoint in {self.run_dir}; starting from the beginning")
                 else:
@@ -437,7 +400,7 @@ class Trainer:
                     _notice(callbacks, f"resumed from {bundle.folder} at epoch {start_epoch + 1}, "
                                        f"batch {start_batch}")
             self.optimizer.zero_grad(set_to_none=True)
-            for epoch in range(start_epoch, self.epochs):
+            for epoch in range(start_epoch, self.options.epochs):
                 if stop_reason != "completed":
                     break  # the run had already stopped (early stopping) before it was interrupted
                 for cb in callbacks:
@@ -450,25 +413,44 @@ class Trainer:
                 lr_now = self.optimizer.param_groups[0]["lr"] if not start_batch else saver.epoch_lr
                 saver.epoch_lr = lr_now
                 losses = list(partial)
+                skipped = 0
+                extras: dict[str, list] = {}
                 for i, (x, y) in enumerate(train_batches):
                     if i < start_batch:
                         continue  # done before the interruption
-                    if plan is None:
-                        loss = train_step(ctx, x, y)
-                        stepped = True
-                    else:
-                        scale, stepped = plan[i]
-                        loss = train_step(ctx, x, y, scale=scale, step=stepped)
+                    scale, stepped = plan[i] if plan is not None else (1.0, True)
+                    try:
+                        loss = step_fn(ctx, x, y) if plan is None else step_fn(
+                            ctx, x, y, scale=scale, step=stepped)
+                        if custom_step:
+                            loss = _step_output(loss, extras, epoch, i)
+                            if ctx.check_finite and not torch.isfinite(loss):
+                                raise NonFiniteLoss(loss)
+                    except NonFiniteLoss as bad:
+                        if not skip_nonfinite:
+                            raise self._nonfinite_error(epoch, i, nb, bad.loss, x, y) from None
+                        skipped += 1
+                        self.optimizer.zero_grad(set_to_none=True)  # and any unfinished window
+                        continue
                     losses.append(loss)
                     if stepped and per_batch_schedule:
                         self.schedule.step_batch()
                     for cb in batch_cbs:
                         cb.on_batch_end(epoch, i, loss)
-                    if (stepped and self.checkpoint_every and self.run_dir is not None
-                            and (i + 1) % self.checkpoint_every == 0 and i + 1 < nb):
+                    if (stepped and self.options.checkpoint_every and self.run_dir is not None
+                            and (i + 1) % self.options.checkpoint_every == 0 and i + 1 < nb):
+                        self._check_finite(epoch, losses, start_batch)
                         saver.save(epoch, i + 1, history, losses, epoch_rng, "completed")
+                self._check_finite(epoch, losses, start_batch)
                 start_batch = 0
-                logs: dict[str, Any] = {"epoch": epoch + 1, "train_loss": _mean_loss(losses, sizes)}
+                logs: dict[str, Any] = {"epoch": epoch + 1, "train_loss": _mean_loss(
+                    losses, sizes if not skipped else None)}
+                if skip_nonfinite and not losses:
+                    raise NonFiniteLossError(
+                        f"every one of the {skipped} training batches of epoch {epoch + 1} had a "
+                        f"non-finite loss (on_nonfinite='skip' skipped them all). The weights "
+                        f"were not changed by them. Fix: lower lr (now {lr_now:g}), add "
+                        f"clip_grad=1.0, or look for NaN/Inf in the inputs (netwright doctor).")
                 if val_batches is not None:
                     res = _evaluate_batches(model, val_batches, self.loss_fn, metrics, self.autocast)
                     logs.update({f"val_{k}": v for k, v in res.items()})
@@ -477,11 +459,11 @@ class Trainer:
                     res = _evaluate_batches(model, eval_train, None, metrics, self.autocast)
                     logs.update({f"train_{k}": v for k, v in res.items()})
                 logs["lr"] = lr_now
+                if skip_nonfinite:
+                    logs["nonfinite_skipped"] = skipped
+                for key, values in extras.items():
+                    logs[f"train_{key}"] = float(torch.stack(values).float().mean())
                 history.append(logs)
-                if not math.isfinite(logs["train_loss"]):
-                    stop_reason = (f"non-finite train loss ({logs['train_loss']}) at epoch {epoch + 1}; "
-                                   f"try a lower lr (now {lr_now:g}) or clip_grad=1.0")
-                    break
                 self.schedule.step_epoch(logs)
                 for cb in callbacks:
                     if _hook(cb, "on_epoch_end", epoch, logs, model) and stop_reason == "completed":
@@ -501,6 +483,7 @@ class Trainer:
                 if callable(close):
                     close()
         if self.run_dir is not None:
+            self._check_weights(len(history), "at the end of training")
             save_weights(model.state_dict(), self.run_dir / "weights.safetensors")
         best = None
         for row in history:
@@ -511,11 +494,74 @@ class Trainer:
                          time.perf_counter() - t_start, self.task, self.findings, weights_epoch,
                          restored is not None)
 
+    def _step_function(self) -> tuple[Any, bool]:
+        """The per-batch step and whether it is the user's (its output is then checked): the
+        ``step`` option, else an overridden :meth:`train_step`, else the built-in step (called
+        directly, so the default costs no extra call), or :func:`closure_step` for an optimizer
+        that needs a closure (L-BFGS)."""
+        o = self.options
+        if o.step is not None:
+            return o.step, True
+        if type(self).train_step is not Trainer.train_step:
+            return self.train_step, True
+        if needs_closure(self.optimizer):
+            name = type(self.optimizer).__name__
+            if o.accumulate > 1:
+                raise ConfigError(f"accumulate: {name} re-evaluates the loss on one batch inside "
+                                  f"its step; it cannot accumulate batches. Fix: accumulate=1 and "
+                                  f"a larger batch_size.")
+            if o.precision == "16-mixed":
+                raise ConfigError(f"precision: {name} cannot run with the float16 gradient scaler. "
+                                  f"Fix: precision='32' or 'bf16-mixed'.")
+            return closure_step, False
+        return train_step, False
+
+    def _nonfinite_error(self, epoch: int, index: int, nb: int, loss: Any, x: Any = None,
+                         y: Any = None) -> NonFiniteLossError:
+        """What a NaN/Inf loss mid-training says: where, the batch, what was kept, the fix."""
+        lr = self.optimizer.param_groups[0]["lr"]
+        batch = f" The batch: inputs {_stats(x)}; targets {_stats(y)}." if x is not None else ""
+        kept = ""
+        if self.run_dir is not None:
+            kept = (f" {self.run_dir} keeps the last good checkpoint (checkpoints/last, epoch "
+                    f"{epoch} done) and metrics.csv; no non-finite weights were written, and the "
+                    f"run resumes from there (resume=True, force=True after changing options; "
+                    f"`netwright train CONFIG --resume --force`).")
+        return NonFiniteLossError(
+            f"the training loss became {float(loss)} at epoch {epoch + 1}, step {index + 1} of "
+            f"{nb}.{batch}{kept} Fix: lower the learning rate (now {lr:g}), add clip_grad=1.0, "
+            f"standardize the inputs, or on_nonfinite='skip' to drop such batches and count them.")
+
+    def _check_finite(self, epoch: int, losses: list, start: int) -> None:
+        """Where the steps did not check each loss (an accelerator, "raise"): one read of the
+        epoch's losses before anything is logged or written."""
+        if not losses or (self.device.type == "cpu" or self.options.on_nonfinite == "skip"):
+            return
+        stacked = torch.stack(losses)
+        finite = torch.isfinite(stacked)
+        if not bool(finite.all()):
+            first = int((~finite).nonzero()[0, 0])
+            raise self._nonfinite_error(epoch, start + first, max(len(losses), start + first + 1),
+                                        stacked[first])
+
+    def _check_weights(self, epochs_done: int, when: str) -> None:
+        """Refuse to write weights that are NaN or infinite (a finite loss can still step into
+        them with huge gradients)."""
+        for name, tensor in self.model.state_dict().items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                lr = self.optimizer.param_groups[0]["lr"] if self.optimizer else float("nan")
+                kept = (f" {self.run_dir} keeps the last good checkpoint (checkpoints/last) and "
+                        f"metrics.csv; nothing non-finite was written." if self.run_dir else "")
+                raise NonFiniteLossError(
+                    f"the weights became non-finite ({name!r} holds NaN/Inf) {when}, after "
+                    f"{epochs_done} complete epoch(s).{kept} Fix: lower the learning rate (now "
+                    f"{lr:g}) or add clip_grad=1.0.")
+
     def _restores(self, has_val: bool, callbacks: list) -> bool:
         """restore_best as given; else what an EarlyStopping asks for; else whether there is val
         data (the train loss alone does not tell a better model)."""
-        if self.restore_best is not None:
-            return self.restore_best
+        if self.options.restore_best is not None:
+            return self.options.restore_best
         stoppers = [cb for cb in callbacks if isinstance(cb, EarlyStopping)]
         if stoppers:
             return any(cb.restore_best for cb in stoppers)
@@ -523,16 +569,16 @@ class Trainer:
 
     def evaluate(self, data: Any, *, metrics: Any = None, loss: Any = "default") -> dict[str, Any]:
         """Loss and metrics on ``data``; defaults to this trainer's loss and metrics."""
-        return evaluate(self.model, data, loss=self.loss_spec if loss == "default" else loss,
-                        metrics=metrics if metrics is not None else self.metrics_spec,
+        return evaluate(self.model, data, loss=self.options.loss if loss == "default" else loss,
+                        metrics=metrics if metrics is not None else self.options.metrics,
                         batch_size=self.eval_batch_size, device=self.device,
-                        precision=self.precision, task=self.task_name, target=self.target,
-                        check=self.check)
+                        precision=self.options.precision, task=self.options.task, target=self.options.target,
+                        check=self.options.check)
 
     def predict(self, data: Any) -> Any:
         """Raw model outputs for ``data``, on the CPU."""
         return predict(self.model, data, batch_size=self.eval_batch_size, device=self.device,
-                       precision=self.precision, check=self.check)
+                       precision=self.options.precision, check=self.options.check)
 
 
 class _BundleSaver:
@@ -580,6 +626,8 @@ class _BundleSaver:
             "best": self.best, "monitor": self.monitor, "config": self.config,
         }
         ckpt = t.run_dir / "checkpoints"
+        t._check_weights(len(history), f"at epoch {epoch + (1 if batch else 0)}, batch {batch}"
+                         if batch else f"at the end of epoch {epoch}")
         model_state = t.model.state_dict()
         rotate_into(ckpt, "last", model_state, state)
         value = logs.get(self.monitor) if logs else None
@@ -595,6 +643,7 @@ class _BundleSaver:
         t.model.load_state_dict(bundle.model_state)
         t.optimizer.load_state_dict(s["optimizer"])
         t.schedule.load_state_dict(s["schedule"])
+        _rescale_lr(t, (s.get("config") or {}).get("lr"))
         if self.scaler is not None and s.get("scaler"):
             self.scaler.load_state_dict(s["scaler"])
         states = s.get("callbacks") or {}
@@ -611,6 +660,26 @@ class _BundleSaver:
                 int(s["batch"]), losses, s["epoch_rng"])
 
 
+def _rescale_lr(trainer: Trainer, saved_lr: Any) -> None:
+    """A run resumed with ``force`` and a new ``lr`` (the usual fix after a divergence) goes on
+    with the new one: the restored optimizer and schedule would otherwise keep the old. Every
+    group's lr and the schedule's base are scaled by new/old, so a schedule keeps its shape."""
+    new = trainer.options.lr
+    if (not isinstance(saved_lr, (int, float)) or not saved_lr > 0 or new == saved_lr
+            or isinstance(trainer.options.optimizer, torch.optim.Optimizer)):
+        return
+    factor = new / saved_lr
+    for group in trainer.optimizer.param_groups:
+        for key in ("lr", "initial_lr", "max_lr", "min_lr"):
+            if isinstance(group.get(key), (int, float)):
+                group[key] *= factor
+    for sched in (getattr(trainer.schedule, "scheduler", None), getattr(trainer.schedule, "warmup", None)):
+        for attr in ("base_lrs", "_last_lr", "min_lrs"):
+            values = getattr(sched, attr, None)
+            if isinstance(values, list):
+                setattr(sched, attr, [v * factor if isinstance(v, (int, float)) else v for v in values])
+
+
 def _as_list(spec: Any) -> list:
     if spec is None:
         return []
@@ -621,6 +690,46 @@ def _parse_metric(spec: Any) -> tuple:
     from ..metrics import _parse
 
     return _parse(spec)
+
+
+def _step_output(out: Any, extras: dict[str, list], epoch: int, index: int) -> torch.Tensor:
+    """A custom step's result: the loss tensor, or ``{"loss": ..., **values_to_log}``; the loss
+    comes back detached and the other values are kept for the epoch's means."""
+    if isinstance(out, Mapping):
+        if "loss" not in out:
+            raise ConfigError(f"step: returned a dict without 'loss' (keys {sorted(out)}) at epoch "
+                              f"{epoch + 1}, step {index + 1}. Fix: return {{'loss': loss, ...}}.")
+        for key, value in out.items():
+            if key != "loss":
+                extras.setdefault(key, []).append(torch.as_tensor(value).detach().float().mean().cpu())
+        out = out["loss"]
+    if not isinstance(out, torch.Tensor) or out.numel() != 1:
+        raise ConfigError(f"step: expected the batch's loss as a one-value tensor (or a dict with "
+                          f"'loss'), received {describe(out)} at epoch {epoch + 1}, step "
+                          f"{index + 1}. Fix: return loss.detach() from your step.")
+    return out.detach().reshape(())
+
+
+def _stats(t: Any) -> str:
+    """A batch part in a few numbers: shape, mean, std, min, max, NaN and Inf counts."""
+    if isinstance(t, (tuple, list)):
+        return "(" + ", ".join(_stats(v) for v in t) + ")"
+    if isinstance(t, Mapping):
+        return "{" + ", ".join(f"{k}: {_stats(v)}" for k, v in t.items()) + "}"
+    if not isinstance(t, torch.Tensor):
+        return describe(t)
+    shape = list(t.shape)
+    if not t.is_floating_point():
+        if t.numel() == 0:
+            return f"shape {shape}"
+        return f"shape {shape} {str(t.dtype).removeprefix('torch.')}, min {int(t.min())}, max {int(t.max())}"
+    f = t.detach().float()
+    nan, inf = int(torch.isnan(f).sum()), int(torch.isinf(f).sum())
+    finite = f[torch.isfinite(f)]
+    if finite.numel() == 0:
+        return f"shape {shape}, all non-finite (NaN {nan}, Inf {inf})"
+    return (f"shape {shape}, mean {float(finite.mean()):.4g}, std {float(finite.std()) if finite.numel() > 1 else 0.0:.4g}, "
+            f"min {float(finite.min()):.4g}, max {float(finite.max()):.4g}, NaN {nan}, Inf {inf}")
 
 
 def _notice(callbacks: list, message: str) -> None:
@@ -657,18 +766,14 @@ def _mean_loss(losses: list[torch.Tensor], sizes: list[int] | None) -> float:
     return float(stacked.mean())
 
 
-def fit(model: nn.Module, train: Any, *, loss: Any, optimizer: Any = "adam", lr: float = 1e-3,
-        epochs: int = 10, batch_size: int = 32, val: Any = None, metrics: Any = None,
-        scheduler: Any = None, callbacks: Sequence[Any] | None = None, seed: int | None = 0,
-        device: Any = "auto", precision: str = "32", accumulate: int = 1, clip_grad: Any = None,
-        run_dir: str | os.PathLike | None = None, **options: Any) -> FitResult:
+def fit(model: nn.Module, train: Any, *, val: Any = None, **options: Any) -> FitResult:
     """Train ``model`` on ``train`` and return a :class:`FitResult`.
 
     ``train``/``val``: ``(X, y)`` arrays or tensors, ``(DataFrame, "target")``, a ``Dataset``
     or a ``DataLoader``; ``val`` may be a fraction of ``train`` to hold out (stratified for
-    classification). Other options are :class:`Trainer`'s (``weight_decay``,
-    ``early_stopping``, ``monitor``, ``verbose``, ``num_workers`` ...). ``restore_best`` (default:
-    on when there is val data) ends with the weights of the best epoch by ``monitor``;
+    classification). ``loss`` is required; every other option has a default (the table
+    below, generated from :class:`netwright.FitOptions`). An unknown or mistyped option is a
+    ``ConfigError`` that lists every problem at once, with a "did you mean".
     ``result.weights_epoch`` says which epoch's weights the model holds.
 
     >>> import torch, torch.nn as nn
@@ -677,12 +782,15 @@ def fit(model: nn.Module, train: Any, *, loss: Any, optimizer: Any = "adam", lr:
     ...              val=0.25, metrics=["accuracy"], verbose=0)
     >>> result.history[-1]["val_accuracy"] > 0.8
     True
+
+    Options:
+
+    {options}
     """
-    trainer = Trainer(model, loss=loss, optimizer=optimizer, lr=lr, epochs=epochs,
-                      batch_size=batch_size, metrics=metrics, scheduler=scheduler,
-                      callbacks=callbacks, seed=seed, device=device, precision=precision,
-                      accumulate=accumulate, clip_grad=clip_grad, run_dir=run_dir, **options)
-    return trainer.fit(train, val)
+    return Trainer(model, fit_options(options, where="fit")).fit(train, val)
+
+
+fit.__doc__ = fit.__doc__.replace("{options}", options_reference().replace("\n", "\n    "))
 
 
 def evaluate(model: nn.Module, data: Any, *, loss: Any = None, metrics: Any = None,
