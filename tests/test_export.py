@@ -553,11 +553,11 @@ def test_verification_runs_in_a_separate_process(tmp_path, monkeypatch):
     def poisoned(*args, **kwargs):
         raise _Poisoned("an artifact was loaded or verified in the test's own process")
 
-    import netwright.exporting as exporting
+    from netwright.exporting import child, runtime
 
     for module, name in [(torch.jit, "load"), (torch.export, "load"),
-                         (exporting, "_verify_main"), (exporting, "_runner"),
-                         (exporting, "_session")]:
+                         (child, "_verify_main"), (child, "_runner"),
+                         (runtime, "onnx_session")]:
         monkeypatch.setattr(module, name, poisoned)
     if ONNX_MISSING is None:
         import onnxruntime

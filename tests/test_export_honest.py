@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from netwright.cli import _speed_text
-from netwright.exporting import MAX_SPREAD, ExportReport, _timing
+from netwright.exporting import MAX_SPREAD, ExportReport
+from netwright.exporting.verifier import timing
 from netwright.models import build_zoo
 from netwright.models.scaling import Scaled
 
@@ -26,10 +27,10 @@ def test_scaled_scripts_whichever_statistics_it_holds(x_shape, y_shape):
 
 
 def test_timing_reports_the_spread_of_its_calls():
-    _, steady = _timing(lambda: time.sleep(0.002), budget=0.05, min_runs=12)
+    _, steady = timing(lambda: time.sleep(0.002), budget=0.05, min_runs=12)
     calls = iter(range(10**6))
-    _, erratic = _timing(lambda: time.sleep(0.0005 if next(calls) % 2 else 0.01), budget=0.05,
-                         min_runs=12)
+    _, erratic = timing(lambda: time.sleep(0.0005 if next(calls) % 2 else 0.01), budget=0.05,
+                        min_runs=12)
     assert steady < MAX_SPREAD < erratic
 
 

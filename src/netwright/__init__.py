@@ -17,12 +17,12 @@ __version__ = "0.1.0"
 _EXPORTS = {
     # training
     "fit": "netwright.training.trainer",
-    "evaluate": "netwright.training.trainer",
-    "predict": "netwright.training.trainer",
+    "evaluate": "netwright.training.inference",
+    "predict": "netwright.training.inference",
     "Trainer": "netwright.training.trainer",
     "FitResult": "netwright.training.trainer",
-    "seed_everything": "netwright.training.trainer",
-    "resolve_device": "netwright.training.trainer",
+    "seed_everything": "netwright.training.devices",
+    "resolve_device": "netwright.training.devices",
     "train_step": "netwright.training.step",
     "closure_step": "netwright.training.step",
     "StepContext": "netwright.training.step",
@@ -108,5 +108,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .training.callbacks import BestCheckpoint, Callback, CSVLogger, EarlyStopping, ProgressBar
     from .config import FitOptions
     from .training.step import StepContext, closure_step, eval_step, train_step
-    from .training.trainer import (FitResult, Trainer, evaluate, fit, predict, resolve_device,
-                                   seed_everything)
+    from .training.devices import resolve_device, seed_everything
+    from .training.inference import evaluate, predict
+    from .training.trainer import FitResult, Trainer, fit

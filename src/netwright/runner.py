@@ -26,7 +26,9 @@ from .losses import resolve_loss
 from .models.builder import build
 from .models.scaling import Scaled
 from .saving import describe_model, load
-from .training.trainer import FitResult, Trainer, evaluate, predict, seed_everything
+from .training.devices import seed_everything
+from .training.inference import evaluate, predict
+from .training.trainer import FitResult, Trainer
 
 __all__ = ["run", "RunResult", "build_model", "new_run_dir", "LoadedRun", "open_run"]
 

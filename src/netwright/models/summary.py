@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelSpecError, describe
+from ..util import call_model, eval_mode, first_line
 from .builder import spec_of
 
 __all__ = ["summary", "Summary", "Row"]
@@ -242,28 +243,20 @@ def summary(model: nn.Module, input_shape: Sequence[int] | None = None, *, examp
             outputs[name] = _shape_of(out)
         handles.append(module.register_forward_hook(hook))
 
-    modes = [m.training for m in model.modules()]
-    model.eval()  # no Dropout draws, no BatchNorm statistics updates, batch of 1 allowed
     counter = FlopCounterMode(display=False)
     try:
-        with torch.no_grad(), counter:
-            if isinstance(example, tuple):
-                out = model(*example)
-            elif isinstance(example, Mapping):
-                out = model(**example)
-            else:
-                out = model(example)
+        # eval: no Dropout draws, no BatchNorm statistics updates, batch of 1 allowed
+        with eval_mode(model), torch.no_grad(), counter:
+            out = call_model(model, example)
     except Exception as exc:  # noqa: BLE001 - report any forward failure with the input described
         raise ModelSpecError(
             f"summary: {type(model).__name__}'s forward failed on {_describe_input(example)}: "
-            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}. "
+            f"{first_line(exc, limit=None)}. "
             f"Fix: pass the input_shape (or example=) the model is built for."
         ) from None
     finally:
         for h in handles:
             h.remove()
-        for m, mode in zip(model.modules(), modes):
-            m.training = mode
 
     # FlopCounterMode names modules "<RootClass>.<dotted path>", each count including children.
     counts = counter.get_flop_counts()

@@ -15,11 +15,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, describe
 from ..util import call_model  # re-exported: the Trainer and user steps call it from here
 
 __all__ = ["StepContext", "NonFiniteLoss", "train_step", "closure_step", "eval_step", "call_model", "autocast_for", "PRECISIONS",
-           "make_clipper"]
+           "make_clipper", "step_output", "batch_stats"]
 
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 
@@ -150,3 +150,43 @@ def eval_step(model: nn.Module, x: Any, y: torch.Tensor | None, loss_fn: Callabl
         out = call_model(model, x)
         loss = loss_fn(out, y) if (loss_fn is not None and y is not None) else None
     return out, loss
+
+
+def step_output(out: Any, extras: dict[str, list], epoch: int, index: int) -> torch.Tensor:
+    """A custom step's result: the loss tensor, or ``{"loss": ..., **values_to_log}``; the loss
+    comes back detached and the other values are kept for the epoch's means."""
+    if isinstance(out, Mapping):
+        if "loss" not in out:
+            raise ConfigError(f"step: returned a dict without 'loss' (keys {sorted(out)}) at epoch "
+                              f"{epoch + 1}, step {index + 1}. Fix: return {{'loss': loss, ...}}.")
+        for key, value in out.items():
+            if key != "loss":
+                extras.setdefault(key, []).append(torch.as_tensor(value).detach().float().mean().cpu())
+        out = out["loss"]
+    if not isinstance(out, torch.Tensor) or out.numel() != 1:
+        raise ConfigError(f"step: expected the batch's loss as a one-value tensor (or a dict with "
+                          f"'loss'), received {describe(out)} at epoch {epoch + 1}, step "
+                          f"{index + 1}. Fix: return loss.detach() from your step.")
+    return out.detach().reshape(())
+
+
+def batch_stats(t: Any) -> str:
+    """A batch part in a few numbers: shape, mean, std, min, max, NaN and Inf counts."""
+    if isinstance(t, (tuple, list)):
+        return "(" + ", ".join(batch_stats(v) for v in t) + ")"
+    if isinstance(t, Mapping):
+        return "{" + ", ".join(f"{k}: {batch_stats(v)}" for k, v in t.items()) + "}"
+    if not isinstance(t, torch.Tensor):
+        return describe(t)
+    shape = list(t.shape)
+    if not t.is_floating_point():
+        if t.numel() == 0:
+            return f"shape {shape}"
+        return f"shape {shape} {str(t.dtype).removeprefix('torch.')}, min {int(t.min())}, max {int(t.max())}"
+    f = t.detach().float()
+    nan, inf = int(torch.isnan(f).sum()), int(torch.isinf(f).sum())
+    finite = f[torch.isfinite(f)]
+    if finite.numel() == 0:
+        return f"shape {shape}, all non-finite (NaN {nan}, Inf {inf})"
+    return (f"shape {shape}, mean {float(finite.mean()):.4g}, std {float(finite.std()) if finite.numel() > 1 else 0.0:.4g}, "
+            f"min {float(finite.min()):.4g}, max {float(finite.max()):.4g}, NaN {nan}, Inf {inf}")

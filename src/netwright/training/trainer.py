@@ -8,8 +8,6 @@ callbacks. Everything that happens to a batch is in ``step.py``.
 from __future__ import annotations
 
 import math
-import os
-import random
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -17,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -26,55 +23,20 @@ from ..config import EarlyStoppingConfig, FitOptions, fit_options, options_refer
 from ..data.batches import Batches, make_batches
 from ..data.sources import InMemory, Source, to_source
 from ..data.splits import split_fraction
-from ..errors import (ConfigError, ModelSpecError, NetwrightError, NonFiniteLossError, describe,
-                      describe_tensors)
-from ..losses import LossInfo, resolve_loss
+from ..errors import ConfigError, ModelSpecError, NonFiniteLossError, describe, describe_tensors
+from ..losses import resolve_loss
 from ..metrics import MetricSet, Task, infer_task
 from ..optim import Schedule, build_optimizer, build_scheduler, metric_mode, needs_closure
-from .callbacks import (BestWeights, CSVLogger, EarlyStopping, EpochPrinter, FitInfo, ProgressBar,
-                        is_better)
+from ..util import call_model, eval_mode
+from .bundles import BundleSaver
+from .callbacks import BestWeights, CSVLogger, EarlyStopping, EpochPrinter, FitInfo, ProgressBar, is_better
+from .devices import resolve_device, seed_everything
+from .inference import evaluate, evaluate_batches, predict
 from .rundir import prepare_run_dir, resume_bundle
-from .step import (NonFiniteLoss, StepContext, autocast_for, call_model, closure_step, eval_step,
-                   make_clipper, train_step)
+from .step import (NonFiniteLoss, StepContext, autocast_for, batch_stats, closure_step, make_clipper,
+                   step_output, train_step)
 
 __all__ = ["Trainer", "FitResult", "fit", "evaluate", "predict", "resolve_device", "seed_everything"]
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's (CPU and CUDA) random generators."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def resolve_device(device: Any = "auto") -> torch.device:
-    """``"auto"`` picks CUDA, then Apple's MPS, then the CPU; anything else is checked."""
-    if device is None or device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ConfigError(
-            f"device: expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; received {device!r}."
-        ) from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device: 'cuda' was asked for but torch sees no CUDA device. Fix: device='auto' or 'cpu'.")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ConfigError(
-            f"device: {device!r} does not exist; torch sees {torch.cuda.device_count()} CUDA device(s)."
-        )
-    return dev
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ConfigError(f"{name}: expected a positive integer, received {value!r}.")
-    return int(value)
 
 
 @dataclass
@@ -126,40 +88,6 @@ class FitResult:
 _NOT_IN_CONFIG = frozenset({"callbacks", "run_dir", "overwrite", "resume", "force", "verbose", "check",
                             "run_files", "num_workers", "pin_memory", "persistent_workers",
                             "checkpoint_every", "eval_batch_size"})
-
-
-def _set_modes(model: nn.Module, modes: Sequence[bool]) -> None:
-    for module, mode in zip(model.modules(), modes):
-        module.training = mode
-
-
-def _evaluate_batches(model: nn.Module, batches: Batches, loss_fn, metrics: MetricSet | None,
-                      autocast) -> dict[str, Any]:
-    """Loss (weighted by batch size) and metrics over ``batches`` in eval mode under
-    ``inference_mode``; every module's previous train/eval mode is restored afterwards."""
-    modes = [m.training for m in model.modules()]
-    model.eval()
-    total, count = [], 0
-    if metrics:
-        metrics.reset()
-    try:
-        with torch.inference_mode():
-            for x, y in batches:
-                out, loss = eval_step(model, x, y, loss_fn, autocast)
-                if loss is not None:
-                    n = y.shape[0]
-                    total.append(loss.float() * n)
-                    count += n
-                if metrics:
-                    metrics.update(out, y)
-    finally:
-        _set_modes(model, modes)
-    results: dict[str, Any] = {}
-    if total:
-        results["loss"] = float(torch.stack(total).sum()) / count
-    if metrics:
-        results.update(metrics.compute())
-    return results
 
 
 class Trainer:
@@ -226,19 +154,14 @@ class Trainer:
         if head is None:
             return None
         x, y = head
-        modes = [m.training for m in self.model.modules()]
-        self.model.eval()
-        try:
-            with torch.inference_mode(), self.autocast():
-                try:
-                    out = call_model(self.model, x)
-                except Exception as exc:  # noqa: BLE001 - re-raised with the inputs named
-                    raise ModelSpecError(
-                        f"model {type(self.model).__name__}: forward failed on the first batch, "
-                        f"inputs {describe_tensors(x)}: {type(exc).__name__}: {exc}"
-                    ) from exc
-        finally:
-            _set_modes(self.model, modes)
+        with eval_mode(self.model), torch.inference_mode(), self.autocast():
+            try:
+                out = call_model(self.model, x)
+            except Exception as exc:  # noqa: BLE001 - re-raised with the inputs named
+                raise ModelSpecError(
+                    f"model {type(self.model).__name__}: forward failed on the first batch, "
+                    f"inputs {describe_tensors(x)}: {type(exc).__name__}: {exc}"
+                ) from exc
         if isinstance(out, torch.Tensor) and isinstance(y, torch.Tensor):
             return infer_task(self.loss_info, out, y, self.options.task)
         return None
@@ -385,7 +308,7 @@ class Trainer:
         stop_reason = "completed"
         per_batch_schedule = self.schedule.per_batch
         sizes = train_batches.sizes()
-        saver = _BundleSaver(self, callbacks, scaler, generator, config_text, monitor, mode, log_keys)
+        saver = BundleSaver(self, callbacks, scaler, generator, config_text, monitor, mode, log_keys)
         start_epoch, start_batch, partial, epoch_rng = 0, 0, [], None
         try:
             for cb in callbacks:
@@ -423,7 +346,7 @@ class Trainer:
                         loss = step_fn(ctx, x, y) if plan is None else step_fn(
                             ctx, x, y, scale=scale, step=stepped)
                         if custom_step:
-                            loss = _step_output(loss, extras, epoch, i)
+                            loss = step_output(loss, extras, epoch, i)
                             if ctx.check_finite and not torch.isfinite(loss):
                                 raise NonFiniteLoss(loss)
                     except NonFiniteLoss as bad:
@@ -452,11 +375,11 @@ class Trainer:
                         f"were not changed by them. Fix: lower lr (now {lr_now:g}), add "
                         f"clip_grad=1.0, or look for NaN/Inf in the inputs (netwright doctor).")
                 if val_batches is not None:
-                    res = _evaluate_batches(model, val_batches, self.loss_fn, metrics, self.autocast)
+                    res = evaluate_batches(model, val_batches, self.loss_fn, metrics, self.autocast)
                     logs.update({f"val_{k}": v for k, v in res.items()})
                 elif metrics:
                     eval_train = self._batches(train_src, train=False)
-                    res = _evaluate_batches(model, eval_train, None, metrics, self.autocast)
+                    res = evaluate_batches(model, eval_train, None, metrics, self.autocast)
                     logs.update({f"train_{k}": v for k, v in res.items()})
                 logs["lr"] = lr_now
                 if skip_nonfinite:
@@ -520,7 +443,7 @@ class Trainer:
                          y: Any = None) -> NonFiniteLossError:
         """What a NaN/Inf loss mid-training says: where, the batch, what was kept, the fix."""
         lr = self.optimizer.param_groups[0]["lr"]
-        batch = f" The batch: inputs {_stats(x)}; targets {_stats(y)}." if x is not None else ""
+        batch = f" The batch: inputs {batch_stats(x)}; targets {batch_stats(y)}." if x is not None else ""
         kept = ""
         if self.run_dir is not None:
             kept = (f" {self.run_dir} keeps the last good checkpoint (checkpoints/last, epoch "
@@ -581,105 +504,6 @@ class Trainer:
                        precision=self.options.precision, check=self.options.check)
 
 
-class _BundleSaver:
-    """Writes and restores resume bundles for one fit (see ``netwright.resume``)."""
-
-    def __init__(self, trainer: Trainer, callbacks: list, scaler: Any, generator: torch.Generator,
-                 config_text: str | None, monitor: str, mode: str, log_keys: list[str]):
-        self.t, self.callbacks, self.scaler, self.generator = trainer, callbacks, scaler, generator
-        self.log_keys = log_keys
-        self.config = None
-        if config_text is not None:
-            import yaml
-
-            self.config = yaml.safe_load(config_text)
-        self.monitor, self.mode = monitor, mode
-        self.best: float | None = None
-        self.epoch_lr: float | None = None
-
-    def _keyed_callbacks(self) -> dict:
-        """Callbacks with state, keyed ``Name#k`` (the k-th of that class): a callback added or
-        left out at resume (a one-off interrupt, a printer) does not shift the others' keys."""
-        keyed, seen = {}, {}
-        for cb in self.callbacks:
-            if callable(getattr(cb, "state_dict", None)):
-                name = type(cb).__name__
-                seen[name] = seen.get(name, 0) + 1
-                keyed[f"{name}#{seen[name] - 1}"] = cb
-        return keyed
-
-    def _callback_states(self) -> dict:
-        return {key: cb.state_dict() for key, cb in self._keyed_callbacks().items()}
-
-    def save(self, epoch: int, batch: int, history: list, losses: list, epoch_rng: Any,
-             stop_reason: str, logs: dict | None = None) -> None:
-        from ..resume import rng_state, rotate_into
-
-        t = self.t
-        state = {
-            "epoch": epoch, "batch": batch, "history": history, "stop_reason": stop_reason,
-            "optimizer": t.optimizer.state_dict(), "schedule": t.schedule.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "callbacks": self._callback_states(), "rng": rng_state(),
-            "epoch_rng": epoch_rng if epoch_rng is not None else self.generator.get_state(),
-            "losses": torch.stack(losses).cpu() if losses else None, "epoch_lr": self.epoch_lr,
-            "best": self.best, "monitor": self.monitor, "config": self.config,
-        }
-        ckpt = t.run_dir / "checkpoints"
-        t._check_weights(len(history), f"at epoch {epoch + (1 if batch else 0)}, batch {batch}"
-                         if batch else f"at the end of epoch {epoch}")
-        model_state = t.model.state_dict()
-        rotate_into(ckpt, "last", model_state, state)
-        value = logs.get(self.monitor) if logs else None
-        if isinstance(value, float) and is_better(value, self.best, self.mode):
-            self.best = value
-            state["best"] = value
-            rotate_into(ckpt, "best", model_state, state)
-
-    def restore(self, bundle: Any) -> tuple:
-        from ..resume import set_rng_state
-
-        t, s = self.t, bundle.state
-        t.model.load_state_dict(bundle.model_state)
-        t.optimizer.load_state_dict(s["optimizer"])
-        t.schedule.load_state_dict(s["schedule"])
-        _rescale_lr(t, (s.get("config") or {}).get("lr"))
-        if self.scaler is not None and s.get("scaler"):
-            self.scaler.load_state_dict(s["scaler"])
-        states = s.get("callbacks") or {}
-        for key, cb in self._keyed_callbacks().items():
-            if key in states and callable(getattr(cb, "load_state_dict", None)):
-                cb.load_state_dict(states[key])
-        set_rng_state(s["rng"])
-        self.generator.set_state(s["epoch_rng"])
-        self.best, self.epoch_lr = s.get("best"), s.get("epoch_lr")
-        losses = list(s["losses"].to(t.device)) if s.get("losses") is not None else []
-        # state.json stores its keys sorted: give each row back the order the epochs logged it.
-        history = [{**{k: row[k] for k in self.log_keys if k in row}, **row} for row in s["history"]]
-        return (history, s.get("stop_reason", "completed"), int(s["epoch"]),
-                int(s["batch"]), losses, s["epoch_rng"])
-
-
-def _rescale_lr(trainer: Trainer, saved_lr: Any) -> None:
-    """A run resumed with ``force`` and a new ``lr`` (the usual fix after a divergence) goes on
-    with the new one: the restored optimizer and schedule would otherwise keep the old. Every
-    group's lr and the schedule's base are scaled by new/old, so a schedule keeps its shape."""
-    new = trainer.options.lr
-    if (not isinstance(saved_lr, (int, float)) or not saved_lr > 0 or new == saved_lr
-            or isinstance(trainer.options.optimizer, torch.optim.Optimizer)):
-        return
-    factor = new / saved_lr
-    for group in trainer.optimizer.param_groups:
-        for key in ("lr", "initial_lr", "max_lr", "min_lr"):
-            if isinstance(group.get(key), (int, float)):
-                group[key] *= factor
-    for sched in (getattr(trainer.schedule, "scheduler", None), getattr(trainer.schedule, "warmup", None)):
-        for attr in ("base_lrs", "_last_lr", "min_lrs"):
-            values = getattr(sched, attr, None)
-            if isinstance(values, list):
-                setattr(sched, attr, [v * factor if isinstance(v, (int, float)) else v for v in values])
-
-
 def _as_list(spec: Any) -> list:
     if spec is None:
         return []
@@ -690,46 +514,6 @@ def _parse_metric(spec: Any) -> tuple:
     from ..metrics import _parse
 
     return _parse(spec)
-
-
-def _step_output(out: Any, extras: dict[str, list], epoch: int, index: int) -> torch.Tensor:
-    """A custom step's result: the loss tensor, or ``{"loss": ..., **values_to_log}``; the loss
-    comes back detached and the other values are kept for the epoch's means."""
-    if isinstance(out, Mapping):
-        if "loss" not in out:
-            raise ConfigError(f"step: returned a dict without 'loss' (keys {sorted(out)}) at epoch "
-                              f"{epoch + 1}, step {index + 1}. Fix: return {{'loss': loss, ...}}.")
-        for key, value in out.items():
-            if key != "loss":
-                extras.setdefault(key, []).append(torch.as_tensor(value).detach().float().mean().cpu())
-        out = out["loss"]
-    if not isinstance(out, torch.Tensor) or out.numel() != 1:
-        raise ConfigError(f"step: expected the batch's loss as a one-value tensor (or a dict with "
-                          f"'loss'), received {describe(out)} at epoch {epoch + 1}, step "
-                          f"{index + 1}. Fix: return loss.detach() from your step.")
-    return out.detach().reshape(())
-
-
-def _stats(t: Any) -> str:
-    """A batch part in a few numbers: shape, mean, std, min, max, NaN and Inf counts."""
-    if isinstance(t, (tuple, list)):
-        return "(" + ", ".join(_stats(v) for v in t) + ")"
-    if isinstance(t, Mapping):
-        return "{" + ", ".join(f"{k}: {_stats(v)}" for k, v in t.items()) + "}"
-    if not isinstance(t, torch.Tensor):
-        return describe(t)
-    shape = list(t.shape)
-    if not t.is_floating_point():
-        if t.numel() == 0:
-            return f"shape {shape}"
-        return f"shape {shape} {str(t.dtype).removeprefix('torch.')}, min {int(t.min())}, max {int(t.max())}"
-    f = t.detach().float()
-    nan, inf = int(torch.isnan(f).sum()), int(torch.isinf(f).sum())
-    finite = f[torch.isfinite(f)]
-    if finite.numel() == 0:
-        return f"shape {shape}, all non-finite (NaN {nan}, Inf {inf})"
-    return (f"shape {shape}, mean {float(finite.mean()):.4g}, std {float(finite.std()) if finite.numel() > 1 else 0.0:.4g}, "
-            f"min {float(finite.min()):.4g}, max {float(finite.max()):.4g}, NaN {nan}, Inf {inf}")
 
 
 def _notice(callbacks: list, message: str) -> None:
@@ -791,152 +575,3 @@ def fit(model: nn.Module, train: Any, *, val: Any = None, **options: Any) -> Fit
 
 
 fit.__doc__ = fit.__doc__.replace("{options}", options_reference().replace("\n", "\n    "))
-
-
-def evaluate(model: nn.Module, data: Any, *, loss: Any = None, metrics: Any = None,
-             batch_size: int = 256, device: Any = None, precision: str = "32",
-             task: str | None = None, target: Any = None, check: bool = True) -> dict[str, Any]:
-    """Loss and metrics of ``model`` on ``data``, in eval mode under ``inference_mode``.
-
-    ``device=None`` uses the device the model's parameters are on. ``check`` runs fit's cheap
-    checks on the first batch first (inputs, targets against the output and the loss, a layer
-    that does not fit the input: the doctor's codes); ``check=False`` skips them.
-
-    >>> import torch, torch.nn as nn
-    >>> res = evaluate(nn.Linear(3, 2), (torch.randn(10, 3), torch.zeros(10, dtype=torch.long)),
-    ...                loss="cross_entropy", metrics=["accuracy"])
-    >>> sorted(res)
-    ['accuracy', 'loss']
-    """
-    if not isinstance(model, nn.Module):
-        raise ModelSpecError(f"model: expected a torch.nn.Module, received {describe(model)}.")
-    if loss is None and not metrics:
-        raise ConfigError("evaluate: nothing to compute. Fix: pass loss=..., metrics=[...] or both.")
-    dev = _model_device(model) if device is None else resolve_device(device)
-    model.to(dev)
-    loss_fn, info = resolve_loss(loss) if loss is not None else (None, LossInfo("none", "custom", "values", ""))
-    if isinstance(loss_fn, nn.Module):
-        loss_fn.to(dev)
-    autocast = autocast_for(str(precision), dev)
-    source = to_source(data, arg="data", target=target)
-    batches = make_batches(source, batch_size=batch_size, shuffle=False, device=dev, generator=None)
-    head = batches.peek() if (check or metrics) else None
-    out = None
-    if check and head is not None:
-        from ..diagnosis import check_batch
-
-        with autocast():  # the forward the batches will get, also for the metrics' task below
-            report = check_batch(model, head[0], head[1], loss_fn=loss_fn, loss_info=info,
-                                 stage="evaluate")
-        report.raise_for_errors()
-        out = report.output
-    metric_set = None
-    if metrics:
-        if head is None:
-            raise ConfigError("metrics: the task could not be inferred from this data. Fix: pass task=.")
-        if out is None:
-            modes = [m.training for m in model.modules()]
-            model.eval()
-            try:
-                with torch.inference_mode(), autocast():
-                    out = call_model(model, head[0])
-            finally:
-                _set_modes(model, modes)
-        if not isinstance(out, torch.Tensor):
-            raise ConfigError(
-                f"metrics: the model returns {describe(out)}, not one tensor; metrics need one output. "
-                f"Fix: evaluate each head separately."
-            )
-        metric_set = MetricSet(metrics, infer_task(info, out, head[1], task)).to(dev)
-    return _evaluate_batches(model, batches, loss_fn, metric_set, autocast)
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    for b in model.buffers():
-        return b.device
-    return torch.device("cpu")
-
-
-def _positional_inputs(model: nn.Module) -> int:
-    """How many positional arguments ``model.forward`` requires (0 if it cannot be told)."""
-    import inspect
-
-    try:
-        params = inspect.signature(model.forward).parameters.values()
-    except (TypeError, ValueError):
-        return 0
-    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
-               for p in params)
-
-
-def _concat(outputs: list[Any]) -> Any:
-    first = outputs[0]
-    if isinstance(first, torch.Tensor):
-        return torch.cat(outputs)
-    if isinstance(first, dict):
-        return {k: torch.cat([o[k] for o in outputs]) for k in first}
-    if isinstance(first, (tuple, list)):
-        return type(first)(torch.cat([o[i] for o in outputs]) for i in range(len(first)))
-    raise NetwrightError(f"predict: cannot join model outputs of type {type(first).__name__}.")
-
-
-def predict(model: nn.Module, data: Any, *, batch_size: int = 256, device: Any = None,
-            precision: str = "32", check: bool = True) -> Any:
-    """Raw model outputs for ``data`` (features, ``(X, y)``, a Dataset or a DataLoader), joined
-    over batches and returned on the CPU; dict/tuple outputs are joined per part.
-
-    ``check`` refuses NaN/Inf in the first batch's inputs and, when the first forward fails,
-    names the layer and what it expected and received (the doctor's codes, as fit); while the
-    forwards succeed it costs one reduction over the first batch. ``check=False`` skips it.
-
-    >>> import torch, torch.nn as nn
-    >>> predict(nn.Linear(3, 2), torch.randn(10, 3), batch_size=4).shape
-    torch.Size([10, 2])
-    """
-    if not isinstance(model, nn.Module):
-        raise ModelSpecError(f"model: expected a torch.nn.Module, received {describe(model)}.")
-    dev = _model_device(model) if device is None else resolve_device(device)
-    model.to(dev)
-    autocast = autocast_for(str(precision), dev)
-    if isinstance(data, tuple) and len(data) == 2 and _positional_inputs(model) >= 2:
-        data = (data, None)  # a pair of arrays for a two-input model is its inputs, not (X, y)
-    source = to_source(data, arg="data", targets=False)
-    if isinstance(source, InMemory):
-        source = InMemory(source.x, None)
-    batches = make_batches(source, batch_size=batch_size, shuffle=False, device=dev,
-                           generator=None, targets=False)
-    modes = [m.training for m in model.modules()]
-    model.eval()
-    outputs = []
-    if check:
-        from ..diagnosis import check_batch
-    try:
-        with torch.inference_mode():
-            for x, _ in batches:
-                if check and not outputs:
-                    check_batch(model, x, stage="predict", forward=False).raise_for_errors()
-                try:
-                    out, _ = eval_step(model, x, None, None, autocast)
-                except Exception:
-                    if check and not outputs:  # the doctor's traced forward names the failing layer
-                        with autocast():
-                            check_batch(model, x, stage="predict").raise_for_errors()
-                    raise
-                outputs.append(_to_cpu(out))
-    finally:
-        _set_modes(model, modes)
-    if not outputs:
-        raise NetwrightError("predict: the data yielded no batches.")
-    return _concat(outputs)
-
-
-def _to_cpu(out: Any) -> Any:
-    if isinstance(out, torch.Tensor):
-        return out.float().cpu() if out.dtype in (torch.float16, torch.bfloat16) else out.cpu()
-    if isinstance(out, dict):
-        return {k: _to_cpu(v) for k, v in out.items()}
-    if isinstance(out, (tuple, list)):
-        return type(out)(_to_cpu(v) for v in out)
-    return out

@@ -1,0 +1,115 @@
+"""Resume bundles for one ``fit``: what is written after each epoch (and every
+``checkpoint_every`` batches) and how a run is put back exactly where it stopped. The files
+themselves are :mod:`netwright.resume`'s."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .callbacks import is_better
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .trainer import Trainer
+
+__all__ = ["BundleSaver", "rescale_lr"]
+
+
+class BundleSaver:
+    """Writes and restores resume bundles for one fit (see ``netwright.resume``)."""
+
+    def __init__(self, trainer: Trainer, callbacks: list, scaler: Any, generator: torch.Generator,
+                 config_text: str | None, monitor: str, mode: str, log_keys: list[str]):
+        self.t, self.callbacks, self.scaler, self.generator = trainer, callbacks, scaler, generator
+        self.log_keys = log_keys
+        self.config = None
+        if config_text is not None:
+            import yaml
+
+            self.config = yaml.safe_load(config_text)
+        self.monitor, self.mode = monitor, mode
+        self.best: float | None = None
+        self.epoch_lr: float | None = None
+
+    def _keyed_callbacks(self) -> dict:
+        """Callbacks with state, keyed ``Name#k`` (the k-th of that class): a callback added or
+        left out at resume (a one-off interrupt, a printer) does not shift the others' keys."""
+        keyed, seen = {}, {}
+        for cb in self.callbacks:
+            if callable(getattr(cb, "state_dict", None)):
+                name = type(cb).__name__
+                seen[name] = seen.get(name, 0) + 1
+                keyed[f"{name}#{seen[name] - 1}"] = cb
+        return keyed
+
+    def _callback_states(self) -> dict:
+        return {key: cb.state_dict() for key, cb in self._keyed_callbacks().items()}
+
+    def save(self, epoch: int, batch: int, history: list, losses: list, epoch_rng: Any,
+             stop_reason: str, logs: dict | None = None) -> None:
+        from ..resume import rng_state, rotate_into
+
+        t = self.t
+        state = {
+            "epoch": epoch, "batch": batch, "history": history, "stop_reason": stop_reason,
+            "optimizer": t.optimizer.state_dict(), "schedule": t.schedule.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "callbacks": self._callback_states(), "rng": rng_state(),
+            "epoch_rng": epoch_rng if epoch_rng is not None else self.generator.get_state(),
+            "losses": torch.stack(losses).cpu() if losses else None, "epoch_lr": self.epoch_lr,
+            "best": self.best, "monitor": self.monitor, "config": self.config,
+        }
+        ckpt = t.run_dir / "checkpoints"
+        t._check_weights(len(history), f"at epoch {epoch + (1 if batch else 0)}, batch {batch}"
+                         if batch else f"at the end of epoch {epoch}")
+        model_state = t.model.state_dict()
+        rotate_into(ckpt, "last", model_state, state)
+        value = logs.get(self.monitor) if logs else None
+        if isinstance(value, float) and is_better(value, self.best, self.mode):
+            self.best = value
+            state["best"] = value
+            rotate_into(ckpt, "best", model_state, state)
+
+    def restore(self, bundle: Any) -> tuple:
+        from ..resume import set_rng_state
+
+        t, s = self.t, bundle.state
+        t.model.load_state_dict(bundle.model_state)
+        t.optimizer.load_state_dict(s["optimizer"])
+        t.schedule.load_state_dict(s["schedule"])
+        rescale_lr(t, (s.get("config") or {}).get("lr"))
+        if self.scaler is not None and s.get("scaler"):
+            self.scaler.load_state_dict(s["scaler"])
+        states = s.get("callbacks") or {}
+        for key, cb in self._keyed_callbacks().items():
+            if key in states and callable(getattr(cb, "load_state_dict", None)):
+                cb.load_state_dict(states[key])
+        set_rng_state(s["rng"])
+        self.generator.set_state(s["epoch_rng"])
+        self.best, self.epoch_lr = s.get("best"), s.get("epoch_lr")
+        losses = list(s["losses"].to(t.device)) if s.get("losses") is not None else []
+        # state.json stores its keys sorted: give each row back the order the epochs logged it.
+        history = [{**{k: row[k] for k in self.log_keys if k in row}, **row} for row in s["history"]]
+        return (history, s.get("stop_reason", "completed"), int(s["epoch"]),
+                int(s["batch"]), losses, s["epoch_rng"])
+
+
+def rescale_lr(trainer: Trainer, saved_lr: Any) -> None:
+    """A run resumed with ``force`` and a new ``lr`` (the usual fix after a divergence) goes on
+    with the new one: the restored optimizer and schedule would otherwise keep the old. Every
+    group's lr and the schedule's base are scaled by new/old, so a schedule keeps its shape."""
+    new = trainer.options.lr
+    if (not isinstance(saved_lr, (int, float)) or not saved_lr > 0 or new == saved_lr
+            or isinstance(trainer.options.optimizer, torch.optim.Optimizer)):
+        return
+    factor = new / saved_lr
+    for group in trainer.optimizer.param_groups:
+        for key in ("lr", "initial_lr", "max_lr", "min_lr"):
+            if isinstance(group.get(key), (int, float)):
+                group[key] *= factor
+    for sched in (getattr(trainer.schedule, "scheduler", None), getattr(trainer.schedule, "warmup", None)):
+        for attr in ("base_lrs", "_last_lr", "min_lrs"):
+            values = getattr(sched, attr, None)
+            if isinstance(values, list):
+                setattr(sched, attr, [v * factor if isinstance(v, (int, float)) else v for v in values])
