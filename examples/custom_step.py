@@ -79,7 +79,7 @@ def main() -> None:
     torch.manual_seed(0)
     model = TwoHeads()
     result = nw.fit(model, train, loss=two_losses, step=two_loss_step, lr=3e-3, epochs=EPOCHS,
-                    val=0.2, verbose=0, check=False)
+                    val=0.2, verbose=0)
     last = result.history[-1]
     with torch.no_grad():
         digit_logits, high_logit = model.eval()(test[0])
