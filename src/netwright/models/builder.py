@@ -39,13 +39,15 @@ import math
 import sys
 from pathlib import Path
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..errors import ModelSpecError, UntrustedCodeError, did_you_mean, short_repr
+from ..errors import ModelSpecError, NetwrightError, UntrustedCodeError, did_you_mean, short_repr
+from ..util import first_line
+from .budget import Budget
 from .layers import (CONTAINERS, LAYERS, Branches, Heads, LayerInfo, Repeat, Residual,
                      accepted_args)
 
@@ -76,7 +78,7 @@ _WHAT = {
 
 
 def build(spec: Any, input_shape: Sequence[int] | None = None, *, input_dtype: Any = None,
-          trust_code: bool = True) -> nn.Module:
+          trust_code: bool = True, max_values: int | None = None) -> nn.Module:
     """Build the ``nn.Module`` that ``spec`` describes, for inputs of ``input_shape`` per sample.
 
     ``input_shape`` leaves out the batch dimension: ``(20,)``, ``(1, 28, 28)``, ``(T,)`` for token
@@ -84,6 +86,12 @@ def build(spec: Any, input_shape: Sequence[int] | None = None, *, input_dtype: A
     The same spec and shape always give the same structure, so a model rebuilt from its spec
     loads the original's ``state_dict``. ``trust_code=False`` refuses ``{"class": ...}`` outside
     :data:`TRUSTED_MODULES` (for specs that come from files).
+
+    ``max_values`` bounds the parameter and buffer values of the model (for specs that come from
+    files): each module is first made on the meta device, where it takes no memory, and counted;
+    :class:`~netwright.models.budget.BudgetExceeded` is raised before the module that would pass
+    the bound is allocated, and :class:`~netwright.models.budget.BudgetUnknown` before a lazy
+    layer (whose size only a forward pass tells).
 
     >>> model = build({"hidden": {"linear": 13}, "act": "relu", "out": {"linear": 3}}, input_shape=(20,))
     >>> model
@@ -99,7 +107,7 @@ def build(spec: Any, input_shape: Sequence[int] | None = None, *, input_dtype: A
     shape = _check_input_shape(input_shape)
     dtype = _check_dtype(input_dtype)
     x = None if shape is None else torch.zeros((_BATCH, *shape), dtype=dtype or torch.float32)
-    builder = _Builder(x, dtype_given=dtype is not None, trust_code=trust_code)
+    builder = _Builder(x, dtype_given=dtype is not None, trust_code=trust_code, max_values=max_values)
     module, _ = builder.build(spec, x, "model")
     final_dtype = builder.ids_dtype or dtype
     remember(module, spec, shape, final_dtype)
@@ -117,11 +125,12 @@ def spec_of(model: nn.Module) -> dict | None:
     return copy.deepcopy(desc) if isinstance(desc, dict) else None
 
 
-def rebuild(description: Mapping[str, Any], *, trust_code: bool = False) -> nn.Module:
+def rebuild(description: Mapping[str, Any], *, trust_code: bool = False,
+            max_values: int | None = None) -> nn.Module:
     """Build a model again from what :func:`spec_of` returned (e.g. read back from model.json).
 
     The description may come from someone else's file, so ``{"class": ...}`` is imported only
-    from :data:`TRUSTED_MODULES` unless ``trust_code=True``.
+    from :data:`TRUSTED_MODULES` unless ``trust_code=True``; ``max_values`` is :func:`build`'s.
 
     >>> m = build([{"linear": 2}], (3,)); r = rebuild(spec_of(m))
     >>> r.load_state_dict(m.state_dict()) and torch.equal(r(torch.ones(1, 3)), m(torch.ones(1, 3)))
@@ -134,7 +143,8 @@ def rebuild(description: Mapping[str, Any], *, trust_code: bool = False) -> nn.M
             f"{sorted(description) if isinstance(description, Mapping) else ''}."
         )
     return build(description["spec"], description.get("input_shape"),
-                 input_dtype=description.get("input_dtype"), trust_code=trust_code)
+                 input_dtype=description.get("input_dtype"), trust_code=trust_code,
+                 max_values=max_values)
 
 
 def remember(module: nn.Module, spec: Any, shape: Sequence[int] | None, dtype: torch.dtype | None) -> None:
@@ -219,11 +229,6 @@ def _attr(path: str, name: str) -> str:
     return f"{path}.{name}" if name.isidentifier() else f"{path}[{name!r}]"
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 def _square(n: int) -> int | None:
     root = math.isqrt(n)
     return root if root * root == n else None
@@ -260,10 +265,16 @@ class _Builder:
     ``None`` where no input shape is known (then nothing can be inferred).
     """
 
-    def __init__(self, root: torch.Tensor | None, *, dtype_given: bool, trust_code: bool = True):
+    def __init__(self, root: torch.Tensor | None, *, dtype_given: bool, trust_code: bool = True,
+                 max_values: int | None = None):
         self.root, self.dtype_given, self.trust_code = root, dtype_given, trust_code
         self.ids_dtype: torch.dtype | None = None  # set when the model turns out to read ids
         self.count = self.depth = 0
+        self.budget = None if max_values is None else Budget(max_values)
+
+    def make(self, factory: Callable[[], Any], path: str) -> Any:
+        """``factory()`` (a module's constructor), counted against the budget if there is one."""
+        return factory() if self.budget is None else self.budget.make(factory, path)
 
     def build(self, spec: Any, x: Any, path: str) -> tuple[nn.Module, Any]:
         self.depth += 1
@@ -397,7 +408,7 @@ class _Builder:
             raise ModelSpecError(
                 f"{path} 'branches' cannot {module.merge} the outputs of its branches"
                 f"{' along dim ' + str(module.dim) if module.merge != 'sum' else ''}: {shapes} "
-                f"({_first_line(exc)}). Fix: {fix}."
+                f"({first_line(exc, limit=None)}). Fix: {fix}."
             ) from None
         return module, merged
 
@@ -416,7 +427,7 @@ class _Builder:
 
         args = {k: v for k, v in spec.items() if k != "zoo"}
         shape = tuple(x.shape[1:]) if isinstance(x, torch.Tensor) else None
-        made = zoo.make(spec["zoo"], shape, args, where=path)
+        made = self.make(lambda: zoo.make(spec["zoo"], shape, args, where=path), path)
         if isinstance(made, nn.Module):
             return made, self.trace(made, x, path, f"zoo {spec['zoo']!r}")
         return self.build(made, x, path)
@@ -427,10 +438,11 @@ class _Builder:
         if not isinstance(args, Mapping):
             raise ModelSpecError(f"{path} {target!r}: 'args' must be a mapping of keyword arguments; received {short_repr(args)}.")
         try:
-            module = cls(**args)
+            module = self.make(lambda: cls(**args), path)
         except TypeError as exc:
             raise ModelSpecError(
-                f"{path} {target!r} cannot be made with args {short_repr(dict(args))}: {_first_line(exc)}. "
+                f"{path} {target!r} cannot be made with args {short_repr(dict(args))}: "
+                f"{first_line(exc, limit=None)}. "
                 f"Fix: use the arguments of {cls.__name__}{_signature(cls)}."
             ) from None
         return module, self.trace(module, x, path, repr(target))
@@ -468,10 +480,13 @@ class _Builder:
                 + (f", or {{{name!r}: [{', '.join(main)}]}}." if len(main) > 1 else ".")
             )
         try:
-            module = info.cls(**kwargs)
+            module = self.make(lambda: info.cls(**kwargs), path)
+        except NetwrightError:
+            raise  # the budget's own errors
         except (TypeError, ValueError, RuntimeError) as exc:
             raise ModelSpecError(
-                f"{label} ({info.torch_name}) cannot be made with {kwargs}: {_first_line(exc)}. "
+                f"{label} ({info.torch_name}) cannot be made with {kwargs}: "
+                f"{first_line(exc, limit=None)}. "
                 f"Fix: check the values against torch's documentation of {info.cls.__name__}."
             ) from None
         return module, self.trace(module, x, path, repr(name))
@@ -569,7 +584,8 @@ class _Builder:
                 return module(x)
         except Exception as exc:  # noqa: BLE001 - any failure here is a spec that cannot chain
             raise ModelSpecError(
-                f"{path} {what} cannot take an input of shape {_fmt(x)}: {_first_line(exc)}. Fix: "
+                f"{path} {what} cannot take an input of shape {_fmt(x)}: "
+                f"{first_line(exc, limit=None)}. Fix: "
                 f"check its arguments against the incoming shape (the layers before it produce "
                 f"{_fmt(x)})."
             ) from None
@@ -701,7 +717,8 @@ def import_module_class(target: Any, path: str = "model", *, trust_code: bool = 
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
         raise ModelSpecError(
-            f"{path} 'class': cannot import module {module_name!r} ({_first_line(exc)}). Fix: check "
+            f"{path} 'class': cannot import module {module_name!r} "
+            f"({first_line(exc, limit=None)}). Fix: check "
             f"the name, and that the module is installed or on PYTHONPATH."
         ) from None
     for part in qualname.split("."):

@@ -1,0 +1,67 @@
+"""Issue 11's fast commands: `netwright summary | evaluate | predict | doctor` on a small run
+import nothing they do not need. Each command runs in a fresh interpreter through the CLI's
+main(), which then lists the heavy modules that were imported (timings live in
+benchmarks/cli_latency.py; a test asserts what was loaded, not how long it took)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import netwright as nw
+
+HEAVY = ("torch._dynamo", "sympy", "sklearn", "torchmetrics", "matplotlib", "scipy", "pandas")
+PROBE = """
+import json, sys
+heavy = json.loads(sys.argv[2])
+sys.argv = ["netwright", *json.loads(sys.argv[1])]
+from netwright.cli import main
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code
+else:
+    code = 0
+print("LOADED=" + json.dumps([m for m in heavy if m in sys.modules]))
+print("CODE=" + json.dumps(code))
+"""
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("fast")
+    config = {"model": {"zoo": "mlp", "hidden": [16]}, "data": {"source": "iris"},
+              "loss": "cross_entropy", "metrics": ["accuracy", "f1_macro"],
+              "train": {"epochs": 1}, "run_dir": str(work / "runs"), "name": "small"}
+    nw.run(config, verbose=0)
+    (work / "c.yaml").write_text(json.dumps(config))  # JSON is YAML
+    np.save(work / "x.npy", np.random.default_rng(0).random((5, 4), dtype=np.float32))
+    return work
+
+
+def loaded(args: list[str], cwd) -> list[str]:
+    res = subprocess.run([sys.executable, "-c", PROBE, json.dumps(args), json.dumps(HEAVY)],
+                         capture_output=True, text=True, timeout=300, cwd=cwd)
+    lines = dict(ln.split("=", 1) for ln in res.stdout.splitlines() if ln.startswith(("LOADED=", "CODE=")))
+    assert json.loads(lines.get("CODE", "1")) in (0, None), res.stdout[-2000:] + res.stderr[-3000:]
+    return json.loads(lines["LOADED"])
+
+
+@pytest.mark.parametrize("command", [
+    ["evaluate", "runs/small"],
+    ["evaluate", "runs/small", "--split", "val"],
+    ["predict", "runs/small", "x.npy"],
+    ["doctor", "c.yaml", "--quick"],
+])
+def test_run_commands_import_nothing_heavy(small_run, command):
+    assert loaded(command, small_run) == []
+
+
+def test_summary_of_a_run_imports_neither_data_nor_metric_packages(small_run):
+    # The FLOP count runs under torch's FlopCounterMode, a TorchDispatchMode that torch wraps in
+    # torch._disable_dynamo, which imports torch._dynamo on first use; loading the run does not.
+    assert set(loaded(["summary", "runs/small"], small_run)) <= {"torch._dynamo", "sympy"}
