@@ -61,7 +61,39 @@ def test_run_commands_import_nothing_heavy(small_run, command):
     assert loaded(command, small_run) == []
 
 
-def test_summary_of_a_run_imports_neither_data_nor_metric_packages(small_run):
-    # The FLOP count runs under torch's FlopCounterMode, a TorchDispatchMode that torch wraps in
-    # torch._disable_dynamo, which imports torch._dynamo on first use; loading the run does not.
-    assert set(loaded(["summary", "runs/small"], small_run)) <= {"torch._dynamo", "sympy"}
+def test_summary_of_a_run_imports_nothing_heavy(small_run):
+    # The FLOP count runs torch's FlopCounterMode without the _disable_dynamo wrapper torch puts
+    # on every dispatch mode (whose first call imports torch._dynamo): models.summary.flop_counter.
+    assert loaded(["summary", "runs/small"], small_run) == []
+
+
+def test_the_unwrapped_flop_counter_counts_what_torchs_counts():
+    import torch
+    from torch import nn
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from netwright.models.summary import flop_counter
+
+    class Mixed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3)
+            self.lstm = nn.LSTM(4, 8, batch_first=True)
+            self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+            self.head = nn.Linear(8, 3)
+
+        def forward(self, x):
+            h = self.conv(x).mean(2).transpose(1, 2)  # (N, 10, 4)
+            h, _ = self.lstm(h)
+            h, _ = self.attn(h, h, h)
+            return self.head(h.mean(1))
+
+    model, x = Mixed().eval(), torch.randn(2, 1, 6, 12)
+    ours, theirs = flop_counter(), FlopCounterMode(display=False)
+    with torch.no_grad():
+        with ours:
+            model(x)
+        with theirs:
+            model(x)
+    assert ours.get_total_flops() == theirs.get_total_flops() > 0
+    assert ours.get_flop_counts() == theirs.get_flop_counts()

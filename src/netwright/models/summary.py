@@ -227,9 +227,6 @@ def summary(model: nn.Module, input_shape: Sequence[int] | None = None, *, examp
     FLOPs: 96 for one forward of (1, 4) float32
     Size: 232 bytes (parameters + buffers)
     """
-    # Imported here: it pulls in ~80 ms of torch modules that building a model never needs.
-    from torch.utils.flop_counter import FlopCounterMode
-
     if not isinstance(model, nn.Module):
         raise ModelSpecError(f"summary: expected an nn.Module; received {describe(model)}.")
     if example is None:
@@ -243,7 +240,7 @@ def summary(model: nn.Module, input_shape: Sequence[int] | None = None, *, examp
             outputs[name] = _shape_of(out)
         handles.append(module.register_forward_hook(hook))
 
-    counter = FlopCounterMode(display=False)
+    counter = flop_counter()
     try:
         # eval: no Dropout draws, no BatchNorm statistics updates, batch of 1 allowed
         with eval_mode(model), torch.no_grad(), counter:
@@ -282,3 +279,37 @@ def summary(model: nn.Module, input_shape: Sequence[int] | None = None, *, examp
         trainable_params=trainable, frozen_params=total - trainable,
         flops=int(counter.get_total_flops()), size_mb=size / _MB, output_shape=_shape_of(out),
     )
+
+
+def flop_counter() -> Any:
+    """torch's ``FlopCounterMode``, without the ~1 s import of ``torch._dynamo``.
+
+    torch wraps every dispatch mode's ``__torch_dispatch__`` in ``_disable_dynamo``, whose first
+    call imports the whole compiler, which a summary never uses. When this torch's counter has
+    the layout this relies on (a private ``_FlopCounterMode`` whose dispatch function keeps the
+    unwrapped one as ``__wrapped__``), the same counter runs with the unwrapped function: the
+    same counts (a test compares them); otherwise torch's own counter is returned unchanged.
+    """
+    from torch.utils import flop_counter as fc  # ~80 ms of torch modules building never needs
+
+    mode = getattr(fc, "_FlopCounterMode", None)
+    raw = getattr(getattr(mode, "__torch_dispatch__", None), "__wrapped__", None)
+    if raw is None or not hasattr(mode, "_should_skip_dynamo"):
+        return fc.FlopCounterMode(display=False)
+
+    class _Mode(mode):
+        @classmethod
+        def _should_skip_dynamo(cls) -> bool:
+            return False  # else __init_subclass__ wraps __torch_dispatch__ again
+
+        __torch_dispatch__ = raw
+
+    class _Counter(fc.FlopCounterMode):
+        def __enter__(self):  # FlopCounterMode.__enter__, with the unwrapped mode
+            self.flop_counts.clear()
+            self.mod_tracker.__enter__()
+            self.mode = _Mode(self)
+            self.mode.__enter__()
+            return self
+
+    return _Counter(display=False)
