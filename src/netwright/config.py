@@ -379,7 +379,7 @@ def _name_errors(loss: Any, optimizer: Any, scheduler: Any, metrics: Any) -> lis
     """Names that no type can check (loss, optimizer, scheduler, metrics), each problem a line;
     objects (a callable loss, an optimizer instance) are left to the code that uses them."""
     from .losses import resolve_loss
-    from .metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, _parse
+    from .metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, parse_metric
     from .optim import OPTIMIZERS, SCHEDULERS, scheduler_key
 
     errors = []
@@ -405,7 +405,7 @@ def _name_errors(loss: Any, optimizer: Any, scheduler: Any, metrics: Any) -> lis
         if not isinstance(m, (str, Mapping)):
             continue  # a metric object is the user's own
         try:
-            _, base, _ = _parse(m)
+            _, base, _ = parse_metric(m)
         except ConfigError as exc:
             errors.append(f"metrics[{i}]: {exc}")
             continue

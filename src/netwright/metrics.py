@@ -93,7 +93,7 @@ def infer_task(info: LossInfo, output: torch.Tensor, target: torch.Tensor | None
     return Task(kind, 2 if kind == "binary" else int(width), out_kind)
 
 
-def _parse(spec: Any) -> tuple[str, str, dict]:
+def parse_metric(spec: Any) -> tuple[str, str, dict]:
     """(display name, base metric name, options) from 'f1', 'f1_weighted' or {'name': ...}."""
     if isinstance(spec, Mapping):
         options = dict(spec)
@@ -208,7 +208,7 @@ class MetricSet:
             names = [names]
         known = CLASSIFICATION_METRICS + REGRESSION_METRICS
         for spec in names:
-            display, base, options = _parse(spec)
+            display, base, options = parse_metric(spec)
             if base not in known:
                 raise ConfigError(
                     f"metrics: unknown name {base!r}.{did_you_mean(base, known)} Expected one of: "

@@ -90,12 +90,12 @@ def schedule_findings(schedule: Schedule | None, log_keys: Sequence[str] | None,
 
 
 def metric_names(metrics: Any) -> list[tuple[str, str]]:
-    from ..metrics import _parse  # the same display names fit logs
+    from ..metrics import parse_metric  # the same display names fit logs
 
     if not metrics:
         return []
     specs = [metrics] if isinstance(metrics, (str, Mapping)) else list(metrics)
-    return [_parse(s)[:2] for s in specs]
+    return [parse_metric(s)[:2] for s in specs]
 
 
 def metric_findings(names: list[tuple[str, str]], info: LossInfo, y: Any) -> list[Finding]:

@@ -25,7 +25,7 @@ from ..data.sources import InMemory, Source, to_source
 from ..data.splits import split_fraction
 from ..errors import ConfigError, ModelSpecError, NonFiniteLossError, describe, describe_tensors
 from ..losses import resolve_loss
-from ..metrics import MetricSet, Task, infer_task
+from ..metrics import MetricSet, Task, infer_task, parse_metric
 from ..optim import Schedule, build_optimizer, build_scheduler, metric_mode, needs_closure
 from ..util import call_model, eval_mode
 from .bundles import BundleSaver
@@ -235,7 +235,7 @@ class Trainer:
                                          weight_decay=self.options.weight_decay,
                                          decay_norm_and_bias=self.options.decay_norm_and_bias)
         steps_per_epoch = max(1, math.ceil(nb / self.options.accumulate))
-        metric_keys = [_parse_metric(m)[0] for m in _as_list(self.options.metrics)]
+        metric_keys = [parse_metric(m)[0] for m in _as_list(self.options.metrics)]
         metric_keys = [k for k in metric_keys if k != "confusion_matrix"]
         log_keys = ["epoch", "train_loss"]
         log_keys += ["val_loss"] + [f"val_{k}" for k in metric_keys] if val_batches else [
@@ -508,12 +508,6 @@ def _as_list(spec: Any) -> list:
     if spec is None:
         return []
     return [spec] if isinstance(spec, (str, dict)) else list(spec)
-
-
-def _parse_metric(spec: Any) -> tuple:
-    from ..metrics import _parse
-
-    return _parse(spec)
 
 
 def _notice(callbacks: list, message: str) -> None:
