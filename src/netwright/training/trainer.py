@@ -33,8 +33,8 @@ from .callbacks import BestWeights, CSVLogger, EarlyStopping, EpochPrinter, FitI
 from .devices import resolve_device, seed_everything
 from .inference import evaluate, evaluate_batches, predict
 from .rundir import prepare_run_dir, resume_bundle
-from .step import (NonFiniteLoss, StepContext, autocast_for, batch_stats, closure_step, make_clipper,
-                   step_output, train_step)
+from .step import (NonFiniteLoss, StepContext, autocast_for, batch_stats, closure_step, is_finite,
+                   make_clipper, step_output, train_step)
 
 __all__ = ["Trainer", "FitResult", "fit", "evaluate", "predict", "resolve_device", "seed_everything"]
 
@@ -347,7 +347,7 @@ class Trainer:
                             ctx, x, y, scale=scale, step=stepped)
                         if custom_step:
                             loss = step_output(loss, extras, epoch, i)
-                            if ctx.check_finite and not torch.isfinite(loss):
+                            if ctx.check_finite and not is_finite(loss):
                                 raise NonFiniteLoss(loss)
                     except NonFiniteLoss as bad:
                         if not skip_nonfinite:
