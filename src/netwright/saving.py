@@ -1,11 +1,15 @@
 """``nw.save`` / ``nw.load``: a model as ``model.json`` (how to rebuild it) + ``weights.safetensors``.
 
 ``model.json`` holds what :func:`netwright.models.spec_of` says about a model netwright built (a
-layer spec or a zoo name with arguments, and the input shape), or for any other ``nn.Module``
-its import path and constructor arguments. The weights are safetensors.
+layer spec or a zoo name with arguments, and the input shape); for any other ``nn.Module``, the
+spec :mod:`netwright.models.description` reads off it (torch's containers, nested; a torchvision
+builder and its arguments; a class's import path and the arguments read back from its
+attributes), or the class and the ``init_args`` the caller gives. A model that cannot be
+described still has its weights saved, with ``"model": null`` and the reason. The weights are
+safetensors.
 
 A folder may come from someone else, so loading it never runs its code and never allocates more
-than its weights justify: a class outside :data:`~netwright.models.builder.TRUSTED_MODULES`
+than its weights justify: a class outside :data:`~netwright.models.trust.TRUSTED_MODULES`
 needs ``trust_code=True``, checked on the string before any import; each module is first made on
 the meta device (no memory) and counted against what the weights file's header holds before it is
 made for real.
@@ -31,11 +35,13 @@ import torch
 from torch import nn
 
 from .atomic import atomic_write_text, fsync_dir, read_json
-from .checkpoint import (_read_safetensors_header, _weights_in_folder, load_weights,
-                         save_weights)
+from .checkpoint import (load_weights, read_safetensors_header as _read_safetensors_header,
+                         save_weights, weights_in_folder as _weights_in_folder)
 from .errors import CheckpointError, ModelSpecError, NetwrightError, describe, short_repr
 from .models.budget import BudgetExceeded, BudgetUnknown
 from .models.builder import rebuild, spec_of
+from .models.description import (NotDescribable, build_ghost, class_target, describe_module,
+                                 differences, float_dtype)
 from .models.scaling import Scaled, unwrap
 
 __all__ = ["MODEL_FORMAT", "describe_model", "rebuild_model", "save", "load", "MAX_EXTRA_VALUES"]
@@ -46,17 +52,22 @@ PENDING = ".nw-save-pending"
 # How many more values than its weights file holds a described model may have (non-strict modes
 # load models that are partly new): 2**24 values are 64 MB of float32.
 MAX_EXTRA_VALUES = 2**24
+# The floating dtypes a model.json may ask the rebuilt model to be cast to.
+_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
 def describe_model(model: nn.Module, *, init_args: dict | None = None) -> dict:
-    """The ``model.json`` content for ``model``.
-
-    For a model netwright did not build, its class must be importable (not defined in
-    ``__main__``) and rebuildable from ``init_args``; this is checked now, not at load time.
+    """The ``model.json`` content for ``model``: a model netwright built by its spec; torch's
+    containers (nested), torchvision classification models and any importable class as the spec
+    that rebuilds them (see :mod:`netwright.models.description`); with ``init_args``, the model's
+    class called with those arguments. Each is checked now, not at load time: a
+    :class:`~netwright.models.description.NotDescribable` error says why a model cannot be.
 
     >>> from netwright.models import build
     >>> describe_model(build([{"linear": 2}], (3,)))["model"]["spec"]
     [{'linear': 2}]
+    >>> describe_model(nn.Sequential(nn.Linear(3, 2)))["model"]["spec"]
+    [{'class': 'torch.nn:Linear', 'args': {'in_features': 3, 'out_features': 2, 'bias': True}}]
     """
     if not isinstance(model, nn.Module):
         raise ModelSpecError(f"save: expected an nn.Module, received {describe(model)}.")
@@ -64,103 +75,44 @@ def describe_model(model: nn.Module, *, init_args: dict | None = None) -> dict:
     net = unwrap(model)
     desc = spec_of(net)
     if desc is None:
-        spec = torch_spec(net)
-        if spec is not None:
-            desc = {"spec": spec, "input_shape": None, "input_dtype": None}
-            if not _rebuilds_alike(net, desc):
-                desc = None
-    if desc is None:
-        cls = type(net)
-        if cls.__module__ == "__main__":
-            raise ModelSpecError(
-                f"save: the model class {cls.__qualname__} is defined in the script being run "
-                f"(__main__), so model.json could not name it for loading later (move the class "
-                f"into a module, e.g. models.py, to make it loadable by name)."
-            )
-        if cls.__module__.startswith("torch.nn.modules.") and init_args is None:
-            raise ModelSpecError(
-                f"save: this {cls.__name__} is made of torch layers, but not only of nn.Sequential "
-                f"and torch's plain layers with their arguments (or a child's name, such as "
-                f"'linear', reads as a layer name in a spec), so model.json cannot describe it."
-            )
-        args = json.loads(json.dumps(init_args or {}))
-        desc = {"spec": {"class": f"{cls.__module__}:{cls.__qualname__}", "args": args},
-                "input_shape": None, "input_dtype": None}
-        _check_rebuilds(net, desc, init_args)
+        spec = describe_module(net) if init_args is None else _given_arguments(net, init_args)
+        desc = {"spec": spec, "input_shape": None, "input_dtype": None}
+    dtype = float_dtype(model)
+    if dtype is not None and dtype != torch.float32:
+        desc["dtype"] = str(dtype).removeprefix("torch.")  # rebuilt in float32, then cast to it
     return {"format": MODEL_FORMAT, "model": desc, "scaled": scaled}
 
 
-_SKIP_ARGS = {"self", "device", "dtype", "_weight", "_freeze"}
-_RNN_ARGS = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout",
-             "bidirectional", "proj_size")
-
-
-def torch_spec(module: nn.Module) -> Any:
-    """A spec of ``{"class": "torch.nn:X", "args": ...}`` layers for a model made only of
-    ``nn.Sequential`` and torch's own layers (the most common model in PyTorch code), or None.
-
-    torch's layers keep their constructor arguments as attributes of the same name, so they are
-    read back from there; the caller checks that the spec rebuilds the same model.
-
-    >>> torch_spec(nn.Sequential(nn.Linear(8, 16), nn.ReLU()))
-    [{'class': 'torch.nn:Linear', 'args': {'in_features': 8, 'out_features': 16, 'bias': True}}, {'class': 'torch.nn:ReLU', 'args': {'inplace': False}}]
-    """
-    import inspect
-
-    from .models.layers import LAYERS
-
-    cls = type(module)
-    if cls is nn.Sequential:
-        names = list(module._modules)
-        children = [torch_spec(m) for m in module._modules.values()]
-        if any(c is None for c in children):
-            return None
-        if names == [str(i) for i in range(len(names))]:
-            return children
-        if len(names) == 1 and (names[0] in LAYERS or names[0] in ("repeat", "heads", "residual",
-                                                                  "zoo", "class", "branches")):
-            return None  # a one-entry mapping with that name reads as a layer, not a child
-        return dict(zip(names, children))
-    if not cls.__module__.startswith("torch.nn.modules.") or getattr(nn, cls.__name__, None) is not cls:
-        return None
-    if module._modules:
-        return None  # a torch layer holding children (e.g. Transformer): not described this way
-    if isinstance(module, nn.RNNBase):
-        names = [n for n in _RNN_ARGS if n != "proj_size" or module.proj_size]
-        if isinstance(module, nn.RNN):
-            names.append("nonlinearity")
-    else:
-        try:
-            params = inspect.signature(cls.__init__).parameters
-        except (TypeError, ValueError):
-            return None
-        names = [n for n, p in params.items() if n not in _SKIP_ARGS
-                 and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-    args: dict[str, Any] = {}
-    for name in names:
-        if name == "bias" and not isinstance(getattr(module, "bias", True), bool):
-            args["bias"] = module.bias is not None
-        elif hasattr(module, name):
-            value = getattr(module, name)
-            value = list(value) if isinstance(value, tuple) else value
-            if not (value is None or isinstance(value, (bool, int, float, str))
-                    or (isinstance(value, list) and all(isinstance(v, (int, float)) for v in value))):
-                return None
-            args[name] = value
-        elif not isinstance(module, nn.RNNBase) and params[name].default is inspect.Parameter.empty:
-            return None
-    return {"class": f"torch.nn:{cls.__name__}", "args": args}
-
-
-def _rebuilds_alike(net: nn.Module, desc: dict) -> bool:
-    """Does ``desc`` rebuild a model that prints the same (every constructor argument shows in
-    torch's repr) and has the same state_dict shapes?"""
+def _given_arguments(net: nn.Module, init_args: Any) -> dict:
+    """``{"class": ..., "args": init_args}``, checked by building it on the meta device: the same
+    state_dict keys and shapes as ``net``."""
+    if type(net) in (nn.Sequential, nn.ModuleList, nn.ModuleDict):
+        raise ModelSpecError(
+            f"save: init_args= gives a class's constructor arguments, but this is torch's "
+            f"nn.{type(net).__name__}, described from its children. Fix: leave init_args out."
+        )
     try:
-        fresh = rebuild(desc)
-    except NetwrightError:
-        return False
-    shapes = lambda m: {k: tuple(v.shape) for k, v in m.state_dict().items()}  # noqa: E731
-    return repr(fresh) == repr(net) and shapes(fresh) == shapes(net)
+        args = json.loads(json.dumps(init_args, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise ModelSpecError(f"save: init_args must be JSON data (numbers, strings, lists, "
+                             f"mappings) to go into model.json; received {short_repr(init_args)} "
+                             f"({exc}).") from None
+    if not isinstance(args, dict):
+        raise ModelSpecError(f"save: init_args must be a dict of keyword arguments; received "
+                             f"{describe(init_args)}.")
+    spec = {"class": class_target(type(net), "save"), "args": args}
+    try:
+        ghost = build_ghost(spec, "save")
+    except NotDescribable as exc:
+        raise ModelSpecError(f"{exc} Fix: pass init_args= with the constructor arguments.") from None
+    diff = differences(net, ghost, shapes_only=True)
+    if diff:
+        raise ModelSpecError(
+            f"save: {spec['class']}(**{args}) builds a model of another shape than the one being "
+            f"saved ({diff}). Fix: pass init_args= with the arguments the model was created "
+            f"with, e.g. init_args={{'in_features': 20}}."
+        )
+    return spec
 
 
 def _scaled_shapes(model: nn.Module) -> dict | None:
@@ -168,25 +120,6 @@ def _scaled_shapes(model: nn.Module) -> dict | None:
         return None
     return {"x_shape": list(model.x_mean.shape) if model.scale_inputs else None,
             "y_shape": list(model.y_mean.shape) if model.scale_outputs else None}
-
-
-def _check_rebuilds(net: nn.Module, desc: dict, init_args: dict | None) -> None:
-    try:
-        fresh = rebuild(desc, trust_code=True)  # the caller's own class, imported already
-    except Exception as exc:  # noqa: BLE001 - any constructor failure means it cannot be reloaded
-        raise ModelSpecError(
-            f"save: {desc['spec']['class']}(**{desc['spec']['args']}) could not be built again "
-            f"({type(exc).__name__}: {exc}). Fix: pass init_args= with the constructor arguments."
-        ) from exc
-    ours = {k: tuple(v.shape) for k, v in net.state_dict().items()}
-    theirs = {k: tuple(v.shape) for k, v in fresh.state_dict().items()}
-    if ours != theirs:
-        diff = sorted(set(ours.items()) ^ set(theirs.items()))[:3]
-        raise ModelSpecError(
-            f"save: {desc['spec']['class']}(**{desc['spec']['args'] or {}}) builds a model of another "
-            f"shape than the one being saved (first differences: {diff}). Fix: pass init_args= "
-            f"with the arguments the model was created with, e.g. init_args={{'in_features': 20}}."
-        )
 
 
 def rebuild_model(description: dict, *, trust_code: bool = False,
@@ -205,8 +138,9 @@ def rebuild_model(description: dict, *, trust_code: bool = False,
                                  "the budget.")
     net = rebuild(description["model"], trust_code=trust_code, max_values=max_values)
     if scaled:
-        return Scaled(net, scaled.get("x_shape"), scaled.get("y_shape"))
-    return net
+        net = Scaled(net, scaled.get("x_shape"), scaled.get("y_shape"))
+    dtype = description["model"].get("dtype")
+    return net if dtype is None else net.to(getattr(torch, dtype))
 
 
 def _check_description(description: Any, where: str) -> None:
@@ -223,6 +157,9 @@ def _check_description(description: Any, where: str) -> None:
     if not isinstance(model, dict) or "spec" not in model:
         raise fail(f"expected \"model\": {{\"spec\": ..., \"input_shape\": ...}}, received "
                    f"{short_repr(model)}")
+    if model.get("dtype", "float32") not in _DTYPES:
+        raise fail(f"\"model.dtype\" must be one of {', '.join(_DTYPES)}; received "
+                   f"{short_repr(model.get('dtype'))}")
     scaled = description.get("scaled")
     if scaled is None:
         return
@@ -332,7 +269,8 @@ def load(path: str | os.PathLike, *, mode: str = "strict", device: Any = "cpu",
     The folder may come from someone else: a ``"class"`` outside torch.nn, torchvision.models
     and netwright is refused unless ``trust_code=True`` (importing a module runs its code), and a
     model.json describing more than ``max_extra_values`` values beyond what the weights file
-    holds is refused before any memory is allocated.
+    holds is refused: each module is counted on the meta device before it is made, and the load
+    stops before the module that would pass that bound.
 
     >>> import tempfile
     >>> from netwright.models import build
@@ -411,8 +349,7 @@ def build_within_budget(description: Any, meta: Path, weights: Path, *, trust_co
             raise type(exc)(f"model.json {str(meta)!r}: {exc}") from None
         except Exception as exc:  # noqa: BLE001 - as for the ghost below
             if not trust_code:
-                raise CheckpointError(f"model.json {str(meta)!r}: the model it describes cannot be "
-                                      f"built ({type(exc).__name__}: {short_repr(str(exc), 300)}).") from None
+                raise _not_countable(meta, exc) from None
     return _build_after_ghost(description, meta, weights, trust_code=trust_code,
                               max_extra_values=max_extra_values)
 
@@ -428,8 +365,7 @@ def _build_after_ghost(description: Any, meta: Path, weights: Path, *, trust_cod
         raise type(exc)(f"model.json {str(meta)!r}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - a trusted class whose constructor fails on meta
         if not trust_code:
-            raise CheckpointError(f"model.json {str(meta)!r}: the model it describes cannot be "
-                                  f"built ({type(exc).__name__}: {short_repr(str(exc), 300)}).") from None
+            raise _not_countable(meta, exc) from None
         ghost = None  # trusted code: its constructor decides; the weights check still follows
     if ghost is not None:
         wanted = sum(t.numel() for t in ghost.state_dict().values())
@@ -447,6 +383,16 @@ def _build_after_ghost(description: Any, meta: Path, weights: Path, *, trust_cod
         return rebuild_model(description, trust_code=trust_code)
     except NetwrightError as exc:
         raise type(exc)(f"model.json {str(meta)!r}: {exc}") from None
+
+
+def _not_countable(meta: Path, exc: Exception) -> CheckpointError:
+    return CheckpointError(
+        f"model.json {str(meta)!r}: the model it describes cannot be built on the meta device, "
+        f"where netwright counts a model's values before allocating them "
+        f"({type(exc).__name__}: {short_repr(str(exc), 300)}). If the file is right, its "
+        f"constructor computes with values (as torchvision's regnet models do). Fix: only if you "
+        f"trust this folder, load it with trust_code=True, which builds it without that count."
+    )
 
 
 def _values_in(weights: Path) -> int | None:

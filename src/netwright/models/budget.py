@@ -17,7 +17,7 @@ from torch import nn
 
 from ..errors import ModelSpecError
 
-__all__ = ["Budget", "BudgetExceeded", "BudgetUnknown"]
+__all__ = ["Budget", "BudgetExceeded", "BudgetUnknown", "on_meta"]
 
 
 class BudgetExceeded(ModelSpecError):
@@ -45,8 +45,7 @@ class Budget:
 
     def make(self, factory: Callable[[], Any], path: str) -> Any:
         """``factory()`` (a module's constructor), once its meta twin has been counted."""
-        with torch.device("meta"), _WithoutInit():
-            ghost = factory()
+        ghost = on_meta(factory)
         if not isinstance(ghost, nn.Module):
             return ghost  # a zoo model's layer spec: its layers are counted as they are made
         from torch.nn.parameter import is_lazy
@@ -62,6 +61,17 @@ class Budget:
         module = factory()
         self.values = values
         return module
+
+
+def on_meta(factory: Callable[[], Any]) -> Any:
+    """``factory()`` made on the meta device: its tensors have shapes and dtypes but no memory,
+    and no initialisation runs (so no random numbers are drawn).
+
+    >>> on_meta(lambda: nn.Linear(10**5, 10**5)).weight.is_meta
+    True
+    """
+    with torch.device("meta"), _WithoutInit():
+        return factory()
 
 
 # In-place initialisation a module's constructor may run: on meta tensors there are no values to

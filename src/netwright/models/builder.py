@@ -13,11 +13,15 @@ The grammar (full reference: docs/models.md):
   gets the input; outputs are concatenated on dim 1 (or ``"sum"``, ``"stack"``; ``"dim": k``).
 - ``{"heads": {"a": spec, "b": spec}}``: a ``ModuleDict`` returning ``{"a": ..., "b": ...}``.
 - ``{"residual": spec}``: ``x + block(x)``.
+- ``{"module_list": [spec, ...]}``, ``{"module_dict": {"a": spec, ...}}``: torch's own
+  ``nn.ModuleList`` / ``nn.ModuleDict`` (no forward: they hold blocks a class calls).
+- ``{"torchvision": "resnet18", "args": {...}}``: a torchvision classification model from its
+  builder function (``weights=None``: the weights come from a file, never a download).
 - ``{"zoo": "cnn", **args}``: a model from :mod:`netwright.models.zoo`.
 - ``{"class": "pkg.module:ClassName", "args": {...}}``: any ``nn.Module`` class. Importing a module
   runs its code, so :func:`rebuild` (a spec read from a file) imports only from
   :data:`TRUSTED_MODULES` unless the caller passes ``trust_code=True``; the check is made on the
-  string, before anything is imported.
+  string, before anything is imported (:mod:`netwright.models.trust`).
 
 Sizes that follow from the input (``in_features``, ``in_channels``, ``num_features``,
 ``input_size``, ``normalized_shape``) may be left out when ``input_shape`` is given: the builder
@@ -29,15 +33,9 @@ the result, and so never leaves a lazy layer behind.
 from __future__ import annotations
 
 import copy
-import difflib
-import importlib
-import importlib.util
 import inspect
 import json
-import keyword
 import math
-import sys
-from pathlib import Path
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -45,18 +43,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ModelSpecError, NetwrightError, UntrustedCodeError, did_you_mean, short_repr
-from ..util import first_line
+from ..errors import ModelSpecError, NetwrightError, did_you_mean, short_repr
+from ..util import eval_mode, first_line
 from .budget import Budget
 from .layers import (CONTAINERS, LAYERS, Branches, Heads, LayerInfo, Repeat, Residual,
                      accepted_args)
+from .messages import attr_path, fmt_shape, looks_like_arguments, ndim_fix, signature_text
+from .trust import (TORCHVISION_FIXED_ARGS, TRUSTED_MODULES, check_class_target,
+                    import_module_class, torchvision_builder)
 
 __all__ = ["build", "spec_of", "rebuild", "SPEC_ATTR", "TRUSTED_MODULES", "MAX_MODULES",
-           "check_class_target"]
+           "check_class_target", "import_module_class"]
 
-# Packages whose classes a spec from a file may name without trust_code=True: installed code
-# whose import runs nothing a file's author chose.
-TRUSTED_MODULES = ("torch.nn", "torchvision.models", "netwright")
 # A spec is a few hundred bytes; 'repeat' multiplies it. More modules than this is a spec made
 # to exhaust memory or time, not a model.
 MAX_MODULES = 10_000
@@ -209,40 +207,6 @@ def _check_dtype(dtype: Any) -> torch.dtype | None:
     )
 
 
-# --- how shapes and places are written in messages ---------------------------------------------
-
-
-def _fmt(x: Any) -> str:
-    """``(N, 20)`` for a dummy batch: N is the batch dimension the user did not choose."""
-    if isinstance(x, torch.Tensor):
-        dims = ", ".join(["N", *map(str, x.shape[1:])]) if x.ndim else ""
-        dims = f"({dims},)" if x.ndim == 1 else f"({dims})"
-        return dims if x.is_floating_point() else f"{dims} {str(x.dtype).replace('torch.', '')}"
-    if isinstance(x, Mapping):
-        return "{" + ", ".join(f"{k!r}: {_fmt(v)}" for k, v in x.items()) + "}"
-    if isinstance(x, (tuple, list)):
-        return f"a {type(x).__name__} of " + ", ".join(_fmt(v) for v in x)
-    return type(x).__name__
-
-
-def _attr(path: str, name: str) -> str:
-    return f"{path}.{name}" if name.isidentifier() else f"{path}[{name!r}]"
-
-
-def _square(n: int) -> int | None:
-    root = math.isqrt(n)
-    return root if root * root == n else None
-
-
-def _is_plain(value: Any) -> bool:
-    """Could ``value`` be a layer's arguments rather than a block? (For "did you mean" only.)"""
-    if isinstance(value, Mapping):
-        return all(_is_plain(v) and not isinstance(v, Mapping) for v in value.values())
-    if isinstance(value, list):
-        return all(_is_plain(v) and not isinstance(v, Mapping) for v in value)
-    return not (isinstance(value, str) and value in LAYERS)
-
-
 def _check_names(names: Sequence[Any], container: nn.Module, path: str, what: str) -> None:
     for name in names:
         # add_module refuses these with a bare KeyError, far from the spec.
@@ -307,13 +271,16 @@ class _Builder:
                 return self.zoo(spec, x, path)
             if "class" in spec and set(keys) <= {"class", "args"}:
                 return self.klass(spec, x, path)
+            if "torchvision" in spec and set(keys) <= {"torchvision", "args"}:
+                return self.torchvision(spec, x, path)
             if "branches" in spec and set(keys) <= {"branches", "merge", "dim"}:
                 return self.branches(spec, x, path)
-            if len(keys) == 1 and keys[0] in ("repeat", "heads", "residual"):
+            if len(keys) == 1 and keys[0] in ("repeat", "heads", "residual", "module_list",
+                                              "module_dict"):
                 return getattr(self, keys[0])(spec[keys[0]], x, path)
             if len(keys) == 1 and keys[0] in LAYERS:
                 return self.layer(keys[0], spec[keys[0]], x, path)
-            if len(keys) == 1 and _is_plain(spec[keys[0]]) and did_you_mean(keys[0], LAYERS):
+            if len(keys) == 1 and looks_like_arguments(spec[keys[0]]) and did_you_mean(keys[0], LAYERS):
                 raise self.unknown_layer(keys[0], path)
             if not keys:
                 raise ModelSpecError(
@@ -334,11 +301,11 @@ class _Builder:
         modules: OrderedDict[str, nn.Module] = OrderedDict()
         previous, last = None, None
         for key, item in items:
-            where = _attr(path, key) if named else f"{path}[{key}]"
+            where = attr_path(path, key) if named else f"{path}[{key}]"
             if previous is not None and (isinstance(x, Mapping) or isinstance(last, Heads)):
                 raise ModelSpecError(
                     f"{where} follows {previous}, which returns a dict of outputs"
-                    f"{' ' + _fmt(x) if isinstance(x, Mapping) else ''}; a "
+                    f"{' ' + fmt_shape(x) if isinstance(x, Mapping) else ''}; a "
                     f"layer needs one tensor. Fix: make 'heads' the last block, and put layers "
                     f"that belong to one output inside its head."
                 )
@@ -372,7 +339,7 @@ class _Builder:
                     fix = f"make the block end with {x.shape[1]} features/channels (it ends with {out.shape[1]}) and keep the other sizes, or "
                 raise ModelSpecError(
                     f"{path} 'residual' computes x + block(x), so the block must keep the shape; it "
-                    f"maps {_fmt(x)} to {_fmt(out)}. Fix: {fix}take the block out of 'residual'."
+                    f"maps {fmt_shape(x)} to {fmt_shape(out)}. Fix: {fix}take the block out of 'residual'."
                 )
             out = x + out
         return Residual(block), out
@@ -402,7 +369,7 @@ class _Builder:
         try:
             merged = module.merge_outputs(outs)
         except (RuntimeError, TypeError, IndexError) as exc:
-            shapes = ", ".join(f"{name!r}: {_fmt(o)}" for name, o in zip(blocks, outs))
+            shapes = ", ".join(f"{name!r}: {fmt_shape(o)}" for name, o in zip(blocks, outs))
             fix = ("give the branches outputs that differ only in that dimension" if module.merge == "concat"
                    else "give every branch the same output shape")
             raise ModelSpecError(
@@ -419,6 +386,36 @@ class _Builder:
         for name, head_spec in blocks.items():
             modules[name], outs[name] = self.build(head_spec, x, f"{path}[{name!r}]")
         return Heads(modules), (None if x is None else outs)
+
+    def module_list(self, items: Any, x: Any, path: str):
+        if not isinstance(items, list):
+            raise ModelSpecError(f"{path} 'module_list': expected a list of blocks; received "
+                                 f"{short_repr(items)}. Fix: e.g. {{'module_list': [{{'linear': "
+                                 f"{{'in_features': 4, 'out_features': 4}}}}, 'relu']}}.")
+        self.no_forward("module_list", x, path)
+        return nn.ModuleList([self.build(item, None, f"{path}[{i}]")[0]
+                              for i, item in enumerate(items)]), None
+
+    def module_dict(self, blocks: Any, x: Any, path: str):
+        if not isinstance(blocks, Mapping):
+            raise ModelSpecError(f"{path} 'module_dict': expected a mapping of names to blocks; "
+                                 f"received {short_repr(blocks)}. Fix: e.g. "
+                                 f"{{'module_dict': {{'encoder': ['flatten', 'relu']}}}}.")
+        _check_names(list(blocks), nn.ModuleDict(), path, "module_dict")
+        self.no_forward("module_dict", x, path)
+        return nn.ModuleDict({name: self.build(block, None, f"{path}[{name!r}]")[0]
+                              for name, block in blocks.items()}), None
+
+    def no_forward(self, what: str, x: Any, path: str) -> None:
+        """torch's ModuleList and ModuleDict hold modules but cannot be called."""
+        if x is not None:
+            raise ModelSpecError(
+                f"{path} '{what}' holds modules without a forward of its own (torch's "
+                f"nn.{'ModuleList' if what == 'module_list' else 'ModuleDict'} cannot be called), so "
+                f"it cannot take the input {fmt_shape(x)}. Fix: use 'repeat' to apply blocks in "
+                f"turn, 'branches' or 'heads' to give each block the input, or build it without "
+                f"input_shape (then give every size)."
+            )
 
     # things from elsewhere -----------------------------------------------------------------
 
@@ -443,9 +440,31 @@ class _Builder:
             raise ModelSpecError(
                 f"{path} {target!r} cannot be made with args {short_repr(dict(args))}: "
                 f"{first_line(exc, limit=None)}. "
-                f"Fix: use the arguments of {cls.__name__}{_signature(cls)}."
+                f"Fix: use the arguments of {cls.__name__}{signature_text(cls)}."
             ) from None
         return module, self.trace(module, x, path, repr(target))
+
+    def torchvision(self, spec: Mapping[str, Any], x: Any, path: str):
+        name, args = spec["torchvision"], spec.get("args") or {}
+        builder = torchvision_builder(name, path, trust_code=self.trust_code)
+        fixed = [k for k in TORCHVISION_FIXED_ARGS if isinstance(args, Mapping) and k in args]
+        if not isinstance(args, Mapping) or fixed:
+            raise ModelSpecError(
+                f"{path} torchvision {name!r}: 'args' must be a mapping of the model's keyword "
+                f"arguments without {', '.join(TORCHVISION_FIXED_ARGS)} (netwright never downloads "
+                f"weights: they come from the weights file); received {short_repr(args)}."
+            )
+        try:
+            module = self.make(lambda: builder(weights=None, **args), path)
+        except NetwrightError:
+            raise  # the budget's own errors
+        except (TypeError, ValueError) as exc:
+            raise ModelSpecError(
+                f"{path} torchvision {name!r} cannot be made with args {short_repr(dict(args))}: "
+                f"{first_line(exc, limit=None)}. Fix: use the keyword arguments of "
+                f"torchvision.models.{name} (e.g. num_classes)."
+            ) from None
+        return module, self.trace(module, x, path, f"torchvision {name!r}")
 
     # layers --------------------------------------------------------------------------------
 
@@ -464,7 +483,7 @@ class _Builder:
         if isinstance(x, torch.Tensor):
             x = self.check_input(info, kwargs, x, label)
         elif x is not None:
-            raise ModelSpecError(f"{label} needs one tensor as input; it receives {_fmt(x)}.")
+            raise ModelSpecError(f"{label} needs one tensor as input; it receives {fmt_shape(x)}.")
         missing = [a for a in _required(info) if a not in kwargs]
         if missing:
             if missing == [info.infer]:
@@ -524,8 +543,8 @@ class _Builder:
         """Check the incoming dummy batch against the layer and fill in the inferable size."""
         if info.ndim and x.ndim not in info.ndim:
             raise ModelSpecError(
-                f"{label} expects input of shape {info.form}; it receives {_fmt(x)}. "
-                f"Fix: {_ndim_fix(info, x)}."
+                f"{label} expects input of shape {info.form}; it receives {fmt_shape(x)}. "
+                f"Fix: {ndim_fix(info, x)}."
             )
         if info.name == "embedding":
             if x.is_floating_point():
@@ -534,13 +553,13 @@ class _Builder:
                     self.ids_dtype = torch.int64
                     return torch.zeros_like(x, dtype=torch.int64)
                 raise ModelSpecError(
-                    f"{label} expects integer token ids; it receives floats {_fmt(x)}. Fix: put "
+                    f"{label} expects integer token ids; it receives floats {fmt_shape(x)}. Fix: put "
                     f"'embedding' first and feed int64 ids (input_dtype='int64')."
                 )
             return x
         if info.infer and not x.is_floating_point():
             raise ModelSpecError(
-                f"{label} expects floats; it receives integers {_fmt(x)}. Fix: start with "
+                f"{label} expects floats; it receives integers {fmt_shape(x)}. Fix: start with "
                 f"'embedding' for token ids, or pass input_dtype='float32'."
             )
         if info.infer is None:
@@ -552,7 +571,7 @@ class _Builder:
                 sizes = [given] if isinstance(given, int) else list(given)
                 if list(x.shape[x.ndim - len(sizes):]) != sizes or len(sizes) >= x.ndim:
                     raise ModelSpecError(
-                        f"{label} normalizes the trailing sizes {sizes}; it receives {_fmt(x)}. "
+                        f"{label} normalizes the trailing sizes {sizes}; it receives {fmt_shape(x)}. "
                         f"Fix: leave normalized_shape out (it becomes {inferred}) or match the "
                         f"input's last sizes."
                     )
@@ -566,7 +585,7 @@ class _Builder:
         elif given != inferred:
             raise ModelSpecError(
                 f"{label} expects {given} {_WHAT[info.infer]} ({info.infer}={given}); it receives "
-                f"{_fmt(x)}, which has {inferred}. Fix: leave {info.infer} out to infer it, or set "
+                f"{fmt_shape(x)}, which has {inferred}. Fix: leave {info.infer} out to infer it, or set "
                 f"{info.infer}={inferred}."
             )
         return x
@@ -575,23 +594,19 @@ class _Builder:
         """The module's output for the dummy batch ``x``, with every module's mode left as it was."""
         if x is None:
             return None
-        modes = [m.training for m in module.modules()]
-        module.eval()  # BatchNorm must not update its running statistics, Dropout must not draw
         try:
-            with torch.no_grad():
+            # eval: BatchNorm must not update its running statistics, Dropout must not draw
+            with eval_mode(module), torch.no_grad():
                 if isinstance(x, Mapping):
                     return module(**x)
                 return module(x)
         except Exception as exc:  # noqa: BLE001 - any failure here is a spec that cannot chain
             raise ModelSpecError(
-                f"{path} {what} cannot take an input of shape {_fmt(x)}: "
+                f"{path} {what} cannot take an input of shape {fmt_shape(x)}: "
                 f"{first_line(exc, limit=None)}. Fix: "
                 f"check its arguments against the incoming shape (the layers before it produce "
-                f"{_fmt(x)})."
+                f"{fmt_shape(x)})."
             ) from None
-        finally:
-            for m, mode in zip(module.modules(), modes):
-                m.training = mode
 
 
 def _required(info: LayerInfo) -> list[str]:
@@ -599,142 +614,3 @@ def _required(info: LayerInfo) -> list[str]:
         return [a for a in (*info.main[:1], info.infer) if a and info.main]
     return [p.name for p in inspect.signature(info.cls.__init__).parameters.values()
             if p.name != "self" and p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-
-
-def _ndim_fix(info: LayerInfo, x: torch.Tensor) -> str:
-    """The likely fix when a layer gets an input of the wrong rank."""
-    name, feats = info.name, x.shape[1:].numel()
-    if x.ndim > max(info.ndim or (0,)) and name in ("linear",):
-        return f"add 'flatten' before it (it would give (N, {feats}))"
-    if name == "batchnorm1d" and x.ndim == 4:
-        return "use 'batchnorm2d' for (N, C, H, W)"
-    if name == "batchnorm2d" and x.ndim in (2, 3):
-        return "use 'batchnorm1d' for (N, C) or (N, C, L)"
-    if info.ndim == (4,):
-        if x.ndim == 2:
-            side = _square(feats)
-            shape = f"[1, {side}, {side}]" if side else "[C, H, W]"
-            return f"add {{'reshape': {shape}}} before it to read each sample as an image"
-        if x.ndim == 3 and name.endswith("2d"):
-            return f"use {name[:-2] + '1d'!r} for (N, C, L), or add {{'unflatten': [2, [H, W]]}} before it"
-    if info.ndim == (3,):
-        if name in ("rnn", "lstm", "gru"):
-            if x.ndim == 2:
-                return (f"feed sequences (N, T, F), or add {{'reshape': [{feats}, 1]}} before it to "
-                        f"read the {feats} features as {feats} steps of 1 feature")
-            return "add {'flatten': {'start_dim': 2}} before it, giving (N, C, H*W) (C steps)"
-        if x.ndim == 2:
-            return f"add {{'reshape': [1, {feats}]}} before it (one channel of length {feats})"
-        if x.ndim == 4 and name.endswith("1d"):
-            return f"use {name[:-2] + '2d'!r} for (N, C, H, W)"
-    return f"reshape the input to {info.form} before it"
-
-
-def _signature(obj: Any) -> str:
-    try:
-        return str(inspect.signature(obj))
-    except (TypeError, ValueError):
-        return "(...)"
-
-
-def check_class_target(target: Any, path: str = "model", *, trust_code: bool = False) -> tuple[str, str]:
-    """Check ``"pkg.module:ClassName"`` on the string alone, before anything is imported, and
-    return ``(module, qualname)``.
-
-    Never importable: ``__main__``, private or dunder names, anything that is not a dotted name of
-    identifiers. Without ``trust_code``, only modules inside :data:`TRUSTED_MODULES`.
-
-    >>> check_class_target("torch.nn:Linear")
-    ('torch.nn', 'Linear')
-    >>> check_class_target("evil_run.payload:Net")
-    Traceback (most recent call last):
-    netwright.errors.UntrustedCodeError: model 'class': 'evil_run.payload:Net' is outside the packages netwright imports without asking (torch.nn, torchvision.models, netwright); importing it would run the code of module 'evil_run.payload'. Fix: only if you trust where this file came from, load it with trust_code=True (nw.load(path, trust_code=True); --trust-code on the command line).
-    """
-    if not isinstance(target, str) or target.count(":") != 1 or not all(target.split(":")):
-        raise ModelSpecError(
-            f"{path} 'class': expected 'package.module:ClassName'; received {short_repr(target)}. "
-            f"Fix: e.g. {{'class': 'mypkg.models:Net', 'args': {{'hidden': 64}}}}."
-        )
-    module_name, qualname = target.split(":")
-    for part in (*module_name.split("."), *qualname.split(".")):
-        if not part.isidentifier() or keyword.iskeyword(part) or part.startswith("_"):
-            raise UntrustedCodeError(
-                f"{path} 'class': {short_repr(target)} names {short_repr(part)}; netwright never "
-                f"imports __main__, private or dunder names, or anything that is not a dotted "
-                f"name. Fix: name a public nn.Module class in an installed module, e.g. "
-                f"'mypkg.models:Net'."
-            )
-    if not trust_code and not any(module_name == m or module_name.startswith(m + ".")
-                                  for m in TRUSTED_MODULES):
-        raise UntrustedCodeError(
-            f"{path} 'class': {target!r} is outside the packages netwright imports without asking "
-            f"({', '.join(TRUSTED_MODULES)}); importing it would run the code of module "
-            f"{module_name!r}. Fix: only if you trust where this file came from, load it with "
-            f"trust_code=True (nw.load(path, trust_code=True); --trust-code on the command line)."
-        )
-    if not trust_code:
-        _check_not_shadowed(module_name.split(".")[0], target, path)
-    return module_name, qualname
-
-
-def _check_not_shadowed(top: str, target: str, path: str) -> None:
-    """A trusted package not yet imported must come from its installed location: a folder named
-    ``torchvision`` next to a downloaded run (the current folder is on ``sys.path`` in the REPL
-    and notebooks) would otherwise be imported in its place."""
-    if top in sys.modules:
-        return  # already imported: its submodules are found through its own __path__
-    try:
-        found = importlib.util.find_spec(top)
-    except (ImportError, ValueError):
-        return  # importing will fail with the ordinary 'cannot import' message
-    if found is None or not found.origin:
-        return
-    from importlib import metadata
-
-    try:
-        expected = Path(str(metadata.distribution(top).locate_file(f"{top}/__init__.py"))).resolve()
-    except metadata.PackageNotFoundError:
-        expected = None
-    actual = Path(found.origin).resolve()
-    if actual != expected:
-        raise UntrustedCodeError(
-            f"{path} 'class': {target!r} would import {top!r} from {str(actual)!r}, which is not "
-            f"the installed package{' (' + str(expected) + ')' if expected else ''}: a file or "
-            f"folder of that name on sys.path shadows it. Fix: run from another folder, or only "
-            f"if you trust that copy, load with trust_code=True."
-        )
-
-
-def import_module_class(target: Any, path: str = "model", *, trust_code: bool = True) -> type[nn.Module]:
-    """Import ``"pkg.module:ClassName"`` and check that it is an ``nn.Module`` class (after
-    :func:`check_class_target`, which runs first, on the string).
-
-    >>> import_module_class("torch.nn:Linear", trust_code=False)
-    <class 'torch.nn.modules.linear.Linear'>
-    """
-    module_name, qualname = check_class_target(target, path, trust_code=trust_code)
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ModelSpecError(
-            f"{path} 'class': cannot import module {module_name!r} "
-            f"({first_line(exc, limit=None)}). Fix: check "
-            f"the name, and that the module is installed or on PYTHONPATH."
-        ) from None
-    for part in qualname.split("."):
-        parent, obj = obj, getattr(obj, part, None)
-        if obj is None:
-            names = {n.lower(): n for n in dir(parent) if not n.startswith("_")}
-            close = difflib.get_close_matches(part.lower(), list(names), n=1, cutoff=0.6)
-            hint = f" Did you mean {names[close[0]]!r}?" if close else ""
-            raise ModelSpecError(
-                f"{path} 'class': {module_name!r} has no attribute {part!r}.{hint} "
-                f"Fix: give 'module:ClassName' of an nn.Module class."
-            )
-    if not (isinstance(obj, type) and issubclass(obj, nn.Module)):
-        raise ModelSpecError(
-            f"{path} 'class': expected an nn.Module class; {target!r} is "
-            f"{'a class not derived from nn.Module' if isinstance(obj, type) else 'a ' + type(obj).__name__}. "
-            f"Fix: point at a subclass of torch.nn.Module."
-        )
-    return obj

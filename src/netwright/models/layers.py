@@ -25,7 +25,8 @@ __all__ = [
 RNN_OUTPUTS = ("last", "mean", "max", "sequence")
 MERGES = ("concat", "sum", "stack")
 # Spec keywords that are not layers; a layer or a user's block can never be called this.
-CONTAINERS = ("repeat", "branches", "heads", "residual", "zoo", "class")
+CONTAINERS = ("repeat", "branches", "heads", "residual", "module_list", "module_dict", "zoo",
+              "class", "torchvision")
 
 
 # --- modules ------------------------------------------------------------------------------------
