@@ -83,7 +83,20 @@ def _pick(rnn: nn.RNNBase, seq: torch.Tensor, h_n: torch.Tensor) -> torch.Tensor
     return h_n[-d:].transpose(0, 1).reshape(h_n.shape[1], -1)
 
 
-class RNN(nn.RNN):
+class _OneOutput:
+    """What RNN, LSTM and GRU share: ``batch_first=True`` by default, and ``output``, the one
+    tensor their forward returns (see :func:`_pick`)."""
+
+    def __init__(self, *args: Any, output: str = "last", **kwargs: Any):
+        kwargs.setdefault("batch_first", True)
+        super().__init__(*args, **kwargs)
+        self.output = _check_rnn_output(output)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, output={self.output!r}"
+
+
+class RNN(_OneOutput, nn.RNN):
     """``torch.nn.RNN`` with ``batch_first=True`` by default, returning one tensor chosen by
     ``output``: ``"last"`` (final hidden state, ``(N, D*H)``), ``"mean"``/``"max"`` over time,
     or the whole ``"sequence"`` ``(N, T, D*H)``. Its state_dict is torch's.
@@ -92,20 +105,12 @@ class RNN(nn.RNN):
     torch.Size([2, 8])
     """
 
-    def __init__(self, *args: Any, output: str = "last", **kwargs: Any):
-        kwargs.setdefault("batch_first", True)
-        super().__init__(*args, **kwargs)
-        self.output = _check_rnn_output(output)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         seq, h_n = super().forward(x)
         return _pick(self, seq, h_n)
 
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, output={self.output!r}"
 
-
-class LSTM(nn.LSTM):
+class LSTM(_OneOutput, nn.LSTM):
     """``torch.nn.LSTM`` with ``batch_first=True`` by default, returning one tensor chosen by
     ``output`` (see :class:`RNN`). Its state_dict is torch's.
 
@@ -113,20 +118,12 @@ class LSTM(nn.LSTM):
     torch.Size([2, 5, 8])
     """
 
-    def __init__(self, *args: Any, output: str = "last", **kwargs: Any):
-        kwargs.setdefault("batch_first", True)
-        super().__init__(*args, **kwargs)
-        self.output = _check_rnn_output(output)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         seq, (h_n, _) = super().forward(x)
         return _pick(self, seq, h_n)
 
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, output={self.output!r}"
 
-
-class GRU(nn.GRU):
+class GRU(_OneOutput, nn.GRU):
     """``torch.nn.GRU`` with ``batch_first=True`` by default, returning one tensor chosen by
     ``output`` (see :class:`RNN`). Its state_dict is torch's.
 
@@ -134,17 +131,9 @@ class GRU(nn.GRU):
     torch.Size([2, 16])
     """
 
-    def __init__(self, *args: Any, output: str = "last", **kwargs: Any):
-        kwargs.setdefault("batch_first", True)
-        super().__init__(*args, **kwargs)
-        self.output = _check_rnn_output(output)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         seq, h_n = super().forward(x)
         return _pick(self, seq, h_n)
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, output={self.output!r}"
 
 
 class Repeat(nn.ModuleList):
