@@ -35,8 +35,7 @@ import torch
 from torch import nn
 
 from .atomic import atomic_write_text, fsync_dir, read_json
-from .checkpoint import (load_weights, read_safetensors_header as _read_safetensors_header,
-                         save_weights, weights_in_folder as _weights_in_folder)
+from .checkpoint import load_weights, read_safetensors_header, save_weights, weights_in_folder
 from .errors import CheckpointError, ModelSpecError, NetwrightError, describe, short_repr
 from .models.budget import BudgetExceeded, BudgetUnknown
 from .models.builder import rebuild, spec_of
@@ -294,7 +293,7 @@ def load(path: str | os.PathLike, *, mode: str = "strict", device: Any = "cpu",
     description = read_json(meta, what="model.json", error=CheckpointError)
     weights = _current(folder, "weights.safetensors")
     if not weights.is_file():
-        _weights_in_folder(folder)  # raises: names what the folder holds, before anything is built
+        weights_in_folder(folder)  # raises: names what the folder holds, before anything is built
     if model is not None:
         model = _given_model(model, description, meta)
     else:
@@ -339,6 +338,7 @@ def build_within_budget(description: Any, meta: Path, weights: Path, *, trust_co
         held = _values_in(weights)
     except CheckpointError:
         held = None  # the ghost path reports the spec's own errors first, then this file's
+    _check_input_budget(description, meta, (held or 0) + max_extra_values)
     if held is not None:
         try:
             return rebuild_model(description, trust_code=trust_code,
@@ -352,6 +352,21 @@ def build_within_budget(description: Any, meta: Path, weights: Path, *, trust_co
                 raise _not_countable(meta, exc) from None
     return _build_after_ghost(description, meta, weights, trust_code=trust_code,
                               max_extra_values=max_extra_values)
+
+
+def _check_input_budget(description: Any, meta: Path, limit: int) -> None:
+    """The dummy batch that sizes a spec's layers (2 samples of ``input_shape``) is allocated
+    for real: refuse one larger than the budget before it is made."""
+    model = description.get("model") if isinstance(description, dict) else None
+    shape = model.get("input_shape") if isinstance(model, dict) else None
+    if isinstance(shape, list) and all(type(d) is int and d > 0 for d in shape):
+        values = 2 * math.prod(shape)
+        if values > limit:
+            raise CheckpointError(
+                f"model.json {str(meta)!r}: input_shape {short_repr(shape)} makes a sizing batch "
+                f"of {values:,} values, more than the {limit:,} netwright allocates for a model "
+                f"of this weights file. The file is wrong or crafted. Fix: use the model.json "
+                f"saved with these weights.")
 
 
 def _build_after_ghost(description: Any, meta: Path, weights: Path, *, trust_code: bool,
@@ -399,5 +414,14 @@ def _values_in(weights: Path) -> int | None:
     """How many values the safetensors file's header declares (0 when there is no such file)."""
     if not weights.is_file():
         return 0
-    header = _read_safetensors_header(weights)
-    return sum(math.prod(e["shape"]) for k, e in header.items() if k != "__metadata__")
+    header = read_safetensors_header(weights)
+    # A value takes at least half a byte (4-bit types): an entry is credited no more values than
+    # its bytes can hold, whatever its shape says, so a forged shape of 10**12 over 0 bytes
+    # (a dtype the header check cannot size) buys no budget.
+    total = 0
+    for key, entry in header.items():
+        if key == "__metadata__":
+            continue
+        begin, end = entry["data_offsets"]
+        total += min(math.prod(entry["shape"]), 2 * max(0, end - begin))
+    return total

@@ -45,7 +45,7 @@ from torch import nn
 
 from ..errors import ModelSpecError, NetwrightError, did_you_mean, short_repr
 from ..util import eval_mode, first_line
-from .budget import Budget
+from .budget import Budget, BudgetExceeded
 from .layers import (CONTAINERS, LAYERS, Branches, Heads, LayerInfo, Repeat, Residual,
                      accepted_args)
 from .messages import attr_path, fmt_shape, looks_like_arguments, ndim_fix, signature_text
@@ -104,6 +104,10 @@ def build(spec: Any, input_shape: Sequence[int] | None = None, *, input_dtype: A
     spec = _json_copy(spec)
     shape = _check_input_shape(input_shape)
     dtype = _check_dtype(input_dtype)
+    if shape is not None and max_values is not None and _BATCH * math.prod(shape) > max_values:
+        raise BudgetExceeded(f"input_shape {list(shape)}: the batch of {_BATCH} that sizes the "
+                             f"layers would hold {_BATCH * math.prod(shape):,} values, more than "
+                             f"the {max_values:,} allowed.")
     x = None if shape is None else torch.zeros((_BATCH, *shape), dtype=dtype or torch.float32)
     builder = _Builder(x, dtype_given=dtype is not None, trust_code=trust_code, max_values=max_values)
     module, _ = builder.build(spec, x, "model")
