@@ -274,3 +274,83 @@ def test_the_nonfinite_option_is_in_the_yaml_schema_too():
     with pytest.raises(nw.ConfigError, match=r"train.on_nonfinite: expected one of 'raise' or "
                                              r"'skip', received 'ignore'"):
         load_config(base, ["train.on_nonfinite=ignore"])
+
+
+# -- found in review ----------------------------------------------------------------------------
+
+def test_verbose_false_and_numpy_values_are_accepted_numpy_booleans_are_not():
+    o = fit_options(loss="mse", verbose=False, early_stopping=np.int64(3), lr=np.float32(0.5))
+    assert o.verbose == 0 and o.early_stopping.patience == 3 and o.lr == pytest.approx(0.5)
+    with pytest.raises(nw.ConfigError, match=r"epochs: expected an integer, received np\.True_"):
+        fit_options(loss="mse", epochs=np.True_)
+
+
+def test_skip_with_a_custom_step_keeps_the_weights_finite():
+    X, y = _regression(64)
+    X = X.clone()
+    X[3, 0] = float("nan")
+
+    def my_step(ctx, x, t, *, scale=1.0, step=True):
+        loss = ctx.loss_fn(ctx.model(x), t)
+        loss.backward()
+        ctx.optimizer.step()  # the guard refuses NaN gradients here
+        ctx.optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    result = nw.fit(nn.Linear(4, 1), (X, y), loss="mse", step=my_step, epochs=2, batch_size=16,
+                    shuffle=False, on_nonfinite="skip", verbose=0, check=False)
+    assert [r["nonfinite_skipped"] for r in result.history] == [1, 1]
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())
+
+
+def test_skip_inside_an_accumulation_window_still_steps_the_other_batches():
+    X, y = _regression(64)
+    X = X.clone()
+    X[20, 0] = float("nan")  # batch 1 of 4, all in one window of 4
+    model = nn.Linear(4, 1)
+    before = [p.detach().clone() for p in model.parameters()]
+    result = nw.fit(model, (X, y), loss="mse", optimizer="sgd", lr=0.1, epochs=1, batch_size=16,
+                    accumulate=4, shuffle=False, on_nonfinite="skip", verbose=0, check=False)
+    assert result.history[0]["nonfinite_skipped"] == 1
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))  # it stepped
+
+
+def test_lbfgs_puts_the_weights_back_when_a_later_closure_call_is_nan():
+    X = torch.ones(8, 4)
+    y = torch.full((8, 1), 40.0)
+
+    def capped(out, t):  # NaN once the output passes 8: L-BFGS's first move goes there
+        loss = ((out - t) ** 2).mean()
+        return loss if float(out.abs().max()) <= 8 else loss * float("nan")
+
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(nw.NonFiniteLossError):
+        nw.fit(model, (X, y), loss=capped, optimizer={"name": "lbfgs", "lr": 1.0}, epochs=1,
+               batch_size=8, verbose=0, check=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_a_forced_resume_takes_a_new_lr_given_inside_the_optimizer_mapping(tmp_path):
+    X, y = _regression(64)
+    common = dict(loss="mse", epochs=2, batch_size=16, run_dir=tmp_path / "r", verbose=0)
+
+    class Stop(nw.Callback):
+        def on_epoch_start(self, epoch):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        nw.fit(nn.Linear(4, 1), (X, y), optimizer={"name": "sgd", "lr": 0.1}, callbacks=[Stop()],
+               **common)
+    result = nw.fit(nn.Linear(4, 1), (X, y), optimizer={"name": "sgd", "lr": 0.001},
+                    resume=True, force=True, **common)
+    assert [round(r["lr"], 6) for r in result.history] == [0.1, 0.001]
+
+
+def test_numpy_option_values_are_written_to_config_yaml(tmp_path):
+    X, y = _regression(32)
+    nw.fit(nn.Linear(4, 1), (X, y), loss="mse", optimizer={"name": "sgd", "momentum": np.float64(0.9)},
+           epochs=1, run_dir=tmp_path / "r", verbose=0)
+    assert "momentum: 0.9" in (tmp_path / "r" / "config.yaml").read_text()

@@ -8,6 +8,7 @@ typo fails at load time, before any data is read or any file written.
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -113,20 +114,29 @@ class DataConfig(_Strict):
         return v
 
 
+def _is_bool(v: Any) -> bool:
+    return isinstance(v, bool) or type(v).__name__ in ("bool", "bool_")  # NumPy's too
+
+
 def _positive_number(v: Any) -> Any:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+    if _is_bool(v) or not isinstance(v, numbers.Real) or not v > 0:
         raise ValueError("expected a positive number")
-    return v
+    return float(v)
 
 
 def _whole_number(v: Any) -> Any:
     """Integers only: not True/False (which Python counts as 1/0), not 2.5 or "5"; NumPy
     integers (from a grid search) are accepted."""
-    if isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()) or isinstance(v, str):
+    if _is_bool(v) or (isinstance(v, float) and not v.is_integer()) or isinstance(v, str):
         raise ValueError("expected an integer")
     if hasattr(v, "__index__") and not isinstance(v, int):
         return int(v.__index__())
     return v
+
+
+def _verbosity(v: Any) -> Any:
+    """``verbose``: 0, 1 or 2; ``False``/``True`` (a Keras habit) mean 0 and 1."""
+    return int(v) if _is_bool(v) else _whole_number(v)
 
 
 Whole = Annotated[int, BeforeValidator(_whole_number)]
@@ -245,8 +255,9 @@ class FitOptions(TrainConfig):
     resume: StrictBool = Field(False, description="continue the run in run_dir from its newest "
                          "checkpoint")
     force: StrictBool = Field(False, description="resume even though the options changed")
-    verbose: Whole = Field(1, ge=0, description="0: silent, 1: a progress bar on a terminal, "
-                           "2: one line per epoch")
+    verbose: Annotated[int, BeforeValidator(_verbosity)] = Field(
+        1, ge=0, description="0 (or False): silent, 1: a progress bar on a terminal, 2: one line "
+                             "per epoch")
     target: Any = Field(None, description="the target column (DataFrame) or key (dict data)")
     task: Optional[Literal["binary", "multiclass", "multilabel", "regression"]] = Field(
         None, description="what the metrics score (default: inferred from the loss, the output "
@@ -261,8 +272,8 @@ class FitOptions(TrainConfig):
     def _early(cls, v):
         if v is None or (hasattr(v, "on_epoch_end") and not isinstance(v, (Mapping, int))):
             return v  # an EarlyStopping (or compatible) object is used as is
-        if isinstance(v, int) and not isinstance(v, bool):
-            v = {"patience": v}
+        if hasattr(v, "__index__") and not _is_bool(v):
+            v = {"patience": int(v.__index__())}
         return EarlyStoppingConfig.model_validate(v)
 
     @field_validator("step")

@@ -13,7 +13,7 @@ from .callbacks import is_better
 if TYPE_CHECKING:  # pragma: no cover
     from .trainer import Trainer
 
-__all__ = ["BundleSaver", "rescale_lr"]
+__all__ = ["BundleSaver", "rescale_lr", "effective_lr"]
 
 
 class BundleSaver:
@@ -78,7 +78,7 @@ class BundleSaver:
         t.model.load_state_dict(bundle.model_state)
         t.optimizer.load_state_dict(s["optimizer"])
         t.schedule.load_state_dict(s["schedule"])
-        rescale_lr(t, (s.get("config") or {}).get("lr"))
+        rescale_lr(t, effective_lr(s.get("config")))
         if self.scaler is not None and s.get("scaler"):
             self.scaler.load_state_dict(s["scaler"])
         states = s.get("callbacks") or {}
@@ -95,11 +95,22 @@ class BundleSaver:
                 int(s["batch"]), losses, s["epoch_rng"])
 
 
+def effective_lr(config: Any) -> Any:
+    """The learning rate a resolved config trains with: an ``lr`` inside the optimizer mapping
+    wins over the top-level one (as in ``build_optimizer``)."""
+    if not isinstance(config, dict):
+        return None
+    optimizer = config.get("optimizer")
+    if isinstance(optimizer, dict) and isinstance(optimizer.get("lr"), (int, float)):
+        return optimizer["lr"]
+    return config.get("lr")
+
+
 def rescale_lr(trainer: Trainer, saved_lr: Any) -> None:
     """A run resumed with ``force`` and a new ``lr`` (the usual fix after a divergence) goes on
     with the new one: the restored optimizer and schedule would otherwise keep the old. Every
     group's lr and the schedule's base are scaled by new/old, so a schedule keeps its shape."""
-    new = trainer.options.lr
+    new = effective_lr({"lr": trainer.options.lr, "optimizer": trainer.options.optimizer})
     if (not isinstance(saved_lr, (int, float)) or not saved_lr > 0 or new == saved_lr
             or isinstance(trainer.options.optimizer, torch.optim.Optimizer)):
         return

@@ -8,6 +8,7 @@ window, unscale → clip → optimizer step → zero the gradients.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from ..errors import ConfigError, describe
 from ..util import call_model  # re-exported: the Trainer and user steps call it from here
 
 __all__ = ["StepContext", "NonFiniteLoss", "train_step", "closure_step", "eval_step", "call_model", "autocast_for", "PRECISIONS",
-           "make_clipper", "step_output", "batch_stats", "is_finite"]
+           "make_clipper", "step_output", "batch_stats", "is_finite", "finish_window"]
 
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 
@@ -114,18 +115,24 @@ def train_step(ctx: StepContext, x: Any, y: torch.Tensor, *, scale: float = 1.0,
     else:
         scaled.backward()
     if step:
-        if ctx.clip is not None:
-            if ctx.scaler is not None:
-                ctx.scaler.unscale_(ctx.optimizer)  # clip the true gradients, not scaled ones
-            ctx.clip(ctx.params)
-        if ctx.scaler is not None:
-            ctx.scaler.step(ctx.optimizer)  # skips the step if gradients overflowed
-            ctx.scaler.update()
-        else:
-            ctx.optimizer.step()
-        # Zeroing right after the step (to None) frees gradient memory before the next forward.
-        ctx.optimizer.zero_grad(set_to_none=True)
+        finish_window(ctx)
     return loss.detach()
+
+
+def finish_window(ctx: StepContext) -> None:
+    """The end of an accumulation window: unscale (float16) → clip → optimizer step (skipped by
+    the scaler on overflow) → zero the gradients (to None, freeing their memory before the next
+    forward)."""
+    if ctx.clip is not None:
+        if ctx.scaler is not None:
+            ctx.scaler.unscale_(ctx.optimizer)  # clip the true gradients, not scaled ones
+        ctx.clip(ctx.params)
+    if ctx.scaler is not None:
+        ctx.scaler.step(ctx.optimizer)  # skips the step if gradients overflowed
+        ctx.scaler.update()
+    else:
+        ctx.optimizer.step()
+    ctx.optimizer.zero_grad(set_to_none=True)
 
 
 def closure_step(ctx: StepContext, x: Any, y: torch.Tensor, *, scale: float = 1.0,
@@ -145,7 +152,21 @@ def closure_step(ctx: StepContext, x: Any, y: torch.Tensor, *, scale: float = 1.
             ctx.clip(ctx.params)
         return loss
 
-    loss = ctx.optimizer.step(closure)
+    # L-BFGS moves the weights between closure calls: a NaN in a later call must not leave them
+    # (or its history) half-way, so both are put back before the error goes up.
+    saved = None
+    if ctx.check_finite:
+        saved = ([p.detach().clone() for p in ctx.params], copy.deepcopy(ctx.optimizer.state_dict()))
+    try:
+        loss = ctx.optimizer.step(closure)
+    except NonFiniteLoss:
+        if saved is not None:
+            with torch.no_grad():
+                for p, kept in zip(ctx.params, saved[0]):
+                    p.copy_(kept)
+            ctx.optimizer.load_state_dict(saved[1])
+        ctx.optimizer.zero_grad(set_to_none=True)
+        raise
     ctx.optimizer.zero_grad(set_to_none=True)
     return loss.detach()
 

@@ -33,8 +33,8 @@ from .callbacks import BestWeights, CSVLogger, EarlyStopping, EpochPrinter, FitI
 from .devices import resolve_device, seed_everything
 from .inference import evaluate, evaluate_batches, predict
 from .rundir import prepare_run_dir, resume_bundle
-from .step import (NonFiniteLoss, StepContext, autocast_for, batch_stats, closure_step, is_finite,
-                   make_clipper, step_output, train_step)
+from .step import (NonFiniteLoss, StepContext, autocast_for, batch_stats, closure_step, finish_window,
+                   is_finite, make_clipper, step_output, train_step)
 
 __all__ = ["Trainer", "FitResult", "fit", "evaluate", "predict", "resolve_device", "seed_everything"]
 
@@ -188,7 +188,13 @@ class Trainer:
         """The options that decide the result (not where files go or what is printed), as
         plain data for config.yaml; a resume compares them with the interrupted run's."""
         def name(spec):
-            if spec is None or isinstance(spec, (str, int, float, bool, dict, list)):
+            if hasattr(spec, "item") and not hasattr(spec, "__len__"):  # a NumPy scalar
+                spec = spec.item()
+            if isinstance(spec, dict):
+                return {k: name(v) for k, v in spec.items()}
+            if isinstance(spec, list):
+                return [name(v) for v in spec]
+            if spec is None or isinstance(spec, (str, int, float, bool)):
                 return spec
             if isinstance(spec, EarlyStoppingConfig):
                 return spec.model_dump()
@@ -275,6 +281,11 @@ class Trainer:
         ctx = StepContext(model, self.loss_fn, self.optimizer, self.autocast, scaler, self.clip,
                           params, check_finite=device.type == "cpu" or skip_nonfinite)
         step_fn, custom_step = self._step_function()
+        guard = None
+        if custom_step and skip_nonfinite:
+            # A custom step calls backward and the optimizer itself, before fit sees its loss:
+            # the optimizer refuses non-finite gradients instead, so "skip" keeps the weights.
+            guard = self.optimizer.register_step_pre_hook(_refuse_nonfinite_gradients)
         plan = _accumulation_plan(train_batches.sizes(), nb, self.options.accumulate)
 
         prepare_run_dir(self.run_dir, overwrite=self.options.overwrite, resume=self.options.resume,
@@ -353,7 +364,14 @@ class Trainer:
                         if not skip_nonfinite:
                             raise self._nonfinite_error(epoch, i, nb, bad.loss, x, y) from None
                         skipped += 1
-                        self.optimizer.zero_grad(set_to_none=True)  # and any unfinished window
+                        if custom_step:  # its gradients are its own: drop the unfinished window
+                            self.optimizer.zero_grad(set_to_none=True)
+                        elif stepped and plan is not None:
+                            # The built-in step stopped before backward: the window's other
+                            # batches keep their gradients and still get their step.
+                            finish_window(ctx)
+                            if per_batch_schedule:
+                                self.schedule.step_batch()
                         continue
                     losses.append(loss)
                     if stepped and per_batch_schedule:
@@ -362,9 +380,9 @@ class Trainer:
                         cb.on_batch_end(epoch, i, loss)
                     if (stepped and self.options.checkpoint_every and self.run_dir is not None
                             and (i + 1) % self.options.checkpoint_every == 0 and i + 1 < nb):
-                        self._check_finite(epoch, losses, start_batch)
+                        self._check_finite(epoch, losses, nb)
                         saver.save(epoch, i + 1, history, losses, epoch_rng, "completed")
-                self._check_finite(epoch, losses, start_batch)
+                self._check_finite(epoch, losses, nb)
                 start_batch = 0
                 logs: dict[str, Any] = {"epoch": epoch + 1, "train_loss": _mean_loss(
                     losses, sizes if not skipped else None)}
@@ -401,6 +419,8 @@ class Trainer:
             for cb in callbacks:
                 _hook(cb, "on_fit_end", history, model)
         finally:
+            if guard is not None:
+                guard.remove()
             for cb in callbacks:
                 close = getattr(cb, "close", None)
                 if callable(close):
@@ -455,7 +475,7 @@ class Trainer:
             f"{nb}.{batch}{kept} Fix: lower the learning rate (now {lr:g}), add clip_grad=1.0, "
             f"standardize the inputs, or on_nonfinite='skip' to drop such batches and count them.")
 
-    def _check_finite(self, epoch: int, losses: list, start: int) -> None:
+    def _check_finite(self, epoch: int, losses: list, nb: int) -> None:
         """Where the steps did not check each loss (an accelerator, "raise"): one read of the
         epoch's losses before anything is logged or written."""
         if not losses or (self.device.type == "cpu" or self.options.on_nonfinite == "skip"):
@@ -463,9 +483,8 @@ class Trainer:
         stacked = torch.stack(losses)
         finite = torch.isfinite(stacked)
         if not bool(finite.all()):
-            first = int((~finite).nonzero()[0, 0])
-            raise self._nonfinite_error(epoch, start + first, max(len(losses), start + first + 1),
-                                        stacked[first])
+            first = int((~finite).nonzero()[0, 0])  # losses hold the resumed batches too
+            raise self._nonfinite_error(epoch, first, nb, stacked[first])
 
     def _check_weights(self, epochs_done: int, when: str) -> None:
         """Refuse to write weights that are NaN or infinite (a finite loss can still step into
@@ -502,6 +521,15 @@ class Trainer:
         """Raw model outputs for ``data``, on the CPU."""
         return predict(self.model, data, batch_size=self.eval_batch_size, device=self.device,
                        precision=self.options.precision, check=self.options.check)
+
+
+def _refuse_nonfinite_gradients(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+    """An optimizer step pre-hook: a NaN/Inf gradient stops the step before it moves a weight."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
+                optimizer.zero_grad(set_to_none=True)
+                raise NonFiniteLoss(torch.tensor(float("nan")))
 
 
 def _as_list(spec: Any) -> list:
