@@ -354,3 +354,26 @@ def test_numpy_option_values_are_written_to_config_yaml(tmp_path):
     nw.fit(nn.Linear(4, 1), (X, y), loss="mse", optimizer={"name": "sgd", "momentum": np.float64(0.9)},
            epochs=1, run_dir=tmp_path / "r", verbose=0)
     assert "momentum: 0.9" in (tmp_path / "r" / "config.yaml").read_text()
+
+
+def test_a_mid_epoch_resume_keeps_the_skipped_count_and_the_custom_steps_values(tmp_path):
+    class Interrupt(nw.Callback):
+        def on_batch_end(self, epoch, batch, loss):
+            if (epoch, batch) == (0, 4):
+                raise KeyboardInterrupt
+
+    def extra_step(ctx, x, y, *, scale=1.0, step=True):
+        return {"loss": nw.train_step(ctx, x, y, scale=scale, step=step), "marker": x[:, 1].mean()}
+
+    X, y = _regression(64)
+    X = X.clone()
+    X[2, 0] = float("nan")  # batch 0 is skipped
+    common = dict(loss="mse", lr=0.05, epochs=2, batch_size=8, shuffle=False, on_nonfinite="skip",
+                  step=extra_step, checkpoint_every=2, verbose=0, check=False)
+    ref = nw.fit(nn.Linear(4, 1), (X, y), run_dir=tmp_path / "ref", **common)
+    with pytest.raises(KeyboardInterrupt):
+        nw.fit(nn.Linear(4, 1), (X, y), run_dir=tmp_path / "cut", callbacks=[Interrupt()], **common)
+    res = nw.fit(nn.Linear(4, 1), (X, y), run_dir=tmp_path / "cut", resume=True, **common)
+    assert [r["nonfinite_skipped"] for r in res.history] == [1, 1]
+    assert [r["train_marker"] for r in res.history] == [r["train_marker"] for r in ref.history]
+    assert (tmp_path / "cut" / "metrics.csv").read_text() == (tmp_path / "ref" / "metrics.csv").read_text()

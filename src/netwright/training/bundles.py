@@ -31,6 +31,7 @@ class BundleSaver:
         self.monitor, self.mode = monitor, mode
         self.best: float | None = None
         self.epoch_lr: float | None = None
+        self.partial_skipped, self.partial_extras = 0, {}
 
     def _keyed_callbacks(self) -> dict:
         """Callbacks with state, keyed ``Name#k`` (the k-th of that class): a callback added or
@@ -47,7 +48,8 @@ class BundleSaver:
         return {key: cb.state_dict() for key, cb in self._keyed_callbacks().items()}
 
     def save(self, epoch: int, batch: int, history: list, losses: list, epoch_rng: Any,
-             stop_reason: str, logs: dict | None = None) -> None:
+             stop_reason: str, logs: dict | None = None, skipped: int = 0,
+             extras: dict | None = None) -> None:
         from ..resume import rng_state, rotate_into
 
         t = self.t
@@ -59,6 +61,9 @@ class BundleSaver:
             "epoch_rng": epoch_rng if epoch_rng is not None else self.generator.get_state(),
             "losses": torch.stack(losses).cpu() if losses else None, "epoch_lr": self.epoch_lr,
             "best": self.best, "monitor": self.monitor, "config": self.config,
+            # the unfinished epoch's skipped batches and a custom step's logged values
+            "skipped": skipped,
+            "extras": {k: torch.stack(v).cpu() for k, v in extras.items() if v} if extras else None,
         }
         ckpt = t.run_dir / "checkpoints"
         t._check_weights(len(history), f"at epoch {epoch + (1 if batch else 0)}, batch {batch}"
@@ -88,6 +93,8 @@ class BundleSaver:
         set_rng_state(s["rng"])
         self.generator.set_state(s["epoch_rng"])
         self.best, self.epoch_lr = s.get("best"), s.get("epoch_lr")
+        self.partial_skipped = int(s.get("skipped") or 0)
+        self.partial_extras = {k: list(v) for k, v in (s.get("extras") or {}).items()}
         losses = list(s["losses"].to(t.device)) if s.get("losses") is not None else []
         # state.json stores its keys sorted: give each row back the order the epochs logged it.
         history = [{**{k: row[k] for k in self.log_keys if k in row}, **row} for row in s["history"]]

@@ -347,8 +347,9 @@ class Trainer:
                 lr_now = self.optimizer.param_groups[0]["lr"] if not start_batch else saver.epoch_lr
                 saver.epoch_lr = lr_now
                 losses = list(partial)
-                skipped = 0
-                extras: dict[str, list] = {}
+                skipped = saver.partial_skipped if start_batch else 0
+                extras: dict[str, list] = ({k: list(v) for k, v in saver.partial_extras.items()}
+                                           if start_batch else {})
                 for i, (x, y) in enumerate(train_batches):
                     if i < start_batch:
                         continue  # done before the interruption
@@ -381,7 +382,8 @@ class Trainer:
                     if (stepped and self.options.checkpoint_every and self.run_dir is not None
                             and (i + 1) % self.options.checkpoint_every == 0 and i + 1 < nb):
                         self._check_finite(epoch, losses, nb)
-                        saver.save(epoch, i + 1, history, losses, epoch_rng, "completed")
+                        saver.save(epoch, i + 1, history, losses, epoch_rng, "completed",
+                                   skipped=skipped, extras=extras)
                 self._check_finite(epoch, losses, nb)
                 start_batch = 0
                 logs: dict[str, Any] = {"epoch": epoch + 1, "train_loss": _mean_loss(
