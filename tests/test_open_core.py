@@ -377,3 +377,18 @@ def test_a_mid_epoch_resume_keeps_the_skipped_count_and_the_custom_steps_values(
     assert [r["nonfinite_skipped"] for r in res.history] == [1, 1]
     assert [r["train_marker"] for r in res.history] == [r["train_marker"] for r in ref.history]
     assert (tmp_path / "cut" / "metrics.csv").read_text() == (tmp_path / "ref" / "metrics.csv").read_text()
+
+
+def test_a_skipped_batch_adds_nothing_to_the_custom_steps_logged_values():
+    X, y = _regression(64)
+    X = X.clone()
+    X[3, 0] = float("nan")
+
+    def step(ctx, x, t, *, scale=1.0, step=True):
+        loss = nw.train_step(ctx, x, t, scale=scale, step=step)
+        return {"loss": loss, "mean_input": x.mean()}
+
+    result = nw.fit(nn.Linear(4, 1), (X, y), loss="mse", step=step, epochs=1, batch_size=16,
+                    shuffle=False, on_nonfinite="skip", verbose=0, check=False)
+    assert result.history[0]["nonfinite_skipped"] == 1
+    assert result.history[0]["train_mean_input"] == pytest.approx(float(X[16:].mean()), rel=1e-5)

@@ -94,7 +94,7 @@ class BundleSaver:
         self.generator.set_state(s["epoch_rng"])
         self.best, self.epoch_lr = s.get("best"), s.get("epoch_lr")
         self.partial_skipped = int(s.get("skipped") or 0)
-        self.partial_extras = {k: list(v) for k, v in (s.get("extras") or {}).items()}
+        self.partial_extras = {k: list(v.to(t.device)) for k, v in (s.get("extras") or {}).items()}
         losses = list(s["losses"].to(t.device)) if s.get("losses") is not None else []
         # state.json stores its keys sorted: give each row back the order the epochs logged it.
         history = [{**{k: row[k] for k in self.log_keys if k in row}, **row} for row in s["history"]]

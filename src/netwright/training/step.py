@@ -182,22 +182,23 @@ def eval_step(model: nn.Module, x: Any, y: torch.Tensor | None, loss_fn: Callabl
     return out, loss
 
 
-def step_output(out: Any, extras: dict[str, list], epoch: int, index: int) -> torch.Tensor:
-    """A custom step's result: the loss tensor, or ``{"loss": ..., **values_to_log}``; the loss
-    comes back detached and the other values are kept for the epoch's means."""
+def step_output(out: Any, epoch: int, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """A custom step's result, the loss tensor or ``{"loss": ..., **values_to_log}``, as the
+    detached loss and the other values (each a one-value tensor on its device, for the epoch's
+    means; kept only once the loss is known to be finite)."""
+    values: dict[str, torch.Tensor] = {}
     if isinstance(out, Mapping):
         if "loss" not in out:
             raise ConfigError(f"step: returned a dict without 'loss' (keys {sorted(out)}) at epoch "
                               f"{epoch + 1}, step {index + 1}. Fix: return {{'loss': loss, ...}}.")
-        for key, value in out.items():
-            if key != "loss":
-                extras.setdefault(key, []).append(torch.as_tensor(value).detach().float().mean().cpu())
+        values = {key: torch.as_tensor(value).detach().float().mean()
+                  for key, value in out.items() if key != "loss"}
         out = out["loss"]
     if not isinstance(out, torch.Tensor) or out.numel() != 1:
         raise ConfigError(f"step: expected the batch's loss as a one-value tensor (or a dict with "
                           f"'loss'), received {describe(out)} at epoch {epoch + 1}, step "
                           f"{index + 1}. Fix: return loss.detach() from your step.")
-    return out.detach().reshape(())
+    return out.detach().reshape(()), values
 
 
 def batch_stats(t: Any) -> str:

@@ -358,9 +358,11 @@ class Trainer:
                         loss = step_fn(ctx, x, y) if plan is None else step_fn(
                             ctx, x, y, scale=scale, step=stepped)
                         if custom_step:
-                            loss = step_output(loss, extras, epoch, i)
+                            loss, values = step_output(loss, epoch, i)
                             if ctx.check_finite and not is_finite(loss):
                                 raise NonFiniteLoss(loss)
+                            for key, value in values.items():
+                                extras.setdefault(key, []).append(value)
                     except NonFiniteLoss as bad:
                         if not skip_nonfinite:
                             raise self._nonfinite_error(epoch, i, nb, bad.loss, x, y) from None
