@@ -272,3 +272,15 @@ def test_a_module_list_cannot_take_an_input():
     model = nw.build({"module_list": [{"class": "torch.nn:Linear", "args": {"in_features": 2,
                                                                            "out_features": 3}}]})
     assert type(model) is nn.ModuleList and model[0].out_features == 3
+
+
+def test_a_model_without_parameters_round_trips(tmp_path):
+    import netwright as nw
+    import torch
+    from torch import nn
+
+    model = nn.Sequential(nn.MaxPool2d(2), nn.Flatten())
+    nw.save(model, tmp_path / "m")
+    loaded = nw.load(tmp_path / "m")
+    x = torch.randn(2, 1, 4, 4)
+    assert torch.equal(loaded(x), model(x))

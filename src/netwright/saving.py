@@ -307,7 +307,9 @@ def load(path: str | os.PathLike, *, mode: str = "strict", device: Any = "cpu",
             )
         model = build_within_budget(description, meta, weights, trust_code=trust_code,
                                     max_extra_values=max_extra_values)
-    load_weights(model, weights if weights.parent != folder else folder, mode=mode)
+    if model.state_dict() or _tensors_in(weights):
+        load_weights(model, weights if weights.parent != folder else folder, mode=mode)
+    # else: a model without parameters or buffers (pooling, reshaping) saved an empty file
     model.eval()
     return model.to(device) if device is not None else model
 
@@ -408,6 +410,13 @@ def _not_countable(meta: Path, exc: Exception) -> CheckpointError:
         f"constructor computes with values (as torchvision's regnet models do). Fix: only if you "
         f"trust this folder, load it with trust_code=True, which builds it without that count."
     )
+
+
+def _tensors_in(weights: Path) -> int:
+    """How many tensors the safetensors file's header lists (0 for an empty save)."""
+    if not weights.is_file():
+        return 0
+    return sum(1 for key in read_safetensors_header(weights) if key != "__metadata__")
 
 
 def _values_in(weights: Path) -> int | None:
