@@ -11,7 +11,7 @@ SRC = ROOT / "src" / "netwright"
 
 # Lowest first (docs/architecture.md). A module may import from its own layer and below.
 LAYERS = {
-    "util": 0, "errors": 0, "atomic": 0,
+    "util": 0, "errors": 0, "atomic": 0, "yamlfiles": 0,
     "config": 1,
     "models": 2, "data": 2, "losses": 2, "optim": 2, "metrics": 2,
     "diagnosis": 3,

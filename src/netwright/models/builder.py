@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import json
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -45,6 +44,7 @@ from torch import nn
 
 from ..errors import ModelSpecError, NetwrightError, did_you_mean, short_repr
 from ..util import eval_mode, first_line
+from .arguments import check_dtype, check_input_shape, check_names, json_copy
 from .budget import Budget, BudgetExceeded
 from .layers import (CONTAINERS, LAYERS, Branches, Heads, LayerInfo, Repeat, Residual,
                      accepted_args)
@@ -64,7 +64,6 @@ MAX_DEPTH = 100  # levels of nesting in a spec
 # "input_dtype"}, everything needed to rebuild it (and what a run stores in model.json).
 SPEC_ATTR = "netwright_spec"
 
-_MAX_SAMPLE = 2**31  # values in one sample: far beyond any real input, and below int64 overflow
 _BATCH = 2  # the dummy batch: >1 so that a layer squeezing the batch dimension shows up
 _WHAT = {
     "in_features": "input features",
@@ -101,9 +100,9 @@ def build(spec: Any, input_shape: Sequence[int] | None = None, *, input_dtype: A
     >>> model(torch.zeros(4, 20)).shape
     torch.Size([4, 3])
     """
-    spec = _json_copy(spec)
-    shape = _check_input_shape(input_shape)
-    dtype = _check_dtype(input_dtype)
+    spec = json_copy(spec)
+    shape = check_input_shape(input_shape)
+    dtype = check_dtype(input_dtype)
     if shape is not None and max_values is not None and _BATCH * math.prod(shape) > max_values:
         raise BudgetExceeded(f"input_shape {list(shape)}: the batch of {_BATCH} that sizes the "
                              f"layers would hold {_BATCH * math.prod(shape):,} values, more than "
@@ -161,66 +160,6 @@ def remember(module: nn.Module, spec: Any, shape: Sequence[int] | None, dtype: t
         object.__setattr__(module, SPEC_ATTR, desc)
     except (AttributeError, TypeError):  # pragma: no cover - a module class with __slots__
         pass
-
-
-# --- checks on the arguments of build() ---------------------------------------------------------
-
-
-def _json_copy(spec: Any) -> Any:
-    # A spec is stored in model.json, so it must survive JSON; the copy also means the model never
-    # shares mutable state with the caller's dict, and tuples become lists (built the same way).
-    try:
-        return json.loads(json.dumps(spec, allow_nan=False))
-    except (TypeError, ValueError) as exc:
-        raise ModelSpecError(
-            f"model spec: expected JSON-serialisable values (names, numbers, lists, mappings) so "
-            f"that the model can be rebuilt from model.json; received a spec with {exc}. Fix: "
-            f"describe layers by name, and wrap custom modules as "
-            f"{{'class': 'pkg.module:ClassName', 'args': {{...}}}}."
-        ) from None
-
-
-def _check_input_shape(input_shape: Any) -> tuple[int, ...] | None:
-    if input_shape is None:
-        return None
-    if isinstance(input_shape, int) and not isinstance(input_shape, bool):
-        input_shape = (input_shape,)
-    if isinstance(input_shape, torch.Size):
-        input_shape = tuple(input_shape)
-    if (not isinstance(input_shape, (list, tuple)) or not input_shape or len(input_shape) > 16
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in input_shape)
-            or math.prod(input_shape) > _MAX_SAMPLE):
-        raise ModelSpecError(
-            f"input_shape: expected the shape of one sample, without the batch dimension, as "
-            f"positive sizes (at most 16 of them, {_MAX_SAMPLE:,} values in all), e.g. (20,) or "
-            f"(1, 28, 28); received {short_repr(input_shape)}."
-        )
-    return tuple(int(s) for s in input_shape)
-
-
-def _check_dtype(dtype: Any) -> torch.dtype | None:
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    name = str(dtype).replace("torch.", "")
-    value = getattr(torch, name, None)
-    if isinstance(value, torch.dtype):
-        return value
-    raise ModelSpecError(
-        f"input_dtype: expected a torch dtype or its name ('float32', 'int64', ...); received "
-        f"{dtype!r}."
-    )
-
-
-def _check_names(names: Sequence[Any], container: nn.Module, path: str, what: str) -> None:
-    for name in names:
-        # add_module refuses these with a bare KeyError, far from the spec.
-        if not isinstance(name, str) or not name or "." in name or (
-                hasattr(container, name) and name not in container._modules):
-            raise ModelSpecError(
-                f"{path}: {what} names must be non-empty strings without '.' that are not "
-                f"attributes of torch's {type(container).__name__}; received {short_repr(name)}. Fix: "
-                f"rename it, e.g. {str(name).replace('.', '_') + '_' if name else 'block'!r}."
-            )
 
 
 # --- the builder --------------------------------------------------------------------------------
@@ -301,7 +240,7 @@ class _Builder:
 
     def sequential(self, items: list[tuple[Any, Any]], x: Any, path: str, *, named: bool):
         if named:
-            _check_names([name for name, _ in items], nn.Sequential(), path, "layer")
+            check_names([name for name, _ in items], nn.Sequential(), path, "layer")
         modules: OrderedDict[str, nn.Module] = OrderedDict()
         previous, last = None, None
         for key, item in items:
@@ -354,7 +293,7 @@ class _Builder:
                 f"{path} '{what}': expected a non-empty mapping of names to blocks; received "
                 f"{short_repr(blocks)}. Fix: e.g. {example}."
             )
-        _check_names(list(blocks), nn.ModuleDict(), path, what)
+        check_names(list(blocks), nn.ModuleDict(), path, what)
 
     def branches(self, spec: Mapping[str, Any], x: Any, path: str):
         blocks = spec["branches"]
@@ -405,7 +344,7 @@ class _Builder:
             raise ModelSpecError(f"{path} 'module_dict': expected a mapping of names to blocks; "
                                  f"received {short_repr(blocks)}. Fix: e.g. "
                                  f"{{'module_dict': {{'encoder': ['flatten', 'relu']}}}}.")
-        _check_names(list(blocks), nn.ModuleDict(), path, "module_dict")
+        check_names(list(blocks), nn.ModuleDict(), path, "module_dict")
         self.no_forward("module_dict", x, path)
         return nn.ModuleDict({name: self.build(block, None, f"{path}[{name!r}]")[0]
                               for name, block in blocks.items()}), None

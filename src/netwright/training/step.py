@@ -21,7 +21,7 @@ from ..errors import ConfigError, describe
 from ..util import call_model  # re-exported: the Trainer and user steps call it from here
 
 __all__ = ["StepContext", "NonFiniteLoss", "train_step", "closure_step", "eval_step", "call_model", "autocast_for", "PRECISIONS",
-           "make_clipper", "step_output", "batch_stats", "is_finite", "finish_window"]
+           "make_clipper", "step_output", "batch_stats", "is_finite", "finish_window", "accumulation_plan", "mean_loss"]
 
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 
@@ -221,3 +221,27 @@ def batch_stats(t: Any) -> str:
         return f"shape {shape}, all non-finite (NaN {nan}, Inf {inf})"
     return (f"shape {shape}, mean {float(finite.mean()):.4g}, std {float(finite.std()) if finite.numel() > 1 else 0.0:.4g}, "
             f"min {float(finite.min()):.4g}, max {float(finite.max()):.4g}, NaN {nan}, Inf {inf}")
+
+
+def accumulation_plan(sizes: list[int] | None, nb: int, accumulate: int) -> list[tuple[float, bool]] | None:
+    """Per batch: (its share of its accumulation window, whether the window ends there)."""
+    if accumulate == 1:
+        return None
+    if sizes is None:
+        sizes = [1] * nb  # unknown sizes: assume equal batches
+    plan = []
+    for start in range(0, len(sizes), accumulate):
+        window = sizes[start:start + accumulate]
+        total = sum(window)
+        plan += [(s / total, j == len(window) - 1) for j, s in enumerate(window)]
+    return plan
+
+
+def mean_loss(losses: list[torch.Tensor], sizes: list[int] | None) -> float:
+    if not losses:
+        return float("nan")
+    stacked = torch.stack(losses).float()
+    if sizes is not None and len(sizes) == len(losses):
+        w = torch.tensor(sizes, dtype=stacked.dtype, device=stacked.device)
+        return float((stacked * w).sum() / w.sum())
+    return float(stacked.mean())

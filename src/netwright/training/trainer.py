@@ -33,8 +33,9 @@ from .callbacks import BestWeights, CSVLogger, EarlyStopping, EpochPrinter, FitI
 from .devices import resolve_device, seed_everything
 from .inference import evaluate, evaluate_batches, predict
 from .rundir import prepare_run_dir, resume_bundle
-from .step import (NonFiniteLoss, StepContext, autocast_for, batch_stats, closure_step, finish_window,
-                   is_finite, make_clipper, step_output, train_step)
+from .step import (NonFiniteLoss, StepContext, accumulation_plan, autocast_for, batch_stats,
+                   closure_step, finish_window, is_finite, make_clipper, mean_loss, step_output,
+                   train_step)
 
 __all__ = ["Trainer", "FitResult", "fit", "evaluate", "predict", "resolve_device", "seed_everything"]
 
@@ -286,7 +287,7 @@ class Trainer:
             # A custom step calls backward and the optimizer itself, before fit sees its loss:
             # the optimizer refuses non-finite gradients instead, so "skip" keeps the weights.
             guard = self.optimizer.register_step_pre_hook(_refuse_nonfinite_gradients)
-        plan = _accumulation_plan(train_batches.sizes(), nb, self.options.accumulate)
+        plan = accumulation_plan(train_batches.sizes(), nb, self.options.accumulate)
 
         prepare_run_dir(self.run_dir, overwrite=self.options.overwrite, resume=self.options.resume,
                         run_files=self.options.run_files or {})
@@ -388,7 +389,7 @@ class Trainer:
                                    skipped=skipped, extras=extras)
                 self._check_finite(epoch, losses, nb)
                 start_batch = 0
-                logs: dict[str, Any] = {"epoch": epoch + 1, "train_loss": _mean_loss(
+                logs: dict[str, Any] = {"epoch": epoch + 1, "train_loss": mean_loss(
                     losses, sizes if not skipped else None)}
                 if skip_nonfinite and not losses:
                     raise NonFiniteLossError(
@@ -550,30 +551,6 @@ def _notice(callbacks: list, message: str) -> None:
 def _hook(cb: Any, name: str, *args: Any) -> Any:
     fn = getattr(cb, name, None)
     return fn(*args) if callable(fn) else None
-
-
-def _accumulation_plan(sizes: list[int] | None, nb: int, accumulate: int) -> list[tuple[float, bool]] | None:
-    """Per batch: (its share of its accumulation window, whether the window ends there)."""
-    if accumulate == 1:
-        return None
-    if sizes is None:
-        sizes = [1] * nb  # unknown sizes: assume equal batches
-    plan = []
-    for start in range(0, len(sizes), accumulate):
-        window = sizes[start:start + accumulate]
-        total = sum(window)
-        plan += [(s / total, j == len(window) - 1) for j, s in enumerate(window)]
-    return plan
-
-
-def _mean_loss(losses: list[torch.Tensor], sizes: list[int] | None) -> float:
-    if not losses:
-        return float("nan")
-    stacked = torch.stack(losses).float()
-    if sizes is not None and len(sizes) == len(losses):
-        w = torch.tensor(sizes, dtype=stacked.dtype, device=stacked.device)
-        return float((stacked * w).sum() / w.sum())
-    return float(stacked.mean())
 
 
 def fit(model: nn.Module, train: Any, *, val: Any = None, **options: Any) -> FitResult:
