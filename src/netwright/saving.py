@@ -340,7 +340,6 @@ def build_within_budget(description: Any, meta: Path, weights: Path, *, trust_co
         held = _values_in(weights)
     except CheckpointError:
         held = None  # the ghost path reports the spec's own errors first, then this file's
-    _check_input_budget(description, meta, (held or 0) + max_extra_values)
     if held is not None:
         try:
             return rebuild_model(description, trust_code=trust_code,
@@ -356,28 +355,16 @@ def build_within_budget(description: Any, meta: Path, weights: Path, *, trust_co
                               max_extra_values=max_extra_values)
 
 
-def _check_input_budget(description: Any, meta: Path, limit: int) -> None:
-    """The dummy batch that sizes a spec's layers (2 samples of ``input_shape``) is allocated
-    for real: refuse one larger than the budget before it is made."""
-    model = description.get("model") if isinstance(description, dict) else None
-    shape = model.get("input_shape") if isinstance(model, dict) else None
-    if isinstance(shape, list) and all(type(d) is int and d > 0 for d in shape):
-        values = 2 * math.prod(shape)
-        if values > limit:
-            raise CheckpointError(
-                f"model.json {str(meta)!r}: input_shape {short_repr(shape)} makes a sizing batch "
-                f"of {values:,} values, more than the {limit:,} netwright allocates for a model "
-                f"of this weights file. The file is wrong or crafted. Fix: use the model.json "
-                f"saved with these weights.")
-
-
 def _build_after_ghost(description: Any, meta: Path, weights: Path, *, trust_code: bool,
                        max_extra_values: int) -> nn.Module:
     """The model built on the meta device first (a ghost, no memory), its size checked against
-    the weights file's header, then built for real."""
+    the weights file's header, then built for real (from the sizes the ghost inferred, so with
+    no forward pass; a lazy layer still needs one, which the ghost's peak activation bounds)."""
+    model = description["model"]
     try:
-        with torch.device("meta"):
-            ghost = rebuild_model(description, trust_code=trust_code)
+        with torch.device("meta"):  # without saved sizes: the ghost infers them on meta
+            ghost = rebuild_model({**description, "model": {**model, "sizes": None}},
+                                  trust_code=trust_code)
     except NetwrightError as exc:
         raise type(exc)(f"model.json {str(meta)!r}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - a trusted class whose constructor fails on meta
@@ -395,11 +382,48 @@ def _build_after_ghost(description: Any, meta: Path, weights: Path, *, trust_cod
                 f"crafted. Fix: use the model.json saved with these weights, or pass "
                 f"max_extra_values= if the model really is mostly new."
             )
-        del ghost
+        inner = ghost.net if isinstance(ghost, Scaled) else ghost
+        peak = _peak_activation_on_meta(inner, model.get("input_shape"), model.get("input_dtype"))
+        if peak > (held or 0) + max_extra_values:
+            raise CheckpointError(
+                f"model.json {str(meta)!r}: one layer of the model it describes outputs {peak:,} "
+                f"values for a batch of 2 of input_shape {short_repr(model.get('input_shape'))}, "
+                f"more than the {(held or 0) + max_extra_values:,} netwright allocates for a "
+                f"model of this weights file. The file is wrong or crafted. Fix: use the "
+                f"model.json saved with these weights.")
+        found = spec_of(inner)
+        if found is not None:  # the real build takes the ghost's sizes: no forward pass
+            description = {**description, "model": {**model, "sizes": found["sizes"]}}
+        del ghost, inner
     try:
         return rebuild_model(description, trust_code=trust_code)
     except NetwrightError as exc:
         raise type(exc)(f"model.json {str(meta)!r}: {exc}") from None
+
+
+def _peak_activation_on_meta(model: nn.Module, shape: Any, dtype: Any) -> int:
+    """The most values any module of ``model`` (on meta) outputs for a batch of 2 samples of
+    ``shape``: what a forward pass to size a lazy layer would allocate at once, at the least."""
+    if not (isinstance(shape, list) and shape):
+        return 0
+    peak = 0
+
+    def measure(module: nn.Module, args: Any, out: Any) -> None:
+        nonlocal peak
+        tensors = out.values() if isinstance(out, dict) else out if isinstance(out, (list, tuple)) else [out]
+        peak = max(peak, sum(t.numel() for t in tensors if isinstance(t, torch.Tensor)))
+
+    dtype = getattr(torch, dtype) if isinstance(dtype, str) and hasattr(torch, dtype) else torch.float32
+    handles = [m.register_forward_hook(measure) for m in model.modules()]
+    try:
+        with torch.no_grad():
+            model(torch.zeros((2, *shape), dtype=dtype, device="meta"))
+    except Exception:  # noqa: BLE001 - the builder's own pass on meta succeeded; nothing to bound
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    return peak
 
 
 def _not_countable(meta: Path, exc: Exception) -> CheckpointError:

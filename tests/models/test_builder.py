@@ -264,7 +264,12 @@ def test_mixed_spec_trains_and_round_trips_through_json():
     assert torch.equal(a["label"], b["label"]) and torch.equal(a["value"], b["value"])
     assert str(again) == str(model)
 
-    assert spec_of(model) == {"spec": MIXED, "input_shape": [20], "input_dtype": None}
+    desc = spec_of(model)
+    assert {k: desc[k] for k in ("spec", "input_shape", "input_dtype")} == {
+        "spec": MIXED, "input_shape": [20], "input_dtype": None}
+    # every inferred size, by the path of its layer (each repetition of a block has its own)
+    assert desc["sizes"]["layers"]["model.blocks[0].block[0]"] == {"in_features": 32}
+    assert desc["sizes"]["layers"]["model.blocks[1].block[1]"] == {"normalized_shape": 32}
     third = rebuild(json.loads(json.dumps(spec_of(model))))
     third.load_state_dict(model.state_dict())
     assert torch.equal(third.eval()(x)["label"], a["label"])

@@ -3,6 +3,7 @@ input shape, the input dtype and the names of a container's children."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -13,7 +14,8 @@ from torch import nn
 
 from ..errors import ModelSpecError, short_repr
 
-__all__ = ["json_copy", "check_input_shape", "check_dtype", "check_names", "MAX_SAMPLE"]
+__all__ = ["json_copy", "check_input_shape", "check_dtype", "check_names", "check_sizes",
+           "sizes_digest", "MAX_SAMPLE"]
 
 MAX_SAMPLE = 2**31  # values in one sample: far beyond any real input, and below int64 overflow
 
@@ -48,6 +50,41 @@ def check_input_shape(input_shape: Any) -> tuple[int, ...] | None:
             f"(1, 28, 28); received {short_repr(input_shape)}."
         )
     return tuple(int(s) for s in input_shape)
+
+
+def sizes_digest(spec: Any, shape: Sequence[int] | None) -> str:
+    """What recorded sizes belong to: a spec and an input shape (a hand-edited spec in model.json
+    makes the sizes saved with it stale, and a build then infers them again)."""
+    text = json.dumps([spec, None if shape is None else list(shape)], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def check_sizes(sizes: Any) -> dict[str, Any] | None:
+    """The sizes a build inferred, as model.json stores them: ``{"of": digest, "layers": {path:
+    {argument: size}}}`` (a size is a positive int, or a list of them for ``normalized_shape``
+    and a zoo model's ``input_shape``). They may come from someone else's file, so their form is
+    checked here; the modules they make are counted by the load budget like any other."""
+    if sizes is None:
+        return None
+
+    def size(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_SAMPLE
+
+    layers = sizes.get("layers") if isinstance(sizes, dict) else None
+    if (isinstance(sizes, dict) and set(sizes) == {"of", "layers"} and isinstance(sizes["of"], str)
+            and isinstance(layers, dict) and all(
+                isinstance(path, str) and isinstance(entry, dict) and all(
+                    isinstance(arg, str) and (size(v) or (isinstance(v, list) and 0 < len(v) <= 16
+                                                          and all(size(d) for d in v)))
+                    for arg, v in entry.items())
+                for path, entry in layers.items())):
+        return sizes
+    raise ModelSpecError(
+        f"sizes: expected {{'of': digest, 'layers': {{layer path: {{argument: positive size or "
+        f"list of sizes}}}}}} as the builder records them (e.g. {{'of': '...', 'layers': "
+        f"{{'model.fc': {{'in_features': 20}}}}}}); received {short_repr(sizes)}. Fix: save the "
+        f"model again with nw.save."
+    )
 
 
 def check_dtype(dtype: Any) -> torch.dtype | None:

@@ -27,14 +27,15 @@ Sizes that follow from the input (``in_features``, ``in_channels``, ``num_featur
 ``input_size``, ``normalized_shape``) may be left out when ``input_shape`` is given: the builder
 runs a zero batch through each layer as soon as it is made (in eval mode, without gradients, so
 no running statistics move and no random numbers are drawn), reads the next layer's sizes off
-the result, and so never leaves a lazy layer behind.
+the result, and so never leaves a lazy layer behind. The sizes it inferred are recorded
+(``spec_of(model)["sizes"]``, saved in model.json), and a build given them runs nothing: a model
+read from a file is made without computing a single activation (see :func:`build`).
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
-import math
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -44,8 +45,9 @@ from torch import nn
 
 from ..errors import ModelSpecError, NetwrightError, did_you_mean, short_repr
 from ..util import eval_mode, first_line
-from .arguments import check_dtype, check_input_shape, check_names, json_copy
-from .budget import Budget, BudgetExceeded
+from .arguments import (check_dtype, check_input_shape, check_names, check_sizes, json_copy,
+                        sizes_digest)
+from .budget import Budget, on_meta
 from .layers import (CONTAINERS, LAYERS, Branches, Heads, LayerInfo, Repeat, Residual,
                      accepted_args)
 from .messages import attr_path, fmt_shape, looks_like_arguments, ndim_fix, signature_text
@@ -61,7 +63,7 @@ MAX_MODULES = 10_000
 MAX_DEPTH = 100  # levels of nesting in a spec
 
 # The attribute a built model carries its own description in: {"spec", "input_shape",
-# "input_dtype"}, everything needed to rebuild it (and what a run stores in model.json).
+# "input_dtype", "sizes"}, everything needed to rebuild it (and what a run stores in model.json).
 SPEC_ATTR = "netwright_spec"
 
 _BATCH = 2  # the dummy batch: >1 so that a layer squeezing the batch dimension shows up
@@ -75,7 +77,8 @@ _WHAT = {
 
 
 def build(spec: Any, input_shape: Sequence[int] | None = None, *, input_dtype: Any = None,
-          trust_code: bool = True, max_values: int | None = None) -> nn.Module:
+          trust_code: bool = True, max_values: int | None = None,
+          sizes: Mapping[str, Any] | None = None) -> nn.Module:
     """Build the ``nn.Module`` that ``spec`` describes, for inputs of ``input_shape`` per sample.
 
     ``input_shape`` leaves out the batch dimension: ``(20,)``, ``(1, 28, 28)``, ``(T,)`` for token
@@ -90,6 +93,13 @@ def build(spec: Any, input_shape: Sequence[int] | None = None, *, input_dtype: A
     the bound is allocated, and :class:`~netwright.models.budget.BudgetUnknown` before a lazy
     layer (whose size only a forward pass tells).
 
+    ``sizes`` are the sizes an earlier build inferred (``spec_of(model)["sizes"]``): given them,
+    the builder computes nothing, it only makes the modules. With ``max_values`` and without
+    ``sizes`` (a model.json from before sizes were saved, or written by hand) they are inferred
+    on the meta device first, so no activation is ever allocated for a spec from a file (a 1×1
+    convolution to many channels over a large ``input_shape`` would otherwise allocate gigabytes
+    with a handful of parameters); that pass imports ``torch._dynamo`` (about 2 s).
+
     >>> model = build({"hidden": {"linear": 13}, "act": "relu", "out": {"linear": 3}}, input_shape=(20,))
     >>> model
     Sequential(
@@ -103,24 +113,48 @@ def build(spec: Any, input_shape: Sequence[int] | None = None, *, input_dtype: A
     spec = json_copy(spec)
     shape = check_input_shape(input_shape)
     dtype = check_dtype(input_dtype)
-    if shape is not None and max_values is not None and _BATCH * math.prod(shape) > max_values:
-        raise BudgetExceeded(f"input_shape {list(shape)}: the batch of {_BATCH} that sizes the "
-                             f"layers would hold {_BATCH * math.prod(shape):,} values, more than "
-                             f"the {max_values:,} allowed.")
-    x = None if shape is None else torch.zeros((_BATCH, *shape), dtype=dtype or torch.float32)
-    builder = _Builder(x, dtype_given=dtype is not None, trust_code=trust_code, max_values=max_values)
-    module, _ = builder.build(spec, x, "model")
-    final_dtype = builder.ids_dtype or dtype
-    remember(module, spec, shape, final_dtype)
+    digest = sizes_digest(spec, shape)
+    layers = (check_sizes(json_copy(sizes)) or {}).get("layers") if sizes is not None else None
+    if sizes is not None and sizes.get("of") != digest:
+        layers = None  # recorded for another spec or shape (model.json edited by hand)
+    if layers is None and shape is not None and max_values is not None:
+        layers, ids_dtype = _sizes_on_meta(spec, shape, dtype, trust_code)
+        dtype = dtype or ids_dtype
+    module = None
+    if layers is not None:
+        builder = _Builder(None, dtype_given=dtype is not None, trust_code=trust_code,
+                           max_values=max_values, sizes=layers)
+        module, _ = builder.build(spec, None, "model")
+        if shape is not None and any(isinstance(p, nn.parameter.UninitializedParameter)
+                                     for p in module.parameters()):
+            module = None  # a lazy layer (a {"class": ...} one) learns its size from a forward
+    if module is None:
+        x = None if shape is None else torch.zeros((_BATCH, *shape), dtype=dtype or torch.float32)
+        builder = _Builder(x, dtype_given=dtype is not None, trust_code=trust_code,
+                           max_values=max_values)
+        module, _ = builder.build(spec, x, "model")
+        layers = builder.recorded
+    remember(module, spec, shape, builder.ids_dtype or dtype, {"of": digest, "layers": layers})
     return module
 
 
-def spec_of(model: nn.Module) -> dict | None:
-    """How ``model`` was built: ``{"spec", "input_shape", "input_dtype"}`` (JSON-able), or
-    ``None`` for a model netwright did not build.
+def _sizes_on_meta(spec: Any, shape: tuple[int, ...], dtype: torch.dtype | None,
+                   trust_code: bool) -> tuple[dict, torch.dtype | None]:
+    """The sizes ``spec`` infers for ``shape``, found with modules and a batch on the meta device
+    (shapes only, no memory), and the input dtype it turned out to read."""
+    x = torch.zeros((_BATCH, *shape), dtype=dtype or torch.float32, device="meta")
+    builder = _Builder(x, dtype_given=dtype is not None, trust_code=trust_code, meta=True)
+    builder.build(spec, x, "model")
+    return builder.recorded, builder.ids_dtype
 
-    >>> spec_of(build(["relu"], (3,)))
-    {'spec': ['relu'], 'input_shape': [3], 'input_dtype': None}
+
+def spec_of(model: nn.Module) -> dict | None:
+    """How ``model`` was built: ``{"spec", "input_shape", "input_dtype", "sizes"}`` (JSON-able),
+    or ``None`` for a model netwright did not build. ``sizes`` are the sizes the builder inferred,
+    by the path of the layer they belong to.
+
+    >>> spec_of(build([{"linear": 2}], (3,)))  # doctest: +ELLIPSIS
+    {'spec': [{'linear': 2}], 'input_shape': [3], 'input_dtype': None, 'sizes': {'of': '...', 'layers': {'model[0]': {'in_features': 3}}}}
     """
     desc = getattr(model, SPEC_ATTR, None)
     return copy.deepcopy(desc) if isinstance(desc, dict) else None
@@ -145,16 +179,18 @@ def rebuild(description: Mapping[str, Any], *, trust_code: bool = False,
         )
     return build(description["spec"], description.get("input_shape"),
                  input_dtype=description.get("input_dtype"), trust_code=trust_code,
-                 max_values=max_values)
+                 max_values=max_values, sizes=description.get("sizes"))
 
 
-def remember(module: nn.Module, spec: Any, shape: Sequence[int] | None, dtype: torch.dtype | None) -> None:
+def remember(module: nn.Module, spec: Any, shape: Sequence[int] | None, dtype: torch.dtype | None,
+             sizes: Mapping[str, Any] | None = None) -> None:
     """Attach the description :func:`spec_of` returns (a plain attribute: no effect on printing,
     state_dict or export)."""
     desc = {
         "spec": spec,
         "input_shape": None if shape is None else list(shape),
         "input_dtype": None if dtype is None else str(dtype).replace("torch.", ""),
+        "sizes": copy.deepcopy(sizes),
     }
     try:
         object.__setattr__(module, SPEC_ATTR, desc)
@@ -173,15 +209,27 @@ class _Builder:
     """
 
     def __init__(self, root: torch.Tensor | None, *, dtype_given: bool, trust_code: bool = True,
-                 max_values: int | None = None):
+                 max_values: int | None = None, sizes: Mapping[str, Any] | None = None,
+                 meta: bool = False):
         self.root, self.dtype_given, self.trust_code = root, dtype_given, trust_code
         self.ids_dtype: torch.dtype | None = None  # set when the model turns out to read ids
         self.count = self.depth = 0
         self.budget = None if max_values is None else Budget(max_values)
+        self.sizes = sizes or {}  # given: inferred sizes by path, used where no batch flows
+        self.recorded: dict[str, dict[str, Any]] = {}  # inferred here, by path
+        self.meta = meta  # modules made on the meta device (the sizing pass of a file's spec)
 
     def make(self, factory: Callable[[], Any], path: str) -> Any:
         """``factory()`` (a module's constructor), counted against the budget if there is one."""
+        if self.meta:
+            return on_meta(factory)
         return factory() if self.budget is None else self.budget.make(factory, path)
+
+    def record(self, path: str, name: str, value: Any) -> None:
+        self.recorded.setdefault(path, {})[name] = value
+
+    def given_size(self, path: str, name: str) -> Any:
+        return self.sizes.get(path, {}).get(name)
 
     def build(self, spec: Any, x: Any, path: str) -> tuple[nn.Module, Any]:
         self.depth += 1
@@ -367,6 +415,10 @@ class _Builder:
 
         args = {k: v for k, v in spec.items() if k != "zoo"}
         shape = tuple(x.shape[1:]) if isinstance(x, torch.Tensor) else None
+        if shape is not None:
+            self.record(path, "input_shape", list(shape))
+        elif x is None and self.given_size(path, "input_shape") is not None:
+            shape = tuple(self.given_size(path, "input_shape"))
         made = self.make(lambda: zoo.make(spec["zoo"], shape, args, where=path), path)
         if isinstance(made, nn.Module):
             return made, self.trace(made, x, path, f"zoo {spec['zoo']!r}")
@@ -423,8 +475,13 @@ class _Builder:
             raise self.unknown_layer(name, path)
         label = f"{path} {name!r}"
         kwargs = {**info.defaults, **self.arguments(info, value, label)}
+        inferred = info.infer is not None and info.infer not in kwargs
         if isinstance(x, torch.Tensor):
             x = self.check_input(info, kwargs, x, label)
+            if inferred and info.infer in kwargs:
+                self.record(path, info.infer, kwargs[info.infer])
+        elif x is None and inferred and self.given_size(path, info.infer) is not None:
+            kwargs[info.infer] = self.given_size(path, info.infer)
         elif x is not None:
             raise ModelSpecError(f"{label} needs one tensor as input; it receives {fmt_shape(x)}.")
         missing = [a for a in _required(info) if a not in kwargs]
