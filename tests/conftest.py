@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -48,3 +50,26 @@ def blobs():
     y = rng.integers(0, 3, size=300)
     X = (centers[y] + rng.normal(scale=0.7, size=(300, 2))).astype(np.float32)
     return X, y.astype(np.int64)
+
+
+# A skip is allowed in CI only for a reason CI machines cannot meet (no GPU there). Any other
+# skip (an optional package that failed to import, a console script missing) would hide tests
+# that prove a promise, so with CI set it is reported as a failure naming the reason.
+CI_ALLOWED_SKIPS = ("CUDA",)
+
+
+def skip_allowed_in_ci(reason: str) -> bool:
+    return any(word in reason for word in CI_ALLOWED_SKIPS)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if not (os.environ.get("CI") and report.skipped) or hasattr(report, "wasxfail"):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if not skip_allowed_in_ci(reason):
+        report.outcome = "failed"
+        report.longrepr = (f"skipped in CI ({reason}); CI must run this test: install what it "
+                           f"needs in scripts/setup.sh, or allow the reason in CI_ALLOWED_SKIPS")
