@@ -6,6 +6,7 @@ torch; each command imports what it needs.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -162,6 +163,14 @@ def train(
                                 "from its newest complete checkpoint."),
     force: bool = typer.Option(False, "--force", help="With --resume: continue even if the config changed."),
     trust_code: bool = typer.Option(False, "--trust-code", help=_TRUST_HELP),
+    nproc: Optional[int] = typer.Option(None, "--nproc", help="Train data-parallel in this many "
+                                        "processes per machine (torch's elastic launcher)."),
+    nnodes: int = typer.Option(1, "--nnodes", help="Machines taking part (with --rdzv-endpoint)."),
+    node_rank: Optional[int] = typer.Option(None, "--node-rank", help="This machine's rank."),
+    rdzv_endpoint: Optional[str] = typer.Option(None, "--rdzv-endpoint", help="HOST:PORT where "
+                                                "the machines meet (c10d rendezvous)."),
+    max_restarts: int = typer.Option(0, "--max-restarts", help="Restart the processes this many "
+                                     "times after a failure."),
 ) -> None:
     """Train from a config: progress, then val/test metrics and the run directory."""
     from rich.console import Console
@@ -169,12 +178,27 @@ def train(
     from netwright.errors import NetwrightError
     from netwright.runner import run
 
+    if nproc is not None or nnodes > 1:
+        from netwright.training.launch import launch
+
+        worker = ["train", str(config), *(overrides or []), *(["--quiet"] if quiet else []),
+                  *(["--trust-code"] if trust_code else [])]
+        try:
+            code = launch(worker, nproc=nproc or 1, nnodes=nnodes, node_rank=node_rank,
+                          rdzv_endpoint=rdzv_endpoint, max_restarts=max_restarts,
+                          rdzv_id=Path(config).stem)
+        except NetwrightError as exc:
+            _fail(exc)
+            return
+        raise typer.Exit(code=code)
     try:
         result = run(config, overrides or [], verbose=0 if quiet else 1, resume=resume, force=force,
                      trust_code=trust_code)
     except NetwrightError as exc:
         _fail(exc)
         return
+    if os.environ.get("RANK", "0") != "0":
+        return  # one of several processes: rank 0 prints the results
     console = Console()
     fit = result.fit
     # The scores are of the weights the model holds: say which epoch's they are, above them.

@@ -149,6 +149,10 @@ class TrainConfig(_Strict):
     persistent_workers: StrictBool = Field(False, description="keep loader workers between epochs")
     checkpoint_every: Optional[Whole] = Field(None, ge=1, description="also write a resume bundle "
                                               "every this many batches (one is written every epoch)")
+    strategy: Literal["auto", "none", "ddp"] = Field(
+        "auto", description="'auto': data-parallel (DDP) when started by torchrun or "
+                            "`netwright train --nproc N`, else one process; 'ddp' requires "
+                            "several processes; 'none' trains alone even under torchrun")
 
     @field_validator("precision", mode="before")
     @classmethod

@@ -27,6 +27,7 @@ from .models.builder import build
 from .models.scaling import Scaled
 from .saving import describe_model, load
 from .training.devices import seed_everything
+from .training.distributed import world_for
 from .training.inference import evaluate, predict
 from .training.trainer import FitResult, Trainer
 
@@ -154,6 +155,10 @@ def run(config: str | os.PathLike | Mapping | RunConfig, overrides: Sequence[str
         raise ConfigError(f"resume: no run named {cfg.name!r} in {cfg.run_dir!r} to continue. Fix: "
                           f"train it first (without --resume), or check name and run_dir.")
     run_dir = run_dir or new_run_dir(cfg.run_dir, cfg.name)
+    # Under torchrun every process runs this; rank 0's choice of folder is everyone's, and only
+    # rank 0 writes in it (the trainer, results.json, exports).
+    world = world_for(cfg.train.strategy)
+    run_dir = Path(world.broadcast(str(run_dir)))
     import yaml
 
     model_json = describe_model(model)
@@ -167,9 +172,11 @@ def run(config: str | os.PathLike | Mapping | RunConfig, overrides: Sequence[str
     scores = {}
     for split in ("val", "test"):
         part = getattr(data, split)
-        if part is not None:
+        if part is not None:  # every rank scores the whole split (metrics sync over the ranks)
             scores[split] = evaluate(model, part, loss=cfg.loss, metrics=list(cfg.metrics) or None,
                                      batch_size=trainer.eval_batch_size)
+    if not world.main:
+        return RunResult(run_dir, fit_result, scores, cfg, model, data)
     exports = {}
     if cfg.export is not None and cfg.export.formats:
         from .exporting import export_all

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, Sampler
 from torch.utils.data.dataloader import default_collate
 
 from ..errors import ConfigError, DataError, describe
@@ -70,10 +70,15 @@ class Batches:
 
 class TensorBatches(Batches):
     def __init__(self, data: InMemory, batch_size: int, *, shuffle: bool,
-                 generator: torch.Generator | None, device: torch.device, drop_last: bool = False):
+                 generator: torch.Generator | None, device: torch.device, drop_last: bool = False,
+                 shard: tuple[int, int] | None = None):
         # Data small enough is moved to the device once, so batches are gathered there.
         self.data = data.to(device)
-        self.n = len(data)
+        self.total = len(data)
+        # Under data-parallel training (rank, ranks): this rank's every ranks-th sample of the
+        # epoch's order, so the ranks' shards are disjoint and cover every sample once.
+        self.shard = shard if shard is not None and shard[1] > 1 else None
+        self.n = len(range(shard[0], self.total, shard[1])) if self.shard else self.total
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.generator = generator
@@ -93,9 +98,13 @@ class TensorBatches(Batches):
 
     def __iter__(self):
         x, y, bs = self.data.x, self.data.y, self.batch_size
-        if self.shuffle:
-            # randperm on the CPU generator keeps the order identical on every device.
-            order = torch.randperm(self.n, generator=self.generator).to(self.device)
+        if self.shuffle or self.shard:
+            # randperm on the CPU generator keeps the order identical on every device (and rank).
+            order = (torch.randperm(self.total, generator=self.generator) if self.shuffle
+                     else torch.arange(self.total))
+            if self.shard:
+                order = order[self.shard[0]::self.shard[1]]
+            order = order.to(self.device)
             if self.data.nbytes <= _WHOLE_EPOCH_GATHER_BYTES:
                 # One gather for the whole epoch, then views: cheaper than a gather per batch.
                 x = x[order] if isinstance(x, torch.Tensor) else map_features(x, lambda t: t[order])
@@ -121,6 +130,7 @@ class LoaderBatches(Batches):
         self.loader = loader
         self.device = device
         self.targets = targets
+        self.epoch = 0  # a DistributedSampler's epoch: a new seeded shuffle every pass
         self.non_blocking = bool(getattr(loader, "pin_memory", False)) and device.type == "cuda"
 
     def __len__(self) -> int:
@@ -138,6 +148,9 @@ class LoaderBatches(Batches):
             n = len(dataset)
         except TypeError:
             return None
+        sampler = self.loader.sampler
+        if isinstance(sampler, (DistributedSampler, _Stride)):
+            n = len(sampler)
         full, rest = divmod(n, bs)
         return [bs] * full + ([rest] if rest and not self.loader.drop_last else [])
 
@@ -156,6 +169,10 @@ class LoaderBatches(Batches):
 
     def __iter__(self):
         dev, nb = self.device, self.non_blocking
+        set_epoch = getattr(self.loader.sampler, "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(self.epoch)
+            self.epoch += 1
         for batch in self.loader:
             x, y = split_batch(batch, targets=self.targets)
             yield move(x, dev, nb), move(y, dev, nb)
@@ -164,27 +181,59 @@ class LoaderBatches(Batches):
 def make_batches(source: Source, *, batch_size: int, shuffle: bool, device: torch.device,
                  generator: torch.Generator | None, targets: bool = True, num_workers: int = 0,
                  pin_memory: bool | None = None, persistent_workers: bool = False,
-                 drop_last: bool = False) -> Batches:
-    """Batches for any source; ``pin_memory=None`` pins when the device is CUDA."""
+                 drop_last: bool = False, shard: tuple[int, int] | None = None) -> Batches:
+    """Batches for any source; ``pin_memory=None`` pins when the device is CUDA. ``shard``
+    ``(rank, ranks)``: only this rank's disjoint part of each epoch (data-parallel training)."""
+    shard = shard if shard is not None and shard[1] > 1 else None
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
         raise ConfigError(f"batch_size: expected a positive integer, received {batch_size!r}.")
     if isinstance(source, InMemory):
         if targets and source.y is None:
             raise DataError("data: targets are needed here; received features only. Fix: pass (X, y).")
         return TensorBatches(source, batch_size, shuffle=shuffle, generator=generator,
-                             device=device, drop_last=drop_last)
+                             device=device, drop_last=drop_last, shard=shard)
     if isinstance(source, LoaderSource):
+        if shard and not isinstance(source.loader.sampler, DistributedSampler):
+            raise ConfigError(
+                f"data: a DataLoader of your own cannot be split among the {shard[1]} processes "
+                f"by netwright (every process would train on all of it). Fix: pass its Dataset "
+                f"instead (netwright gives each process its part), or build the DataLoader with "
+                f"sampler=DistributedSampler(dataset).")
         return LoaderBatches(source.loader, device, targets=targets)
     if isinstance(source, DatasetSource):
         if not isinstance(num_workers, int) or num_workers < 0:
             raise ConfigError(f"num_workers: expected an integer >= 0, received {num_workers!r}.")
         iterable = isinstance(source.dataset, IterableDataset)
+        sampler = None
+        if shard and not iterable:
+            if shuffle:  # torch's sampler: a seeded shuffle per epoch, split among the ranks
+                seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
+                sampler = DistributedSampler(source.dataset, num_replicas=shard[1], rank=shard[0],
+                                             shuffle=True, seed=seed, drop_last=drop_last)
+            else:
+                sampler = _Stride(len(source.dataset), shard)
         loader = DataLoader(
-            source.dataset, batch_size=batch_size, shuffle=shuffle and not iterable,
+            source.dataset, batch_size=batch_size, sampler=sampler,
+            shuffle=shuffle and not iterable and sampler is None,
             num_workers=num_workers,
             pin_memory=(device.type == "cuda") if pin_memory is None else pin_memory,
             persistent_workers=persistent_workers and num_workers > 0,
-            generator=generator if shuffle and not iterable else None, drop_last=drop_last,
+            generator=generator if shuffle and not iterable and sampler is None else None,
+            drop_last=drop_last,
         )
         return LoaderBatches(loader, device, targets=targets)
     raise DataError(f"data: unsupported source {describe(source)}.")
+
+
+class _Stride(Sampler):
+    """Every ``ranks``-th index from ``rank`` on, in order: a rank's part of an evaluation (no
+    padding, so metrics summed over the ranks count every sample once)."""
+
+    def __init__(self, n: int, shard: tuple[int, int]):
+        self.indices = range(shard[0], n, shard[1])
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)

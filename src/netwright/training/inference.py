@@ -16,15 +16,18 @@ from ..losses import LossInfo, resolve_loss
 from ..metrics import MetricSet, infer_task
 from ..util import call_model, eval_mode, model_device
 from .devices import resolve_device
+from .distributed import SINGLE, World
 from .step import autocast_for, eval_step
 
 __all__ = ["evaluate", "predict", "evaluate_batches", "positional_inputs"]
 
 
 def evaluate_batches(model: nn.Module, batches: Batches, loss_fn, metrics: MetricSet | None,
-                      autocast) -> dict[str, Any]:
+                      autocast, world: World = SINGLE) -> dict[str, Any]:
     """Loss (weighted by batch size) and metrics over ``batches`` in eval mode under
-    ``inference_mode``; every module's previous train/eval mode is restored afterwards."""
+    ``inference_mode``; every module's previous train/eval mode is restored afterwards. Under
+    data-parallel training each rank holds a part of the set, and the loss and the metrics'
+    states are summed over the ranks: every rank gets the values of the whole set."""
     total, count = [], 0
     if metrics:
         metrics.reset()
@@ -38,6 +41,9 @@ def evaluate_batches(model: nn.Module, batches: Batches, loss_fn, metrics: Metri
                 if metrics:
                     metrics.update(out, y)
     results: dict[str, Any] = {}
+    if world.active and loss_fn is not None:
+        summed, count = world.sum([float(torch.stack(total).sum()) if total else 0.0, float(count)])
+        total = [torch.tensor(summed)] if count else []
     if total:
         results["loss"] = float(torch.stack(total).sum()) / count
     if metrics:

@@ -31,6 +31,7 @@ from ..util import call_model, eval_mode
 from .bundles import BundleSaver
 from .callbacks import BestWeights, CSVLogger, EarlyStopping, EpochPrinter, FitInfo, ProgressBar, is_better
 from .devices import resolve_device, seed_everything
+from .distributed import distributed_line, reduce_epoch, world_for
 from .inference import evaluate, evaluate_batches, predict
 from .rundir import prepare_run_dir, resume_bundle
 from .step import (NonFiniteLoss, StepContext, accumulation_plan, autocast_for, batch_stats,
@@ -118,12 +119,17 @@ class Trainer:
         early = o.early_stopping
         self.early_stopping = (EarlyStopping(**early.model_dump())
                                if isinstance(early, EarlyStoppingConfig) else early)
-        self.device = resolve_device(o.device)
+        self.world = world_for(o.strategy)  # several processes under torchrun: data-parallel
+        self.device = self.world.device(resolve_device(o.device))
         self.autocast = autocast_for(o.precision, self.device)
         self.clip = make_clipper(o.clip_grad)
-        self.run_dir = Path(o.run_dir) if o.run_dir is not None else None
+        # Only rank 0 writes the run directory (logs, checkpoints, weights) and prints.
+        self.run_dir = Path(o.run_dir) if o.run_dir is not None and self.world.main else None
         if o.resume and o.run_dir is None:
             raise ConfigError("resume=True needs the run_dir of the run to continue. Fix: pass run_dir=.")
+        if o.resume and self.world.active:
+            raise ConfigError("resume: continuing a data-parallel run is not supported yet. Fix: "
+                              "resume it in one process (strategy: none), or train it again.")
         self.task: Task | None = None
         self.findings = None  # the doctor's pre-flight report of the last fit
         self.optimizer: torch.optim.Optimizer | None = None
@@ -147,6 +153,7 @@ class Trainer:
             shuffle=self.options.shuffle and train, device=self.device, generator=generator,
             targets=targets, drop_last=self.options.drop_last and train, num_workers=self.options.num_workers, pin_memory=self.options.pin_memory,
             persistent_workers=self.options.persistent_workers,
+            shard=(self.world.rank, self.world.size) if self.world.active else None,
         )
 
     def _infer_task(self, batches: Batches) -> Task | None:
@@ -219,7 +226,10 @@ class Trainer:
         model, device = self.model, self.device
         if self.options.seed is not None:
             seed_everything(int(self.options.seed))
-        seed = int(self.options.seed) if self.options.seed is not None else int(torch.seed() % 2**31)
+        world = self.world
+        # Every rank shuffles with the same seed, then takes its own part of the order.
+        seed = world.broadcast(int(self.options.seed) if self.options.seed is not None
+                               else int(torch.seed() % 2**31))
         train_src = to_source(train, arg="train", target=self.options.target)
         val_src = None
         if isinstance(val, float):
@@ -279,7 +289,8 @@ class Trainer:
         # On the CPU reading the loss costs nothing, so every step is checked before backward;
         # on an accelerator that read is a sync, so "raise" checks the epoch's losses at its end
         # (and before any checkpoint): either way nothing non-finite is ever written.
-        ctx = StepContext(model, self.loss_fn, self.optimizer, self.autocast, scaler, self.clip,
+        trained = world.wrap(model, device)  # DistributedDataParallel under several processes
+        ctx = StepContext(trained, self.loss_fn, self.optimizer, self.autocast, scaler, self.clip,
                           params, check_finite=device.type == "cpu" or skip_nonfinite)
         step_fn, custom_step = self._step_function()
         guard = None
@@ -310,7 +321,7 @@ class Trainer:
             for name, text in files.items():
                 atomic_write_text(self.run_dir / name, text)
             callbacks.append(CSVLogger(self.run_dir / "metrics.csv"))
-        if self.options.verbose > 0:
+        if self.options.verbose > 0 and world.main:
             tty = sys.stdout.isatty() and self.options.verbose == 1
             callbacks.append(ProgressBar() if tty else EpochPrinter())
         batch_cbs = [cb for cb in callbacks if callable(getattr(cb, "on_batch_end", None))]
@@ -325,6 +336,9 @@ class Trainer:
         try:
             for cb in callbacks:
                 _hook(cb, "on_fit_start", info)
+            if world.active:
+                _notice(callbacks, distributed_line(world, self.options, len(train_src) if isinstance(
+                    train_src, InMemory) else None))
             for finding in (self.findings.warnings if self.findings is not None else []):
                 _notice(callbacks, f"doctor {finding.code} (warning): {finding.message} Fix: {finding.fix}")
             if self.options.resume:
@@ -351,13 +365,18 @@ class Trainer:
                 skipped = saver.partial_skipped if start_batch else 0
                 extras: dict[str, list] = ({k: list(v) for k, v in saver.partial_extras.items()}
                                            if start_batch else {})
+                # A rank whose shard has a batch fewer waits at the end of the epoch for the others
+                # (not left by an exception: the error ends this rank, and torchrun the others).
+                joined = world.join(trained)
+                joined.__enter__()
                 for i, (x, y) in enumerate(train_batches):
                     if i < start_batch:
                         continue  # done before the interruption
                     scale, stepped = plan[i] if plan is not None else (1.0, True)
                     try:
-                        loss = step_fn(ctx, x, y) if plan is None else step_fn(
-                            ctx, x, y, scale=scale, step=stepped)
+                        with world.no_sync(trained, not stepped):
+                            loss = step_fn(ctx, x, y) if plan is None else step_fn(
+                                ctx, x, y, scale=scale, step=stepped)
                         if custom_step:
                             loss, values = step_output(loss, epoch, i)
                             if ctx.check_finite and not is_finite(loss):
@@ -387,10 +406,14 @@ class Trainer:
                         self._check_finite(epoch, losses, nb)
                         saver.save(epoch, i + 1, history, losses, epoch_rng, "completed",
                                    skipped=skipped, extras=extras)
+                joined.__exit__(None, None, None)
                 self._check_finite(epoch, losses, nb)
                 start_batch = 0
                 logs: dict[str, Any] = {"epoch": epoch + 1, "train_loss": mean_loss(
                     losses, sizes if not skipped else None)}
+                if world.active:  # the mean over every rank's samples, the same on every rank
+                    logs["train_loss"], skipped = reduce_epoch(world, logs["train_loss"], losses,
+                                                               sizes, skipped)
                 if skip_nonfinite and not losses:
                     raise NonFiniteLossError(
                         f"every one of the {skipped} training batches of epoch {epoch + 1} had a "
@@ -398,11 +421,12 @@ class Trainer:
                         f"were not changed by them. Fix: lower lr (now {lr_now:g}), add "
                         f"clip_grad=1.0, or look for NaN/Inf in the inputs (netwright doctor).")
                 if val_batches is not None:
-                    res = evaluate_batches(model, val_batches, self.loss_fn, metrics, self.autocast)
+                    res = evaluate_batches(model, val_batches, self.loss_fn, metrics, self.autocast,
+                                           world=world)
                     logs.update({f"val_{k}": v for k, v in res.items()})
                 elif metrics:
                     eval_train = self._batches(train_src, train=False)
-                    res = evaluate_batches(model, eval_train, None, metrics, self.autocast)
+                    res = evaluate_batches(model, eval_train, None, metrics, self.autocast, world=world)
                     logs.update({f"train_{k}": v for k, v in res.items()})
                 logs["lr"] = lr_now
                 if skip_nonfinite:

@@ -1,0 +1,174 @@
+"""Data-parallel training on ``torch.distributed``: netwright drives torch's own engine (the
+``torchrun`` elastic launcher, gloo on CPU, NCCL on CUDA, ``DistributedDataParallel``) and builds
+none of its own.
+
+A process started by ``torchrun`` (or ``netwright train --nproc N``) finds ``WORLD_SIZE``,
+``RANK`` and ``LOCAL_RANK`` in its environment; :func:`world_for` joins the process group they
+describe and returns a :class:`World`, which the trainer asks for everything that differs from
+one process: the shard of each epoch a rank trains on, the model wrapper, sums over ranks, and
+whether this rank writes (only rank 0 does).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+
+__all__ = ["World", "SINGLE", "STRATEGIES", "world_for", "shard_indices", "reduce_epoch",
+           "distributed_line", "TIMEOUT_S"]
+
+STRATEGIES = ("auto", "none", "ddp")
+# A collective that waits longer than this fails (a crashed or hung rank never leaves the
+# others waiting forever); NETWRIGHT_DIST_TIMEOUT (seconds) overrides it.
+TIMEOUT_S = 300
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the processes training one model."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+    backend: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.size > 1
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the one that writes the run directory, logs and checkpoints."""
+        return self.rank == 0
+
+    def device(self, device: torch.device) -> torch.device:
+        """One device per process: CUDA device ``LOCAL_RANK`` when training on CUDA."""
+        if self.active and device.type == "cuda" and device.index is None:
+            return torch.device("cuda", self.local_rank)
+        return device
+
+    def wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
+        """The model the training step calls: ``DistributedDataParallel`` over ``model`` (whose
+        own ``state_dict`` keeps its keys: no ``module.`` prefix is ever saved)."""
+        if not self.active:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [device.index] if device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=ids)
+
+    def join(self, wrapped: nn.Module) -> contextlib.AbstractContextManager:
+        """Uneven shards (a rank with one batch fewer) without a hang: torch's ``Join``."""
+        if not self.active:
+            return contextlib.nullcontext()
+        from torch.distributed.algorithms.join import Join
+
+        return Join([wrapped])
+
+    def no_sync(self, wrapped: nn.Module, inside_window: bool) -> contextlib.AbstractContextManager:
+        """Inside an accumulation window gradients stay local; they are averaged once, at the
+        window's last batch."""
+        if self.active and inside_window and hasattr(wrapped, "no_sync"):
+            return wrapped.no_sync()
+        return contextlib.nullcontext()
+
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's ``value`` on every rank (a seed, a run directory's name)."""
+        if not self.active:
+            return value
+        box = [value]
+        torch.distributed.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def sum(self, values: list[float]) -> list[float]:
+        """Each value summed over the ranks (in float64, on the CPU for gloo)."""
+        if not self.active:
+            return list(values)
+        device = torch.device("cuda", self.local_rank) if self.backend == "nccl" else torch.device("cpu")
+        t = torch.tensor(values, dtype=torch.float64, device=device)
+        torch.distributed.all_reduce(t)
+        return t.tolist()
+
+
+SINGLE = World()
+
+
+def world_for(strategy: str = "auto") -> World:
+    """The process group this process belongs to, joined if it is not yet.
+
+    ``"auto"`` trains data-parallel when the environment describes several processes (torchrun
+    sets ``WORLD_SIZE``), else in this process alone; ``"ddp"`` requires several; ``"none"``
+    trains alone even under torchrun (every process its own model)."""
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"strategy: expected one of {', '.join(STRATEGIES)}; received {strategy!r}.")
+    dist = torch.distributed
+    if strategy == "none":
+        return SINGLE
+    initialized = dist.is_available() and dist.is_initialized()
+    size = dist.get_world_size() if initialized else _env_int("WORLD_SIZE", 1)
+    if size <= 1:
+        if strategy == "ddp":
+            raise ConfigError(
+                "strategy: 'ddp' trains with several processes, and this one is alone (no "
+                "WORLD_SIZE in its environment). Fix: start it with `netwright train CONFIG "
+                "--nproc 2`, or `torchrun --nproc-per-node 2 your_script.py`.")
+        return SINGLE
+    if not initialized:
+        if not dist.is_available():
+            raise ConfigError("strategy: this build of torch has no torch.distributed; train in "
+                              "one process (strategy: none).")
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(_env_int("LOCAL_RANK", 0))
+        timeout = datetime.timedelta(seconds=_env_int("NETWRIGHT_DIST_TIMEOUT", TIMEOUT_S))
+        dist.init_process_group(backend, timeout=timeout)
+    return World(dist.get_rank(), dist.get_world_size(), _env_int("LOCAL_RANK", 0),
+                 dist.get_backend())
+
+
+def shard_indices(order: torch.Tensor, world: World) -> torch.Tensor:
+    """This rank's part of an epoch's order: every ``size``-th sample from ``rank`` on, so the
+    ranks' parts are disjoint and together hold every sample once (they differ by at most one
+    sample in length).
+
+    >>> shard_indices(torch.arange(7), World(1, 3)).tolist()
+    [1, 4]
+    """
+    return order[world.rank::world.size]
+
+
+def reduce_epoch(world: World, mean: float, losses: list, sizes: list[int] | None,
+                 skipped: int) -> tuple[float, int]:
+    """An epoch's training loss over every rank's samples (each rank's mean weighted by its
+    samples), and the skipped batches of all ranks."""
+    n = float(sum(sizes[:len(losses)])) if sizes and not skipped else float(len(losses))
+    total, count, skipped_all = world.sum([mean * n if losses else 0.0, n, float(skipped)])
+    return (total / count if count else float("nan")), int(skipped_all)
+
+
+def distributed_line(world: World, options: Any, samples: int | None) -> str:
+    """What data-parallel training does with the options, said once in the run's log."""
+    per = options.batch_size
+    accumulate = options.accumulate
+    shard = f", {samples // world.size:,}-{-(-samples // world.size):,} samples each" if samples else ""
+    return (f"data-parallel: {world.size} processes ({world.backend}){shard}; batch {per} per "
+            f"process x {world.size} = {per * world.size} per step"
+            + (f" x {accumulate} accumulated = {per * world.size * accumulate}" if accumulate > 1 else "")
+            + f"; lr {options.lr:g} as given (not scaled with the batch); gradients averaged "
+              f"over the processes" + (" once per accumulation window" if accumulate > 1 else ""))
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    try:
+        return int(value) if value not in (None, "") else default
+    except ValueError:
+        raise ConfigError(f"{name}: expected an integer in the environment; received {value!r}.") from None
