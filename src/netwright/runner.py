@@ -27,7 +27,7 @@ from .models.builder import build
 from .models.scaling import Scaled
 from .saving import describe_model, load
 from .training.devices import seed_everything
-from .training.distributed import world_for
+from .training.distributed import restarted, world_for
 from .training.inference import evaluate, predict
 from .training.trainer import FitResult, Trainer
 
@@ -150,15 +150,18 @@ def run(config: str | os.PathLike | Mapping | RunConfig, overrides: Sequence[str
     # generator, so without this the same config gave different weights on every run.
     seed_everything(int(cfg.train.seed))
     model = build_model(cfg, data, trust_code=trust_code)
-    run_dir = latest_run_dir(cfg.run_dir, cfg.name) if resume else None
+    # Under torchrun every process runs this; rank 0's choice of folder is everyone's, and only
+    # rank 0 writes in it (the trainer, results.json, exports). A process group that torchrun
+    # started again after a failure continues the run it was training.
+    world = world_for(cfg.train.strategy)
+    again = restarted(world)
+    run_dir = latest_run_dir(cfg.run_dir, cfg.name) if resume or again else None
     if resume and run_dir is None:
         raise ConfigError(f"resume: no run named {cfg.name!r} in {cfg.run_dir!r} to continue. Fix: "
                           f"train it first (without --resume), or check name and run_dir.")
-    run_dir = run_dir or new_run_dir(cfg.run_dir, cfg.name)
-    # Under torchrun every process runs this; rank 0's choice of folder is everyone's, and only
-    # rank 0 writes in it (the trainer, results.json, exports).
-    world = world_for(cfg.train.strategy)
-    run_dir = Path(world.broadcast(str(run_dir)))
+    resume, run_dir = world.broadcast((resume or (again and run_dir is not None),
+                                       str(run_dir or new_run_dir(cfg.run_dir, cfg.name))))
+    run_dir = Path(run_dir)
     import yaml
 
     model_json = describe_model(model)

@@ -73,7 +73,7 @@ def test_validation_metrics_are_of_the_whole_set_not_a_shard(ddp_run):
     X, y = load_digits(return_X_y=True)
     idx = np.random.default_rng(0).permutation(len(X))
     Xv, yv = (X[idx[1400:]] / 16).astype("float32"), y[idx[1400:]].astype("int64")
-    model = nw.build([{"linear": 64}, "relu", {"linear": 10}], (64,))
+    model = nw.build([{"linear": 64}, "relu", {"dropout": 0.2}, {"linear": 10}], (64,))
     nw.load_weights(model, ddp_run / "run" / "weights.safetensors")
     res = nw.evaluate(model, (Xv, yv), loss="cross_entropy", metrics=["accuracy", "f1"])
     last = ranks(ddp_run)[0]["history"][-1]
@@ -135,3 +135,20 @@ def test_two_machines_meet_at_a_c10d_rendezvous(tmp_path):
     assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
     a, b = ranks(tmp_path)
     assert a["world"] == b["world"] == 2 and a["history"] == b["history"]
+
+
+def test_sigkill_of_one_worker_restarts_the_group_and_ends_bitwise_equal(ddp_run, tmp_path):
+    """Rank 1 kills itself (SIGKILL) after batch 7 of epoch 3 on the first attempt; torchrun
+    (--max-restarts 1) starts both processes again, they resume from the newest bundle (epoch 3,
+    batch 5: each rank's RNG streams and the data position) and end with the weights of the
+    uninterrupted run."""
+    res = torchrun("--standalone", "--nproc-per-node", "2", "--max-restarts", "1", str(HERE / "worker.py"),
+                   str(tmp_path), "12", "1400", "1", "2:7")
+    assert res.returncode == 0, res.stderr[-4000:]
+    text = res.stdout + res.stderr
+    assert "failed (exitcode: -9) local_rank: 1" in text, text[-3000:]  # the kill, then a restart
+    again = load_file(str(tmp_path / "run" / "weights.safetensors"))
+    whole = load_file(str(ddp_run / "run" / "weights.safetensors"))
+    assert again.keys() == whole.keys()
+    assert all(torch.equal(again[k], whole[k]) for k in whole)
+    assert ranks(tmp_path)[0]["history"] == ranks(ddp_run)[0]["history"]

@@ -4,10 +4,12 @@ themselves are :mod:`netwright.resume`'s."""
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..errors import ConfigError
 from .callbacks import is_better
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,6 +55,15 @@ class BundleSaver:
         from ..resume import rng_state, rotate_into
 
         t = self.t
+        # Under data-parallel training every rank's own part: its RNG streams, and the unfinished
+        # epoch's losses, skipped batches and logged values of its shard.
+        ranks = t.world.gather({
+            "rng": rng_state(), "skipped": skipped,
+            "losses": torch.stack(losses).cpu() if losses else None,
+            "extras": {k: torch.stack(v).cpu() for k, v in extras.items() if v} if extras else None,
+        }) if t.world.active else None
+        if t.run_dir is None:
+            return  # not rank 0: only rank 0 writes
         state = {
             "epoch": epoch, "batch": batch, "history": history, "stop_reason": stop_reason,
             "optimizer": t.optimizer.state_dict(), "schedule": t.schedule.state_dict(),
@@ -64,6 +75,7 @@ class BundleSaver:
             # the unfinished epoch's skipped batches and a custom step's logged values
             "skipped": skipped,
             "extras": {k: torch.stack(v).cpu() for k, v in extras.items() if v} if extras else None,
+            "world": t.world.size, "ranks": ranks,
         }
         ckpt = t.run_dir / "checkpoints"
         t._check_weights(len(history), f"at epoch {epoch + (1 if batch else 0)}, batch {batch}"
@@ -90,6 +102,7 @@ class BundleSaver:
         for key, cb in self._keyed_callbacks().items():
             if key in states and callable(getattr(cb, "load_state_dict", None)):
                 cb.load_state_dict(states[key])
+        s = self._this_ranks_part(s)
         set_rng_state(s["rng"])
         self.generator.set_state(s["epoch_rng"])
         self.best, self.epoch_lr = s.get("best"), s.get("epoch_lr")
@@ -100,6 +113,28 @@ class BundleSaver:
         history = [{**{k: row[k] for k in self.log_keys if k in row}, **row} for row in s["history"]]
         return (history, s.get("stop_reason", "completed"), int(s["epoch"]),
                 int(s["batch"]), losses, s["epoch_rng"])
+
+
+    def _this_ranks_part(self, s: dict) -> dict:
+        """The bundle's state with this rank's own RNG streams and unfinished-epoch values. A
+        bundle from another number of processes continues only from an epoch's end (the shards
+        differ), with every rank on rank 0's streams."""
+        world = self.t.world
+        saved = int(s.get("world") or 1)
+        if saved != world.size:
+            if int(s["batch"]):
+                raise ConfigError(
+                    f"resume: the newest checkpoint was written by {saved} process(es) in the "
+                    f"middle of epoch {int(s['epoch']) + 1}, and this run has {world.size}; the "
+                    f"epoch's shards differ, so it cannot go on from there. Fix: resume with "
+                    f"{saved} process(es) (--nproc {saved}), or from an epoch's end.")
+            warnings.warn(f"resume: the checkpoint was written by {saved} process(es), this run "
+                          f"has {world.size}: it continues from the end of epoch {s['epoch']}, and "
+                          f"its later data order differs from a run that was never interrupted.",
+                          stacklevel=2)
+            return s
+        own = (s.get("ranks") or [None] * world.size)[world.rank]
+        return s if own is None else {**s, **own}
 
 
 def effective_lr(config: Any) -> Any:

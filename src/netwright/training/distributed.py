@@ -23,7 +23,7 @@ from torch import nn
 from ..errors import ConfigError
 
 __all__ = ["World", "SINGLE", "STRATEGIES", "world_for", "shard_indices", "reduce_epoch",
-           "distributed_line", "TIMEOUT_S"]
+           "distributed_line", "restarted", "TIMEOUT_S"]
 
 STRATEGIES = ("auto", "none", "ddp")
 # A collective that waits longer than this fails (a crashed or hung rank never leaves the
@@ -88,6 +88,15 @@ class World:
         torch.distributed.broadcast_object_list(box, src=0)
         return box[0]
 
+    def gather(self, value: Any) -> list[Any]:
+        """Every rank's ``value``, in rank order, on every rank (one resume bundle holds each
+        rank's RNG streams)."""
+        if not self.active:
+            return [value]
+        out: list[Any] = [None] * self.size
+        torch.distributed.all_gather_object(out, value)
+        return out
+
     def sum(self, values: list[float]) -> list[float]:
         """Each value summed over the ranks (in float64, on the CPU for gloo)."""
         if not self.active:
@@ -129,7 +138,13 @@ def world_for(strategy: str = "auto") -> World:
         if backend == "nccl":
             torch.cuda.set_device(_env_int("LOCAL_RANK", 0))
         timeout = datetime.timedelta(seconds=_env_int("NETWRIGHT_DIST_TIMEOUT", TIMEOUT_S))
-        dist.init_process_group(backend, timeout=timeout)
+        # torchrun's store outlives a restart (--max-restarts): keys of the failed attempt (a
+        # dead rank's address) would send the new processes to closed ports, so each attempt
+        # keeps its keys apart (pytorch/pytorch#167288 reports the same with NCCL).
+        store, rank, size = next(dist.rendezvous("env://", timeout=timeout))
+        attempt = _env_int("TORCHELASTIC_RESTART_COUNT", 0)
+        store = dist.PrefixStore(f"netwright/attempt{attempt}/", store)
+        dist.init_process_group(backend, store=store, rank=rank, world_size=size, timeout=timeout)
     return World(dist.get_rank(), dist.get_world_size(), _env_int("LOCAL_RANK", 0),
                  dist.get_backend())
 
@@ -164,6 +179,12 @@ def distributed_line(world: World, options: Any, samples: int | None) -> str:
             + (f" x {accumulate} accumulated = {per * world.size * accumulate}" if accumulate > 1 else "")
             + f"; lr {options.lr:g} as given (not scaled with the batch); gradients averaged "
               f"over the processes" + (" once per accumulation window" if accumulate > 1 else ""))
+
+
+def restarted(world: World) -> bool:
+    """This process group was started again by torchrun after a failure (``--max-restarts``):
+    it continues the run from its newest complete resume bundle."""
+    return world.active and _env_int("TORCHELASTIC_RESTART_COUNT", 0) > 0
 
 
 def _env_int(name: str, default: int) -> int:

@@ -31,7 +31,7 @@ from ..util import call_model, eval_mode
 from .bundles import BundleSaver
 from .callbacks import BestWeights, CSVLogger, EarlyStopping, EpochPrinter, FitInfo, ProgressBar, is_better
 from .devices import resolve_device, seed_everything
-from .distributed import distributed_line, reduce_epoch, world_for
+from .distributed import distributed_line, reduce_epoch, restarted, world_for
 from .inference import evaluate, evaluate_batches, predict
 from .rundir import prepare_run_dir, resume_bundle
 from .step import (NonFiniteLoss, StepContext, accumulation_plan, autocast_for, batch_stats,
@@ -127,9 +127,10 @@ class Trainer:
         self.run_dir = Path(o.run_dir) if o.run_dir is not None and self.world.main else None
         if o.resume and o.run_dir is None:
             raise ConfigError("resume=True needs the run_dir of the run to continue. Fix: pass run_dir=.")
-        if o.resume and self.world.active:
-            raise ConfigError("resume: continuing a data-parallel run is not supported yet. Fix: "
-                              "resume it in one process (strategy: none), or train it again.")
+        # Resume bundles: rank 0 writes them, every rank contributes its RNG streams. A process
+        # group restarted by torchrun after a failure continues from the newest one.
+        self.bundles = o.run_dir is not None
+        self.resume = bool(o.resume) or (self.bundles and restarted(self.world))
         self.task: Task | None = None
         self.findings = None  # the doctor's pre-flight report of the last fit
         self.optimizer: torch.optim.Optimizer | None = None
@@ -300,7 +301,7 @@ class Trainer:
             guard = self.optimizer.register_step_pre_hook(_refuse_nonfinite_gradients)
         plan = accumulation_plan(train_batches.sizes(), nb, self.options.accumulate)
 
-        prepare_run_dir(self.run_dir, overwrite=self.options.overwrite, resume=self.options.resume,
+        prepare_run_dir(self.run_dir, overwrite=self.options.overwrite, resume=self.resume,
                         run_files=self.options.run_files or {})
         callbacks = list(self.callbacks)
         if self.early_stopping is not None:
@@ -317,10 +318,12 @@ class Trainer:
                      **(self.options.run_files or {})}
             config_text = files["config.yaml"]
             bundle = (resume_bundle(self.run_dir, yaml.safe_load(config_text), force=self.options.force,
-                                    run_files=self.options.run_files or {}) if self.options.resume else None)
+                                    run_files=self.options.run_files or {}) if self.resume else None)
             for name, text in files.items():
                 atomic_write_text(self.run_dir / name, text)
             callbacks.append(CSVLogger(self.run_dir / "metrics.csv"))
+        if world.active and self.resume:
+            bundle = world.broadcast(bundle)  # rank 0 read it; every rank continues from it
         if self.options.verbose > 0 and world.main:
             tty = sys.stdout.isatty() and self.options.verbose == 1
             callbacks.append(ProgressBar() if tty else EpochPrinter())
@@ -341,7 +344,7 @@ class Trainer:
                     train_src, InMemory) else None))
             for finding in (self.findings.warnings if self.findings is not None else []):
                 _notice(callbacks, f"doctor {finding.code} (warning): {finding.message} Fix: {finding.fix}")
-            if self.options.resume:
+            if self.resume:
                 if bundle is None:
                     _notice(callbacks, f"resume: no checkpoint in {self.run_dir}; starting from the beginning")
                 else:
@@ -401,7 +404,7 @@ class Trainer:
                         self.schedule.step_batch()
                     for cb in batch_cbs:
                         cb.on_batch_end(epoch, i, loss)
-                    if (stepped and self.options.checkpoint_every and self.run_dir is not None
+                    if (stepped and self.options.checkpoint_every and self.bundles
                             and (i + 1) % self.options.checkpoint_every == 0 and i + 1 < nb):
                         self._check_finite(epoch, losses, nb)
                         saver.save(epoch, i + 1, history, losses, epoch_rng, "completed",
@@ -439,7 +442,7 @@ class Trainer:
                     if _hook(cb, "on_epoch_end", epoch, logs, model) and stop_reason == "completed":
                         stop_reason = ("early_stopping" if isinstance(cb, EarlyStopping)
                                        else f"stopped by {type(cb).__name__}")
-                if self.run_dir is not None:
+                if self.bundles:
                     saver.save(epoch + 1, 0, history, [], None, stop_reason, logs=logs)
             # Before on_fit_end, so that every callback sees the weights fit returns.
             restored = keeper.restore(model) if keeper is not None else None
