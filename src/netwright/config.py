@@ -149,6 +149,11 @@ class TrainConfig(_Strict):
     persistent_workers: StrictBool = Field(False, description="keep loader workers between epochs")
     checkpoint_every: Optional[Whole] = Field(None, ge=1, description="also write a resume bundle "
                                               "every this many batches (one is written every epoch)")
+    compile: Union[StrictBool, Literal["default", "reduce-overhead", "max-autotune",
+                                        "max-autotune-no-cudagraphs"]] = Field(
+        False, description="torch.compile the model for training and evaluation: true, or a "
+                           "mode ('reduce-overhead', 'max-autotune', ...); saved weights keep "
+                           "the model's own keys")
     strategy: Literal["auto", "none", "ddp"] = Field(
         "auto", description="'auto': data-parallel (DDP) when started by torchrun or "
                             "`netwright train --nproc N`, else one process; 'ddp' requires "

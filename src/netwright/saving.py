@@ -37,6 +37,7 @@ from torch import nn
 from .atomic import atomic_write_text, fsync_dir, read_json
 from .checkpoint import load_weights, read_safetensors_header, save_weights, weights_in_folder
 from .errors import CheckpointError, ModelSpecError, NetwrightError, describe, short_repr
+from .util import plain_module
 from .models.budget import BudgetExceeded, BudgetUnknown
 from .models.builder import rebuild, spec_of
 from .models.description import (NotDescribable, build_ghost, class_target, describe_module,
@@ -204,6 +205,7 @@ def save(model: nn.Module, path: str | os.PathLike, *, init_args: dict | None = 
             f"save: {str(folder / links[0])!r} is a symbolic link (to {os.readlink(folder / links[0])!r}); "
             f"netwright does not write through links. Fix: remove the link, or save elsewhere."
         )
+    model = plain_module(model)  # a compiled model is saved as the module it compiles
     try:
         desc = describe_model(model, init_args=init_args)
     except ModelSpecError as exc:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch import nn
 
-__all__ = ["eval_mode", "model_device", "call_model", "first_line", "strip_ansi"]
+__all__ = ["eval_mode", "model_device", "call_model", "first_line", "strip_ansi", "plain_module"]
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -43,6 +43,14 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for module, mode in modes:
             module.training = mode
+
+
+def plain_module(model: Any) -> Any:
+    """The module ``torch.compile`` wrapped (its keys carry no ``_orig_mod.``), else ``model``."""
+    from torch import nn
+
+    inner = getattr(model, "_orig_mod", None)
+    return inner if isinstance(model, nn.Module) and isinstance(inner, nn.Module) else model
 
 
 def model_device(model: nn.Module) -> torch.device:

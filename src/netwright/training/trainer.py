@@ -11,7 +11,6 @@ import math
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,63 +26,19 @@ from ..errors import ConfigError, ModelSpecError, NonFiniteLossError, describe, 
 from ..losses import resolve_loss
 from ..metrics import MetricSet, Task, infer_task, parse_metric
 from ..optim import Schedule, build_optimizer, build_scheduler, metric_mode, needs_closure
-from ..util import call_model, eval_mode
+from ..util import call_model, eval_mode, plain_module
 from .bundles import BundleSaver
 from .callbacks import BestWeights, CSVLogger, EarlyStopping, EpochPrinter, FitInfo, ProgressBar, is_better
 from .devices import resolve_device, seed_everything
 from .distributed import distributed_line, reduce_epoch, restarted, world_for
 from .inference import evaluate, evaluate_batches, predict
+from .result import FitResult
 from .rundir import prepare_run_dir, resume_bundle
 from .step import (NonFiniteLoss, StepContext, accumulation_plan, autocast_for, batch_stats,
                    closure_step, finish_window, is_finite, make_clipper, mean_loss, step_output,
                    train_step)
 
 __all__ = ["Trainer", "FitResult", "fit", "evaluate", "predict", "resolve_device", "seed_everything"]
-
-
-@dataclass
-class FitResult:
-    """What ``fit`` returns: the per-epoch ``history``, the ``best`` epoch's row by ``monitor``,
-    the trained ``model``, the ``run_dir`` (if any) and why training stopped. ``weights_epoch``
-    is the epoch whose weights ``model`` (and run_dir's weights.safetensors) hold: the best one
-    when ``restored_best``, else the last."""
-
-    history: list[dict]
-    best: dict | None
-    monitor: str
-    model: nn.Module
-    run_dir: Path | None = None
-    stop_reason: str = "completed"
-    seconds: float = 0.0
-    task: Task | None = None
-    findings: Any = None  # the doctor's pre-flight report (warnings; errors stop fit)
-    weights_epoch: int | None = None
-    restored_best: bool = False
-
-    @property
-    def final(self) -> dict:
-        return self.history[-1] if self.history else {}
-
-    @property
-    def weights_note(self) -> str:
-        """Which epoch's weights the model holds, said plainly: ``"best epoch 6 (by val_loss)"``
-        or ``"last epoch 8 (best was 6 by val_loss)"``."""
-        if self.weights_epoch is None:
-            return "initial weights (no epoch ran)"
-        best = self.best["epoch"] if self.best else None
-        if self.restored_best and best == self.weights_epoch:
-            return f"best epoch {best} (by {self.monitor})"
-        if best is None:
-            return f"last epoch {self.weights_epoch} (no epoch logged a finite {self.monitor})"
-        if best == self.weights_epoch:
-            return f"last epoch {best} (also the best by {self.monitor})"
-        return f"last epoch {self.weights_epoch} (best was {best} by {self.monitor})"
-
-    def __repr__(self) -> str:
-        best = {k: v for k, v in (self.best or {}).items() if not isinstance(v, (list, dict))}
-        return (f"FitResult(epochs={len(self.history)}, stop_reason={self.stop_reason!r}, "
-                f"monitor={self.monitor!r}, best={best}, weights_epoch={self.weights_epoch}, "
-                f"seconds={self.seconds:.2f})")
 
 
 # Options that change where files go, what is printed or how fast data loads, not the result.
@@ -112,7 +67,9 @@ class Trainer:
         o = options if isinstance(options, FitOptions) and not kwargs else fit_options(
             options, where="Trainer", **kwargs)
         self.options = o
-        self.model = model
+        # A model compiled by the caller trains compiled; it is saved as the module it wraps.
+        self.compiled = model if plain_module(model) is not model else None
+        self.model = plain_module(model)
         self.loss_fn, self.loss_info = resolve_loss(o.loss)
         self.eval_batch_size = o.eval_batch_size or max(o.batch_size, 256)
         self.callbacks = list(o.callbacks or [])
@@ -291,6 +248,10 @@ class Trainer:
         # on an accelerator that read is a sync, so "raise" checks the epoch's losses at its end
         # (and before any checkpoint): either way nothing non-finite is ever written.
         trained = world.wrap(model, device)  # DistributedDataParallel under several processes
+        evaluated = model
+        if self.options.compile or self.compiled is not None:
+            evaluated = self.compiled or compiled(model, self.options.compile)
+            trained = evaluated if not world.active else compiled(trained, self.options.compile or True)
         ctx = StepContext(trained, self.loss_fn, self.optimizer, self.autocast, scaler, self.clip,
                           params, check_finite=device.type == "cpu" or skip_nonfinite)
         step_fn, custom_step = self._step_function()
@@ -424,12 +385,12 @@ class Trainer:
                         f"were not changed by them. Fix: lower lr (now {lr_now:g}), add "
                         f"clip_grad=1.0, or look for NaN/Inf in the inputs (netwright doctor).")
                 if val_batches is not None:
-                    res = evaluate_batches(model, val_batches, self.loss_fn, metrics, self.autocast,
+                    res = evaluate_batches(evaluated, val_batches, self.loss_fn, metrics, self.autocast,
                                            world=world)
                     logs.update({f"val_{k}": v for k, v in res.items()})
                 elif metrics:
                     eval_train = self._batches(train_src, train=False)
-                    res = evaluate_batches(model, eval_train, None, metrics, self.autocast, world=world)
+                    res = evaluate_batches(evaluated, eval_train, None, metrics, self.autocast, world=world)
                     logs.update({f"train_{k}": v for k, v in res.items()})
                 logs["lr"] = lr_now
                 if skip_nonfinite:
@@ -562,6 +523,12 @@ def _refuse_nonfinite_gradients(optimizer: torch.optim.Optimizer, args: Any, kwa
             if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
                 optimizer.zero_grad(set_to_none=True)
                 raise NonFiniteLoss(torch.tensor(float("nan")))
+
+
+def compiled(model: nn.Module, mode: Any) -> nn.Module:
+    """``torch.compile(model)`` with ``mode`` (``True``: torch's default); it shares the
+    model's parameters, so training it trains the model."""
+    return torch.compile(model, mode=None if mode is True else mode)
 
 
 def _as_list(spec: Any) -> list:
