@@ -61,6 +61,7 @@ _EXPORTS = {
     "build_scheduler": "netwright.optim",
     "MetricSet": "netwright.metrics",
     "load_builtin": "netwright.data.builtin",
+    "stream": "netwright.data.streaming",
     # errors
     "NetwrightError": "netwright.errors",
     "ConfigError": "netwright.errors",
@@ -93,6 +94,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .checkpoint import LoadReport, load_weights
     from .config import RunConfig, load_config
     from .data.builtin import load_builtin
+    from .data.streaming import stream
     from .diagnosis import DoctorError, Finding, Report, doctor, preflight
     from .exporting import ExportReport, export, export_all, predict_onnx
     from .models.builder import build

@@ -16,7 +16,8 @@ def _seen(source, rank, ranks, *, shuffle, seed=0, epochs=1):
     batches = make_batches(source, batch_size=4, shuffle=shuffle, device=torch.device("cpu"),
                            generator=torch.Generator().manual_seed(seed), shard=(rank, ranks))
     out = []
-    for _ in range(epochs):
+    for epoch in range(epochs):
+        batches.set_epoch(epoch)
         out.append(torch.cat([x[:, 0] for x, _ in batches]).long().tolist())
     return out
 

@@ -63,6 +63,9 @@ class Batches:
     def sizes(self) -> list[int] | None:
         return None
 
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch the next pass belongs to (a sampler's or a stream's seeded order)."""
+
     def peek(self) -> tuple[Features, torch.Tensor | None]:
         """The first batch without advancing any shuffling state (for pre-flight checks)."""
         raise NotImplementedError
@@ -130,8 +133,11 @@ class LoaderBatches(Batches):
         self.loader = loader
         self.device = device
         self.targets = targets
-        self.epoch = 0  # a DistributedSampler's epoch: a new seeded shuffle every pass
+        self.epoch = 0  # a DistributedSampler's or a stream's epoch: its seeded order
         self.non_blocking = bool(getattr(loader, "pin_memory", False)) and device.type == "cuda"
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         try:
@@ -157,7 +163,13 @@ class LoaderBatches(Batches):
     def peek(self):
         dataset = self.loader.dataset
         if isinstance(dataset, IterableDataset):
-            return None
+            peek = getattr(dataset, "peek", None)  # a stream reads its first rows for the checks
+            if not callable(peek):
+                return None
+            rows = self.loader.batch_size or getattr(dataset, "batch_size", None) or 1
+            x, y = split_batch(default_collate(peek(min(rows, 64))),
+                               targets=self.targets)
+            return move(x, self.device), move(y, self.device)
         try:
             n = min(self.loader.batch_size or 1, len(dataset), 64)
             items = [dataset[i] for i in range(n)]
@@ -169,10 +181,10 @@ class LoaderBatches(Batches):
 
     def __iter__(self):
         dev, nb = self.device, self.non_blocking
-        set_epoch = getattr(self.loader.sampler, "set_epoch", None)
-        if callable(set_epoch):
-            set_epoch(self.epoch)
-            self.epoch += 1
+        for owner in (self.loader.sampler, self.loader.dataset):
+            set_epoch = getattr(owner, "set_epoch", None)
+            if callable(set_epoch):
+                set_epoch(self.epoch)
         for batch in self.loader:
             x, y = split_batch(batch, targets=self.targets)
             yield move(x, dev, nb), move(y, dev, nb)
@@ -204,6 +216,17 @@ def make_batches(source: Source, *, batch_size: int, shuffle: bool, device: torc
         if not isinstance(num_workers, int) or num_workers < 0:
             raise ConfigError(f"num_workers: expected an integer >= 0, received {num_workers!r}.")
         iterable = isinstance(source.dataset, IterableDataset)
+        if shard and iterable:
+            set_shard = getattr(source.dataset, "set_shard", None)
+            if not callable(set_shard):
+                raise ConfigError(
+                    f"data: an IterableDataset cannot be split among the {shard[1]} processes by "
+                    f"netwright. Fix: use nw.stream(...) for sharded files, or read "
+                    f"torch.distributed.get_rank() in your dataset and yield only that part.")
+            set_shard(*shard)
+        batched = callable(getattr(source.dataset, "set_batch_size", None))
+        if batched:  # a stream gathers its own batches (NumPy blocks, not rows one by one)
+            source.dataset.set_batch_size(batch_size)
         sampler = None
         if shard and not iterable:
             if shuffle:  # torch's sampler: a seeded shuffle per epoch, split among the ranks
@@ -213,13 +236,13 @@ def make_batches(source: Source, *, batch_size: int, shuffle: bool, device: torc
             else:
                 sampler = _Stride(len(source.dataset), shard)
         loader = DataLoader(
-            source.dataset, batch_size=batch_size, sampler=sampler,
+            source.dataset, batch_size=None if batched else batch_size, sampler=sampler,
             shuffle=shuffle and not iterable and sampler is None,
             num_workers=num_workers,
             pin_memory=(device.type == "cuda") if pin_memory is None else pin_memory,
             persistent_workers=persistent_workers and num_workers > 0,
             generator=generator if shuffle and not iterable and sampler is None else None,
-            drop_last=drop_last,
+            drop_last=drop_last and not batched,
         )
         return LoaderBatches(loader, device, targets=targets)
     raise DataError(f"data: unsupported source {describe(source)}.")

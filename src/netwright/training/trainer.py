@@ -319,6 +319,7 @@ class Trainer:
                 for cb in callbacks:
                     _hook(cb, "on_epoch_start", epoch)
                 model.train()
+                train_batches.set_epoch(epoch)
                 if epoch == start_epoch and start_batch:
                     generator.set_state(epoch_rng)  # replay this epoch's data order
                 else:
