@@ -154,10 +154,11 @@ class TrainConfig(_Strict):
         False, description="torch.compile the model for training and evaluation: true, or a "
                            "mode ('reduce-overhead', 'max-autotune', ...); saved weights keep "
                            "the model's own keys")
-    strategy: Literal["auto", "none", "ddp"] = Field(
+    strategy: Literal["auto", "none", "ddp", "fsdp"] = Field(
         "auto", description="'auto': data-parallel (DDP) when started by torchrun or "
                             "`netwright train --nproc N`, else one process; 'ddp' requires "
-                            "several processes; 'none' trains alone even under torchrun")
+                            "several processes; 'fsdp' shards parameters, gradients and optimizer "
+                            "state among them (FSDP2); 'none' trains alone even under torchrun")
 
     @field_validator("precision", mode="before")
     @classmethod

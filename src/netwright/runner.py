@@ -185,8 +185,11 @@ def run(config: str | os.PathLike | Mapping | RunConfig, overrides: Sequence[str
         from .exporting import export_all
 
         shape = tuple(data.input_shape)
+        # Sharded by FSDP, the model computes only with every process: export the whole one
+        # from the run's own files (its weights were gathered into weights.safetensors).
+        source = load(run_dir, trust_code=trust_code) if world.sharded else model
         # A resumed run's exports/ holds this same run's files: replacing them is the point.
-        reports = export_all(model, run_dir / "exports", list(cfg.export.formats), example=shape,
+        reports = export_all(source, run_dir / "exports", list(cfg.export.formats), example=shape,
                              overwrite=resume)
         exports = {fmt: {"path": str(r.path.name), "max_abs_diff": r.max_abs_diff}
                    for fmt, r in reports.items()}

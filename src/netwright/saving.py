@@ -206,6 +206,11 @@ def save(model: nn.Module, path: str | os.PathLike, *, init_args: dict | None = 
             f"netwright does not write through links. Fix: remove the link, or save elsewhere."
         )
     model = plain_module(model)  # a compiled model is saved as the module it compiles
+    if isinstance(model, nn.Module) and any(type(p).__name__ == "DTensor" for p in model.parameters()):
+        raise CheckpointError(
+            "save: the model's parameters are sharded among processes (FSDP), and this process "
+            "holds only its part. Fix: the run directory's weights.safetensors holds the whole "
+            "model (gathered when training ended): nw.load(run_dir) in one process, then nw.save.")
     try:
         desc = describe_model(model, init_args=init_args)
     except ModelSpecError as exc:

@@ -74,14 +74,17 @@ class Batches:
 class TensorBatches(Batches):
     def __init__(self, data: InMemory, batch_size: int, *, shuffle: bool,
                  generator: torch.Generator | None, device: torch.device, drop_last: bool = False,
-                 shard: tuple[int, int] | None = None):
+                 shard: tuple[int, int] | None = None, even: bool = False):
         # Data small enough is moved to the device once, so batches are gathered there.
         self.data = data.to(device)
         self.total = len(data)
         # Under data-parallel training (rank, ranks): this rank's every ranks-th sample of the
         # epoch's order, so the ranks' shards are disjoint and cover every sample once.
         self.shard = shard if shard is not None and shard[1] > 1 else None
-        self.n = len(range(shard[0], self.total, shard[1])) if self.shard else self.total
+        # even: every rank as many samples (FSDP has no Join for uneven shards): the epoch's last
+        # total % ranks samples of the order are left out (other ones each epoch).
+        self.used = self.total - (self.total % shard[1] if self.shard and even else 0)
+        self.n = len(range(shard[0], self.used, shard[1])) if self.shard else self.total
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.generator = generator
@@ -106,7 +109,7 @@ class TensorBatches(Batches):
             order = (torch.randperm(self.total, generator=self.generator) if self.shuffle
                      else torch.arange(self.total))
             if self.shard:
-                order = order[self.shard[0]::self.shard[1]]
+                order = order[:self.used][self.shard[0]::self.shard[1]]
             order = order.to(self.device)
             if self.data.nbytes <= _WHOLE_EPOCH_GATHER_BYTES:
                 # One gather for the whole epoch, then views: cheaper than a gather per batch.
@@ -193,7 +196,8 @@ class LoaderBatches(Batches):
 def make_batches(source: Source, *, batch_size: int, shuffle: bool, device: torch.device,
                  generator: torch.Generator | None, targets: bool = True, num_workers: int = 0,
                  pin_memory: bool | None = None, persistent_workers: bool = False,
-                 drop_last: bool = False, shard: tuple[int, int] | None = None) -> Batches:
+                 drop_last: bool = False, shard: tuple[int, int] | None = None,
+                 even_shards: bool = False) -> Batches:
     """Batches for any source; ``pin_memory=None`` pins when the device is CUDA. ``shard``
     ``(rank, ranks)``: only this rank's disjoint part of each epoch (data-parallel training)."""
     shard = shard if shard is not None and shard[1] > 1 else None
@@ -203,7 +207,7 @@ def make_batches(source: Source, *, batch_size: int, shuffle: bool, device: torc
         if targets and source.y is None:
             raise DataError("data: targets are needed here; received features only. Fix: pass (X, y).")
         return TensorBatches(source, batch_size, shuffle=shuffle, generator=generator,
-                             device=device, drop_last=drop_last, shard=shard)
+                             device=device, drop_last=drop_last, shard=shard, even=even_shards)
     if isinstance(source, LoaderSource):
         if shard and not isinstance(source.loader.sampler, DistributedSampler):
             raise ConfigError(
@@ -216,6 +220,9 @@ def make_batches(source: Source, *, batch_size: int, shuffle: bool, device: torc
         if not isinstance(num_workers, int) or num_workers < 0:
             raise ConfigError(f"num_workers: expected an integer >= 0, received {num_workers!r}.")
         iterable = isinstance(source.dataset, IterableDataset)
+        if shard and iterable and even_shards:
+            raise ConfigError("data: a stream's shards give the processes different numbers of "
+                              "rows, which FSDP cannot train on. Fix: strategy 'ddp' for streams.")
         if shard and iterable:
             set_shard = getattr(source.dataset, "set_shard", None)
             if not callable(set_shard):

@@ -62,11 +62,13 @@ class BundleSaver:
             "losses": torch.stack(losses).cpu() if losses else None,
             "extras": {k: torch.stack(v).cpu() for k, v in extras.items() if v} if extras else None,
         }) if t.world.active else None
+        model_state = t.world.model_state(t.model)  # FSDP: gathered from every rank (collective)
+        optimizer_state = t.world.optimizer_state(t.model, t.optimizer)
         if t.run_dir is None:
             return  # not rank 0: only rank 0 writes
         state = {
             "epoch": epoch, "batch": batch, "history": history, "stop_reason": stop_reason,
-            "optimizer": t.optimizer.state_dict(), "schedule": t.schedule.state_dict(),
+            "optimizer": optimizer_state, "schedule": t.schedule.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "callbacks": self._callback_states(), "rng": rng_state(),
             "epoch_rng": epoch_rng if epoch_rng is not None else self.generator.get_state(),
@@ -79,8 +81,7 @@ class BundleSaver:
         }
         ckpt = t.run_dir / "checkpoints"
         t._check_weights(len(history), f"at epoch {epoch + (1 if batch else 0)}, batch {batch}"
-                         if batch else f"at the end of epoch {epoch}")
-        model_state = t.model.state_dict()
+                         if batch else f"at the end of epoch {epoch}", model_state)
         rotate_into(ckpt, "last", model_state, state)
         value = logs.get(self.monitor) if logs else None
         if isinstance(value, float) and is_better(value, self.best, self.mode):
@@ -92,8 +93,7 @@ class BundleSaver:
         from ..resume import set_rng_state
 
         t, s = self.t, bundle.state
-        t.model.load_state_dict(bundle.model_state)
-        t.optimizer.load_state_dict(s["optimizer"])
+        t.world.load_states(t.model, t.optimizer, bundle.model_state, s["optimizer"])
         t.schedule.load_state_dict(s["schedule"])
         rescale_lr(t, effective_lr(s.get("config")))
         if self.scaler is not None and s.get("scaler"):

@@ -25,7 +25,7 @@ from ..errors import ConfigError
 __all__ = ["World", "SINGLE", "STRATEGIES", "world_for", "shard_indices", "reduce_epoch",
            "distributed_line", "restarted", "TIMEOUT_S"]
 
-STRATEGIES = ("auto", "none", "ddp")
+STRATEGIES = ("auto", "none", "ddp", "fsdp")
 # A collective that waits longer than this fails (a crashed or hung rank never leaves the
 # others waiting forever); NETWRIGHT_DIST_TIMEOUT (seconds) overrides it.
 TIMEOUT_S = 300
@@ -39,6 +39,12 @@ class World:
     size: int = 1
     local_rank: int = 0
     backend: str | None = None
+    strategy: str = "ddp"  # with several processes: "ddp" or "fsdp"
+
+    @property
+    def sharded(self) -> bool:
+        """FSDP: parameters, gradients and optimizer state are split among the processes."""
+        return self.active and self.strategy == "fsdp"
 
     @property
     def active(self) -> bool:
@@ -55,10 +61,22 @@ class World:
             return torch.device("cuda", self.local_rank)
         return device
 
-    def wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
+    def wrap(self, model: nn.Module, device: torch.device, precision: str = "32") -> nn.Module:
         """The model the training step calls: ``DistributedDataParallel`` over ``model`` (whose
-        own ``state_dict`` keeps its keys: no ``module.`` prefix is ever saved)."""
+        own ``state_dict`` keeps its keys: no ``module.`` prefix is ever saved); under FSDP the
+        model itself, sharded in place (each child block with parameters, then the whole), so
+        the optimizer must be built after this."""
         if not self.active:
+            return model
+        if self.sharded:
+            from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+            policy = (MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+                      if precision == "bf16-mixed" else MixedPrecisionPolicy())
+            for child in model.children():
+                if any(p.requires_grad for p in child.parameters()):
+                    fully_shard(child, mp_policy=policy)
+            fully_shard(model, mp_policy=policy)
             return model
         from torch.nn.parallel import DistributedDataParallel
 
@@ -67,7 +85,7 @@ class World:
 
     def join(self, wrapped: nn.Module) -> contextlib.AbstractContextManager:
         """Uneven shards (a rank with one batch fewer) without a hang: torch's ``Join``."""
-        if not self.active:
+        if not self.active or self.sharded:  # FSDP: shards of a stream may differ, see docs
             return contextlib.nullcontext()
         from torch.distributed.algorithms.join import Join
 
@@ -79,6 +97,38 @@ class World:
         if self.active and inside_window and hasattr(wrapped, "no_sync"):
             return wrapped.no_sync()
         return contextlib.nullcontext()
+
+    def model_state(self, model: nn.Module) -> dict:
+        """The whole model's state for writing: under FSDP gathered from every process onto
+        rank 0's CPU (a collective: every rank calls it; the others get ``{}``)."""
+        if not self.sharded:
+            return model.state_dict()
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+    def optimizer_state(self, model: nn.Module, optimizer: Any) -> dict:
+        """The optimizer's state for a resume bundle, gathered like :meth:`model_state`."""
+        if not self.sharded:
+            return optimizer.state_dict()
+        from torch.distributed.checkpoint.state_dict import (StateDictOptions,
+                                                             get_optimizer_state_dict)
+
+        return get_optimizer_state_dict(model, optimizer,
+                                        options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+    def load_states(self, model: nn.Module, optimizer: Any, model_state: dict, optimizer_state: dict) -> None:
+        """Put whole states (a resume bundle every rank holds) back, each rank taking its shard."""
+        if not self.sharded:
+            model.load_state_dict(model_state)
+            optimizer.load_state_dict(optimizer_state)
+            return
+        from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
+                                                             set_optimizer_state_dict)
+
+        options = StateDictOptions(full_state_dict=True)
+        set_model_state_dict(model, model_state, options=options)
+        set_optimizer_state_dict(model, optimizer, optimizer_state, options=options)
 
     def broadcast(self, value: Any) -> Any:
         """Rank 0's ``value`` on every rank (a seed, a run directory's name)."""
@@ -116,7 +166,7 @@ def world_for(strategy: str = "auto") -> World:
     ``"auto"`` trains data-parallel when the environment describes several processes (torchrun
     sets ``WORLD_SIZE``), else in this process alone; ``"ddp"`` requires several; ``"none"``
     trains alone even under torchrun (every process its own model)."""
-    if strategy not in STRATEGIES:
+    if strategy not in STRATEGIES:  # (the schema checks it for fit and configs)
         raise ConfigError(f"strategy: expected one of {', '.join(STRATEGIES)}; received {strategy!r}.")
     dist = torch.distributed
     if strategy == "none":
@@ -124,9 +174,9 @@ def world_for(strategy: str = "auto") -> World:
     initialized = dist.is_available() and dist.is_initialized()
     size = dist.get_world_size() if initialized else _env_int("WORLD_SIZE", 1)
     if size <= 1:
-        if strategy == "ddp":
+        if strategy in ("ddp", "fsdp"):
             raise ConfigError(
-                "strategy: 'ddp' trains with several processes, and this one is alone (no "
+                f"strategy: {strategy!r} trains with several processes, and this one is alone (no "
                 "WORLD_SIZE in its environment). Fix: start it with `netwright train CONFIG "
                 "--nproc 2`, or `torchrun --nproc-per-node 2 your_script.py`.")
         return SINGLE
@@ -146,7 +196,7 @@ def world_for(strategy: str = "auto") -> World:
         store = dist.PrefixStore(f"netwright/attempt{attempt}/", store)
         dist.init_process_group(backend, store=store, rank=rank, world_size=size, timeout=timeout)
     return World(dist.get_rank(), dist.get_world_size(), _env_int("LOCAL_RANK", 0),
-                 dist.get_backend())
+                 dist.get_backend(), "fsdp" if strategy == "fsdp" else "ddp")
 
 
 def shard_indices(order: torch.Tensor, world: World) -> torch.Tensor:

@@ -112,6 +112,7 @@ class Trainer:
             targets=targets, drop_last=self.options.drop_last and train, num_workers=self.options.num_workers, pin_memory=self.options.pin_memory,
             persistent_workers=self.options.persistent_workers,
             shard=(self.world.rank, self.world.size) if self.world.active else None,
+            even_shards=self.world.sharded and train,
         )
 
     def _infer_task(self, batches: Batches) -> Task | None:
@@ -199,6 +200,12 @@ class Trainer:
         model.to(device)
         if isinstance(self.loss_fn, nn.Module):
             self.loss_fn.to(device)
+        # DDP wraps the model; FSDP shards it in place (before the optimizer sees its parameters).
+        trained = world.wrap(model, device, self.options.precision)
+        evaluated = model
+        if self.options.compile or self.compiled is not None:
+            evaluated = self.compiled or compiled(model, self.options.compile)
+            trained = evaluated if not world.active else compiled(trained, self.options.compile or True)
         generator = torch.Generator().manual_seed(seed)
         train_batches = self._batches(train_src, train=True, generator=generator)
         val_batches = self._batches(val_src, train=False) if val_src is not None else None
@@ -247,11 +254,6 @@ class Trainer:
         # On the CPU reading the loss costs nothing, so every step is checked before backward;
         # on an accelerator that read is a sync, so "raise" checks the epoch's losses at its end
         # (and before any checkpoint): either way nothing non-finite is ever written.
-        trained = world.wrap(model, device)  # DistributedDataParallel under several processes
-        evaluated = model
-        if self.options.compile or self.compiled is not None:
-            evaluated = self.compiled or compiled(model, self.options.compile)
-            trained = evaluated if not world.active else compiled(trained, self.options.compile or True)
         ctx = StepContext(trained, self.loss_fn, self.optimizer, self.autocast, scaler, self.clip,
                           params, check_finite=device.type == "cpu" or skip_nonfinite)
         step_fn, custom_step = self._step_function()
@@ -419,9 +421,11 @@ class Trainer:
                 close = getattr(cb, "close", None)
                 if callable(close):
                     close()
-        if self.run_dir is not None:
-            self._check_weights(len(history), "at the end of training")
-            save_weights(model.state_dict(), self.run_dir / "weights.safetensors")
+        if self.bundles:
+            state = world.model_state(model)  # under FSDP gathered onto rank 0
+            if self.run_dir is not None:
+                self._check_weights(len(history), "at the end of training", state)
+                save_weights(state, self.run_dir / "weights.safetensors")
         best = None
         for row in history:
             value = row.get(monitor)
@@ -480,10 +484,10 @@ class Trainer:
             first = int((~finite).nonzero()[0, 0])  # losses hold the resumed batches too
             raise self._nonfinite_error(epoch, first, nb, stacked[first])
 
-    def _check_weights(self, epochs_done: int, when: str) -> None:
+    def _check_weights(self, epochs_done: int, when: str, state: dict | None = None) -> None:
         """Refuse to write weights that are NaN or infinite (a finite loss can still step into
         them with huge gradients)."""
-        for name, tensor in self.model.state_dict().items():
+        for name, tensor in (self.model.state_dict() if state is None else state).items():
             if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
                 lr = self.optimizer.param_groups[0]["lr"] if self.optimizer else float("nan")
                 kept = (f" {self.run_dir} keeps the last good checkpoint (checkpoints/last) and "
