@@ -516,6 +516,22 @@ def case_nw507():
     return _ce(TrainModeFails(), X, y, deep=True)
 
 
+class CompileBreaks(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(20, 8), nn.Linear(8, 3)
+
+    def forward(self, x):
+        h = self.a(x)
+        print(h.shape)  # torch.compile cannot trace print: a graph break
+        return self.b(h)
+
+
+def case_nw508():
+    X, y = cls_data()
+    return {**_ce(CompileBreaks(), X, y, deep=True), "compile": True}
+
+
 CASES = {name[5:]: fn for name, fn in dict(globals()).items() if name.startswith("case_nw")}
 
 

@@ -399,7 +399,8 @@ def doctor_cmd(
         report = doctor(model, data.train, loss=cfg.loss, optimizer=opt.pop("name"), lr=opt.pop("lr"),
                         scheduler=cfg.scheduler, metrics=list(cfg.metrics) or None,
                         epochs=cfg.train.epochs, batch_size=cfg.train.batch_size,
-                        monitor=cfg.train.monitor, val=data.val, deep=not quick)
+                        monitor=cfg.train.monitor, val=data.val, deep=not quick,
+                        compile=bool(cfg.train.compile))
     except NetwrightError as exc:
         _fail(exc)
         return

@@ -126,7 +126,8 @@ def preflight(model: nn.Module, x: Any, y: Any, *, loss_fn: Callable, loss_info:
 
 def doctor(model: nn.Module, data: Any, *, loss: Any, optimizer: Any = None, scheduler: Any = None,
            metrics: Any = None, epochs: int | None = None, batch_size: int = 32, deep: bool = False,
-           monitor: str | None = None, val: Any = None, lr: float | None = None) -> Report:
+           monitor: str | None = None, val: Any = None, lr: float | None = None,
+           compile: bool = False) -> Report:
     """Check a model, its data and its training setup before training; returns a :class:`Report`.
 
     Takes what :func:`netwright.fit` takes: ``data`` as ``(X, y)`` arrays/tensors, a
@@ -135,7 +136,8 @@ def doctor(model: nn.Module, data: Any, *, loss: Any, optimizer: Any = None, sch
     mapping or torch scheduler; ``val`` the validation data or fraction (only whether there is
     one matters: it decides the logged values); ``epochs`` defaults to fit's 10. ``deep=True``
     adds the deep checks on a copy of the model: a gradient check per layer and a few steps
-    overfitting one batch. The model itself is never changed. Bad arguments (an unknown loss or
+    overfitting one batch; with ``compile=True`` (a run that will use ``torch.compile``) also the
+    forward's graph breaks, each by the line that causes it. The model itself is never changed. Bad arguments (an unknown loss or
     optimizer name, unreadable data) raise as they would in ``fit``.
 
     >>> net = nn.Sequential(nn.Linear(4, 3), nn.Softmax(dim=1))
@@ -211,4 +213,8 @@ def doctor(model: nn.Module, data: Any, *, loss: Any, optimizer: Any = None, sch
         eager = model._orig_mod if type(model).__name__ == "OptimizedModule" else model
         with RngGuard(x):
             found += deep_findings(eager, x, y, loss_fn, make_optimizer)
+            if compile:
+                from .compile_checks import graph_break_findings
+
+                found += graph_break_findings(eager, x)
     return Report(found).sorted()

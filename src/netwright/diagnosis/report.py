@@ -73,6 +73,7 @@ _CODES: dict[str, tuple[str, str, type[NetwrightError]]] = {
     "NW505": ("warning", "the loss does not fall when overfitting one batch", ModelSpecError),
     "NW506": ("error", "the loss diverges when overfitting one batch", ModelSpecError),
     "NW507": ("error", "a training step fails", ModelSpecError),
+    "NW508": ("warning", "torch.compile graph breaks in the forward", ModelSpecError),
 }
 
 #: Every finding code: ``{code: (severity, what it means)}``.
