@@ -130,3 +130,48 @@ def test_peak_memory_stays_far_below_the_data(tmp_path):
     assert "ROWS 192000" in big.stdout, big.stdout + big.stderr[-3000:]
     assert "ROWS 48000" in small.stdout, small.stdout + small.stderr[-3000:]
     assert peak_mb(big) - peak_mb(small) < 20, (peak_mb(big), peak_mb(small))
+
+
+def _parquet_split(folder, name, shards, rows, rng):
+    folder.mkdir(parents=True, exist_ok=True)
+    for s in range(shards):
+        X = rng.normal(loc=3.0, scale=2.0, size=(rows, 4)).astype("float32")
+        df = pd.DataFrame(X, columns=list("abcd"))
+        df["label"] = ((X[:, 0] - 3) + (X[:, 1] - 3) > 0).astype("int64") + (X[:, 2] > 5)
+        df["value"] = (X[:, 0] * 2 - X[:, 3]).astype("float32")
+        df.to_parquet(folder / f"{name}{s}.parquet")
+
+
+@pytest.mark.slow
+def test_a_config_trains_on_streamed_shards(tmp_path):
+    rng = np.random.default_rng(0)
+    _parquet_split(tmp_path / "data", "train", 4, 800, rng)
+    _parquet_split(tmp_path / "data", "val", 1, 400, rng)
+    _parquet_split(tmp_path / "data", "test", 1, 400, rng)
+    config = {"name": "s", "run_dir": str(tmp_path / "runs"), "model": {"zoo": "mlp", "hidden": [32]},
+              "data": {"source": str(tmp_path / "data" / "train*.parquet"), "streaming": True,
+                       "target": "label", "features": ["a", "b", "c", "d"],
+                       "val_source": str(tmp_path / "data" / "val*.parquet"),
+                       "test_source": str(tmp_path / "data" / "test*.parquet")},
+              "loss": "cross_entropy", "metrics": ["accuracy"],
+              "train": {"epochs": 20, "batch_size": 32}}
+    res = nw.run(config, verbose=0)
+    assert res.scores["test"]["accuracy"] > 0.9
+    assert res.data.sizes == {"train": 3200, "val": 400, "test": 400}
+    assert res.data.classes == [0, 1, 2] and res.data.input_shape == (4,)
+    mean, std = res.data.x_stats  # fitted in one pass over the training shards
+    assert mean == pytest.approx([3, 3, 3, 3], abs=0.15) and std == pytest.approx([2] * 4, abs=0.15)
+    loaded = nw.load(res.run_dir)  # the standardisation travels with the model
+    X = pd.read_parquet(tmp_path / "data" / "test0.parquet")
+    pred = loaded(torch.tensor(X[list("abcd")].to_numpy())).argmax(1).numpy()
+    assert (pred == X["label"].to_numpy()).mean() > 0.9
+    regression = {**config, "name": "r", "loss": "mse", "metrics": ["r2"],
+                  "data": {**config["data"], "target": "value"}}
+    assert nw.run(regression, verbose=0).scores["test"]["r2"] > 0.9
+
+
+def test_a_stream_refuses_split_fractions():
+    with pytest.raises(nw.ConfigError, match="val_source"):
+        nw.run({"model": {"zoo": "mlp"}, "loss": "cross_entropy",
+                "data": {"source": "x/*.parquet", "streaming": True, "target": "y", "val": 0.1}},
+               verbose=0)

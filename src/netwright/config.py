@@ -54,6 +54,12 @@ class DataConfig(_Strict):
     shape: Optional[list[int]] = Field(None, description="reshape each sample, e.g. [1, 28, 28] for images")
     window: Optional[int] = Field(None, ge=1, description="time series: predict the next value from this "
                                                           "many past values")
+    streaming: StrictBool = Field(False, description="read `source` (a glob, folder or file of "
+                                  "Parquet or .npy shards) as a stream that never holds the set; "
+                                  "the splits are val_source and test_source")
+    val_source: Optional[str] = Field(None, description="streaming: the validation shards")
+    test_source: Optional[str] = Field(None, description="streaming: the test shards")
+    shuffle_buffer: int = Field(10_000, ge=1, description="streaming: rows shuffled together")
 
     @field_validator("shape")
     @classmethod
@@ -402,6 +408,8 @@ def _semantic_errors(raw: Mapping) -> list[str]:
         errors.append(f"data: val ({val}) + test ({test}) leave nothing to train on. Fix: make "
                       f"their sum < 1.")
     src = data.get("source")
+    if data.get("streaming") is True:
+        src = None  # a glob, folder or file of shards: the stream checks it when it opens them
     if isinstance(src, str):
         if not Path(src).suffix:
             if src.lower() not in BUILTIN:

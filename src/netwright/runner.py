@@ -74,7 +74,6 @@ def _fill_head(spec: dict, data: Prepared) -> dict:
     if entry is None or "num_classes" in spec or "outputs" in spec or "out_features" in spec:
         return spec
     params = entry.params
-    width = int(data.train[1].shape[1]) if data.train[1].ndim == 2 else 1
     if data.task == "multiclass":
         n = len(data.classes) if data.classes else int(data.train[1].max()) + 1
         key = "num_classes" if "num_classes" in params else "out_features"
@@ -82,6 +81,10 @@ def _fill_head(spec: dict, data: Prepared) -> dict:
             spec[key] = n
     else:
         key = next((k for k in ("outputs", "out_features", "num_classes") if k in params), None)
+        if data.target_width is not None:  # a stream: its targets are not an array here
+            width = data.target_width
+        else:
+            width = int(data.train[1].shape[1]) if data.train[1].ndim == 2 else 1
         if key is not None:
             spec[key] = width
     return spec

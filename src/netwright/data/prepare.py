@@ -36,6 +36,7 @@ class Prepared:
     x_stats: tuple[np.ndarray, np.ndarray] | None = None  # (mean, std), shaped to broadcast
     y_stats: tuple[np.ndarray, np.ndarray] | None = None
     sizes: dict = field(default_factory=dict)
+    target_width: int | None = None  # set for streams (their targets are not arrays here)
 
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         part = {"train": self.train, "val": self.val, "test": self.test}.get(name)
@@ -310,6 +311,10 @@ def prepare_data(cfg: DataConfig, loss_task: str, loss_name: str | None = None) 
     or custom (then integer targets mean classes); it must agree with the targets (see
     :func:`check_task`). ``loss_name`` is for messages.
     """
+    if cfg.streaming:
+        from .streaming import prepare_stream
+
+        return prepare_stream(cfg, loss_task, loss_name)
     source = cfg.source
     names = None
     path = Path(source)

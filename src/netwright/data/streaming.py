@@ -25,7 +25,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from ..errors import ConfigError, DataError
 
-__all__ = ["Stream", "stream"]
+__all__ = ["Stream", "stream", "prepare_stream"]
 
 _BLOCK_ROWS = 4096  # rows read from a shard at a time
 
@@ -34,8 +34,11 @@ class Stream(IterableDataset):
     """Rows of many shard files as ``(features, target)`` pairs, read lazily; see the module."""
 
     def __init__(self, files: Sequence[Path], *, target: Any, features: Sequence[str] | None,
-                 shuffle: bool, shuffle_buffer: int, seed: int, target_dtype: str | None):
+                 shuffle: bool, shuffle_buffer: int, seed: int, target_dtype: str | None,
+                 shape: Sequence[int] | None = None, target_2d: bool = False):
         self.files, self.target, self.features = list(files), target, features
+        self.shape = tuple(shape) if shape else None  # each row reshaped (an image: 1, 28, 28)
+        self.target_2d = target_2d  # targets as (rows, 1), a regression model's output shape
         self.shuffle, self.shuffle_buffer, self.seed = shuffle, shuffle_buffer, seed
         self.target_dtype = target_dtype
         self.epoch = 0
@@ -132,19 +135,27 @@ class Stream(IterableDataset):
 
     def _tensors(self, row: tuple[np.ndarray, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = row
-        target = torch.as_tensor(np.array(y))  # copies: a memory-mapped shard is read-only
+        target = torch.as_tensor(np.array(y))  # copies: the block may be a view
         if self.target_dtype is not None:
             target = target.to(getattr(torch, self.target_dtype))
-        return torch.from_numpy(np.array(x, dtype=np.float32)), target
+        if self.target_2d:
+            target = target.reshape(-1, 1) if target.ndim == 1 else target.reshape(1)
+        features = torch.from_numpy(np.array(x, dtype=np.float32))
+        if self.shape is not None:
+            features = features.reshape(*features.shape[:-1], *self.shape)
+        return features, target
 
 
 def stream(source: str | os.PathLike | Sequence[str | os.PathLike], *, target: Any,
            features: Sequence[str] | None = None, shuffle: bool = True,
-           shuffle_buffer: int = 10_000, seed: int = 0, target_dtype: str | None = None) -> Stream:
+           shuffle_buffer: int = 10_000, seed: int = 0, target_dtype: str | None = None,
+           shape: Sequence[int] | None = None, target_2d: bool = False) -> Stream:
     """A :class:`Stream` over ``source``: a glob (``"shards/*.parquet"``), a folder (its
     ``.parquet`` and ``.npy`` files) or a list of files. ``target`` is the target column (a name
     for Parquet, an index for ``.npy``); ``features`` the Parquet feature columns (default: all
-    others). ``target_dtype`` (``"int64"`` for class indices, ``"float32"``) converts the target.
+    others). ``target_dtype`` (``"int64"`` for class indices, ``"float32"``) converts the target;
+    ``shape`` reshapes each row's features (``[1, 28, 28]``); ``target_2d`` gives targets as
+    ``(rows, 1)`` (a regression model's output).
 
     >>> import tempfile, numpy as np
     >>> folder = Path(tempfile.mkdtemp())
@@ -167,7 +178,8 @@ def stream(source: str | os.PathLike | Sequence[str | os.PathLike], *, target: A
     if kinds == {".parquet"}:
         _parquet_columns(files[0], target, features)  # a wrong column is named before training
     return Stream(files, target=target, features=features, shuffle=shuffle,
-                  shuffle_buffer=shuffle_buffer, seed=seed, target_dtype=target_dtype)
+                  shuffle_buffer=shuffle_buffer, seed=seed, target_dtype=target_dtype, shape=shape,
+                  target_2d=target_2d)
 
 
 def _files(source: Any) -> list[Path]:
@@ -248,3 +260,103 @@ def _blocks(path: Path, target: Any, features: Sequence[str] | None) -> Iterator
     for batch in pq.ParquetFile(path).iter_batches(batch_size=_BLOCK_ROWS, columns=[*columns, target]):
         x = np.stack([batch.column(c).to_numpy(zero_copy_only=False) for c in columns], axis=1)
         yield x, batch.column(target).to_numpy(zero_copy_only=False)
+
+
+def prepare_stream(cfg: Any, loss_task: str, loss_name: str | None = None) -> Any:
+    """A config's ``data`` with ``streaming: true``: the training, validation and test streams
+    and what the model needs to know, measured in one pass over the training shards (the
+    standardisation, the number of classes, non-finite values), which never holds them."""
+    from .prepare import Prepared, check_task
+
+    given = {k for k in ("val", "test", "window", "split") if k in cfg.model_fields_set}
+    if given:
+        raise ConfigError(
+            f"data.{sorted(given)[0]}: a stream is not split by fractions or windows (that would "
+            f"need the whole set). Fix: give the splits as shards: data.val_source and "
+            f"data.test_source.")
+    if loss_task == "binary":
+        raise ConfigError(
+            f"data.streaming: {loss_name or 'this loss'} wants (N, 1) float targets of two classes; "
+            f"streams give class indices. Fix: loss: cross_entropy (two logits).")
+    if cfg.target is None or isinstance(cfg.target, list):
+        raise ConfigError("data.target: a stream needs one target column (a name for Parquet, an "
+                          "index such as -1 for .npy).")
+    target = cfg.target
+    if isinstance(target, str) and target.lstrip("-").isdigit():
+        target = int(target)
+    probe = stream(cfg.source, target=target, features=cfg.features, shuffle=False)
+    classify = loss_task == "multiclass" or (loss_task == "custom" and _integral(probe))
+    n, width = 0, None
+    x_sum = x_sq = None
+    y_sum = y_sq = 0.0
+    y_max = -1
+    for path in probe.files:  # one pass: statistics and checks, a block at a time
+        for x, y in _blocks(path, target, cfg.features):
+            x = np.asarray(x, dtype=np.float64)
+            y = np.asarray(y, dtype=np.float64)
+            if not (np.isfinite(x).all() and np.isfinite(y).all()):
+                raise DataError(f"data: {path.name} has NaN/Inf values. Fix: drop or fill them.")
+            if classify:
+                if (y < 0).any() or (y != np.round(y)).any():
+                    raise DataError(f"data: {path.name}: a classification target must be class "
+                                    f"indices 0, 1, 2, ...; received {y[(y < 0) | (y != np.round(y))][:3]}.")
+                y_max = max(y_max, int(y.max(initial=-1)))
+            width = x.shape[1]
+            x_sum = x.sum(axis=0) if x_sum is None else x_sum + x.sum(axis=0)
+            x_sq = (x * x).sum(axis=0) if x_sq is None else x_sq + (x * x).sum(axis=0)
+            y_sum, y_sq, n = y_sum + float(y.sum()), y_sq + float((y * y).sum()), n + len(x)
+    if not n:
+        raise DataError(f"data.source: the shards {str(cfg.source)!r} hold no rows.")
+    shape = tuple(cfg.shape) if cfg.shape else (width,)
+    if int(np.prod(shape)) != width:
+        raise ConfigError(f"data.shape: {list(shape)} holds {int(np.prod(shape))} values but each "
+                          f"row has {width} features. Fix: a shape whose sizes multiply to {width}.")
+    head = probe.peek(64)
+    check_task(np.array([float(y) for _, y in head]) if not classify else
+               np.array([int(y) for _, y in head]), loss_task, cfg, loss_name)
+    x_stats = _stats(x_sum, x_sq, n, cfg.standardize, shape)
+    scale_y = cfg.standardize_target if cfg.standardize_target is not None else not classify
+    if scale_y and classify:
+        raise ConfigError("data.standardize_target: only regression targets can be standardised.")
+    y_stats = _stats(np.array([y_sum]), np.array([y_sq]), n, "features", (1,)) if scale_y else None
+
+    def make(source: Any, shuffle: bool) -> Stream:
+        return stream(source, target=target, features=cfg.features, shuffle=shuffle,
+                      shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed, shape=cfg.shape,
+                      target_dtype="int64" if classify else "float32", target_2d=not classify)
+
+    train = make(cfg.source, True)
+    val = make(cfg.val_source, False) if cfg.val_source else None
+    test = make(cfg.test_source, False) if cfg.test_source else None
+    names = None
+    if train.files[0].suffix.lower() == ".parquet":
+        names = _parquet_columns(train.files[0], target, cfg.features)
+    return Prepared(
+        train=train, val=val, test=test, task="multiclass" if classify else "regression",
+        input_shape=shape, classes=list(range(y_max + 1)) if classify else None,
+        feature_names=names, x_stats=x_stats, y_stats=y_stats, target_width=None if classify else 1,
+        sizes={"train": n, "val": val.rows() if val else 0, "test": test.rows() if test else 0},
+    )
+
+
+def _integral(probe: Stream) -> bool:
+    head = probe.peek(64)
+    return bool(head) and all(float(y) == int(float(y)) for _, y in head)
+
+
+def _stats(total: Any, squares: Any, n: int, mode: str, shape: tuple[int, ...]) -> Any:
+    """(mean, std) as float32, per feature (reshaped like a sample) or one for all; None for
+    mode 'none'. Constant features keep std 1."""
+    if mode == "none":
+        return None
+    if mode == "global":
+        count = n * len(total)
+        mean = total.sum() / count
+        std = np.sqrt(max(squares.sum() / count - mean * mean, 0.0))
+        mean, std = np.array(mean), np.array(std)
+    else:
+        mean = total / n
+        std = np.sqrt(np.maximum(squares / n - mean * mean, 0.0))
+        mean, std = mean.reshape(shape), std.reshape(shape)
+    std = np.where(std > 1e-8, std, 1.0)
+    return mean.astype(np.float32), std.astype(np.float32)
