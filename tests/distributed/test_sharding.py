@@ -68,3 +68,35 @@ def test_strategy_ddp_in_a_lone_process_says_how_to_start_several(monkeypatch):
     with pytest.raises(nw.ConfigError, match="--nproc 2"):
         nw.fit(torch.nn.Linear(2, 2), (torch.rand(8, 2), torch.zeros(8, dtype=torch.long)),
                loss="cross_entropy", strategy="ddp", epochs=1, verbose=0)
+
+
+class _Trainer:
+    def __init__(self, world):
+        self.world = world
+
+
+def _part(world, state):
+    from netwright.training.bundles import BundleSaver
+
+    saver = BundleSaver.__new__(BundleSaver)
+    saver.t = _Trainer(world)
+    return saver._this_ranks_part(state)
+
+
+def test_a_bundle_gives_each_rank_its_own_streams_and_losses():
+    from netwright.training.distributed import World
+
+    state = {"world": 2, "batch": 5, "epoch": 2, "rng": "rank0's", "losses": "rank0's",
+             "ranks": [{"rng": "r0", "losses": "l0"}, {"rng": "r1", "losses": "l1"}]}
+    assert _part(World(1, 2), state)["rng"] == "r1" and _part(World(1, 2), state)["losses"] == "l1"
+    assert _part(World(0, 2), state)["rng"] == "r0"
+
+
+def test_another_world_size_resumes_only_from_an_epochs_end():
+    from netwright.training.distributed import SINGLE
+
+    with pytest.raises(nw.ConfigError, match=r"written by 2 process\(es\) in the middle of epoch 3.*--nproc 2"):
+        _part(SINGLE, {"world": 2, "batch": 5, "epoch": 2, "ranks": [None, None]})
+    with pytest.warns(UserWarning, match="continues from the end of epoch 3"):
+        state = _part(SINGLE, {"world": 2, "batch": 0, "epoch": 3, "rng": "rank0's", "ranks": [None, None]})
+    assert state["rng"] == "rank0's"
