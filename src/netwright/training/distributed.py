@@ -147,6 +147,16 @@ class World:
         torch.distributed.all_gather_object(out, value)
         return out
 
+    def smallest(self, value: int) -> int:
+        """The smallest ``value`` of all ranks (the batches every rank has, for checkpoints in
+        the middle of an epoch, which every rank must reach together)."""
+        if not self.active:
+            return value
+        device = torch.device("cuda", self.local_rank) if self.backend == "nccl" else torch.device("cpu")
+        t = torch.tensor([value], dtype=torch.int64, device=device)
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN)
+        return int(t.item())
+
     def sum(self, values: list[float]) -> list[float]:
         """Each value summed over the ranks (in float64, on the CPU for gloo)."""
         if not self.active:

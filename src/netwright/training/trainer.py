@@ -210,6 +210,7 @@ class Trainer:
         train_batches = self._batches(train_src, train=True, generator=generator)
         val_batches = self._batches(val_src, train=False) if val_src is not None else None
         nb = len(train_batches)
+        nb_all = world.smallest(nb)  # batches every rank has (their shards may differ by one)
         if nb == 0 and self.options.accumulate > 1:
             raise ConfigError("accumulate: needs a training loader whose length is known (len(loader)).")
 
@@ -369,7 +370,7 @@ class Trainer:
                     for cb in batch_cbs:
                         cb.on_batch_end(epoch, i, loss)
                     if (stepped and self.options.checkpoint_every and self.bundles
-                            and (i + 1) % self.options.checkpoint_every == 0 and i + 1 < nb):
+                            and (i + 1) % self.options.checkpoint_every == 0 and i + 1 < nb_all):
                         self._check_finite(epoch, losses, nb)
                         saver.save(epoch, i + 1, history, losses, epoch_rng, "completed",
                                    skipped=skipped, extras=extras)
@@ -499,7 +500,14 @@ class Trainer:
 
     def _restores(self, has_val: bool, callbacks: list) -> bool:
         """restore_best as given; else what an EarlyStopping asks for; else whether there is val
-        data (the train loss alone does not tell a better model)."""
+        data (the train loss alone does not tell a better model). Not under FSDP (yet): the
+        best weights would be each process's shards, which a resume bundle cannot hold."""
+        if self.world.sharded:
+            if self.options.restore_best:
+                raise ConfigError("restore_best: not supported with strategy 'fsdp' yet (the best "
+                                  "epoch's weights are sharded among the processes). Fix: "
+                                  "restore_best=False, or strategy 'ddp'.")
+            return False
         if self.options.restore_best is not None:
             return self.options.restore_best
         stoppers = [cb for cb in callbacks if isinstance(cb, EarlyStopping)]
