@@ -44,7 +44,8 @@ torch.manual_seed(0)
 model = nw.build([{"linear": 64}, "relu", {"dropout": 0.2}, {"linear": 10}], (64,))
 res = nw.fit(model, (X, y), val=(Xv, yv), loss="cross_entropy", metrics=["accuracy", "f1"],
              epochs=epochs, batch_size=16, lr=3e-3, restore_best=False, verbose=0,
-             checkpoint_every=5, strategy=os.environ.get("NW_TEST_STRATEGY", "auto"),
+             checkpoint_every=int(os.environ.get("NW_TEST_CKPT", "5")),
+             strategy=os.environ.get("NW_TEST_STRATEGY", "auto"),
              run_dir=os.path.join(out, "run"), overwrite=True,
              callbacks=[Crash()] if crash_rank is not None else None)
 with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
