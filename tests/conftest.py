@@ -7,6 +7,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+# distributed/worker.py is a script torchrun starts, not a test module (--doctest-modules would
+# import it, and it reads its arguments from the command line). It is named here, not in a
+# conftest.py of its own folder: a second conftest module would shadow this one's imports.
+collect_ignore = ["distributed/worker.py"]
+
+
 class SimpleNet(nn.Module):
     """The article's SimpleNet, verbatim (it ends in softmax)."""
 
