@@ -128,7 +128,8 @@ def load_weights(model: nn.Module, source: Any, mode: str = "strict", *,
     for keys in _tie_groups(model_state):
         loaded = [k for k in keys if k in plan.pairs]
         values = [src.state[plan.pairs[k]] for k in loaded]
-        if any(not torch.equal(values[0], v.to(values[0].dtype)) for v in values[1:]):
+        dtype = model_state[keys[0]].dtype  # compared as they would be loaded: in the model's dtype
+        if any(not torch.equal(values[0].to(dtype), v.to(dtype)) for v in values[1:]):
             raise CheckpointError(
                 f"{type(model).__name__} ties {', '.join(map(repr, loaded))} (one shared "
                 f"tensor), but {src.name} holds different values for them: loading would keep "

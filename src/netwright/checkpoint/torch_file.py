@@ -81,7 +81,10 @@ def read_torch(path: Path, allow_pickle: bool, map_location: Any) -> Any:
     if is_zip:
         _check_torch_zip(path)
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        # A file object, not the path: torch.load reads any path ending in .safetensors as a
+        # safetensors file (torch 2.14), whatever it holds; the first bytes said it is torch's.
+        with path.open("rb") as fh:
+            return torch.load(fh, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         message = str(exc)
         blocked = re.search(r"unsupported GLOBAL (\S+) whose module (\S+) is blocked", message)
@@ -92,7 +95,7 @@ def read_torch(path: Path, allow_pickle: bool, map_location: Any) -> Any:
             raise corrupt_error(path, "it could not be unpickled as tensors", exc) from None
         if not allow_pickle:
             try:
-                found = list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+                found = sorted(set(torch.serialization.get_unsafe_globals_in_checkpoint(path)))
             except Exception:  # only used to name the objects in the message
                 found = re.findall(r"GLOBAL (\S+) was not", message)
             raise _needs_pickle_error(path, found) from None
@@ -104,7 +107,8 @@ def read_torch(path: Path, allow_pickle: bool, map_location: Any) -> Any:
                 f"pass map_location='cpu' (the default).") from None
         raise corrupt_error(path, "torch.load could not read it", exc) from None
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        with path.open("rb") as fh:
+            return torch.load(fh, map_location=map_location, weights_only=False)
     except Exception as exc:
         raise CheckpointError(f"{str(path)!r} could not be unpickled even with allow_pickle=True "
                               f"({type(exc).__name__}: {exc}). Fix: load it in the environment "
