@@ -17,7 +17,7 @@ LAYERS = {
     "diagnosis": 3,
     "checkpoint": 4, "saving": 4, "resume": 4,
     "training": 5,
-    "exporting": 6, "serve": 6,
+    "exporting": 6, "serve": 6, "reporting": 6,
     "runner": 7, "__init__": 7,
     "cli": 8, "__main__": 8,
 }

@@ -18,7 +18,7 @@ _EXPORTS = {
     # training
     "fit": "netwright.training.trainer",
     "evaluate": "netwright.training.inference",
-    "predict": "netwright.training.inference",
+    "predict": "netwright.runner",
     "Trainer": "netwright.training.trainer",
     "FitResult": "netwright.training.trainer",
     "seed_everything": "netwright.training.devices",
@@ -62,6 +62,7 @@ _EXPORTS = {
     "MetricSet": "netwright.metrics",
     "load_builtin": "netwright.data.builtin",
     "stream": "netwright.data.streaming",
+    "images": "netwright.data.images",
     # errors
     "NetwrightError": "netwright.errors",
     "ConfigError": "netwright.errors",
@@ -95,12 +96,13 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .config import RunConfig, load_config
     from .data.builtin import load_builtin
     from .data.streaming import stream
+    from .data.images import images
     from .diagnosis import DoctorError, Finding, Report, doctor, preflight
     from .exporting import ExportReport, export, export_all, predict_onnx
     from .models.builder import build
     from .models.summary import summary
     from .models.zoo import build_zoo
-    from .runner import open_run, run
+    from .runner import open_run, predict, run
     from .saving import load, save
     from .errors import (CheckpointError, ConfigError, DataError, ExportError, LossTargetError,
                          ModelSpecError, NetwrightError, NonFiniteLossError, UntrustedCodeError)
@@ -111,5 +113,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .config import FitOptions
     from .training.step import StepContext, closure_step, eval_step, train_step
     from .training.devices import resolve_device, seed_everything
-    from .training.inference import evaluate, predict
+    from .training.inference import evaluate
     from .training.trainer import FitResult, Trainer, fit

@@ -119,9 +119,17 @@ def quickstart(
                   + (f"; run directory: {run_dir}" if run_dir else ""))
 
 
-@app.command()
-def datasets() -> None:
+datasets_app = typer.Typer(help="Built-in data sets: list them, write the image sets as files, "
+                                "look at augmented training images.", no_args_is_help=False,
+                           invoke_without_command=True)
+app.add_typer(datasets_app, name="datasets")
+
+
+@datasets_app.callback()
+def datasets(ctx: typer.Context) -> None:
     """List the built-in data sets (real data shipped inside installed packages)."""
+    if ctx.invoked_subcommand is not None:
+        return
     from rich.console import Console
     from rich.table import Table
 
@@ -133,6 +141,45 @@ def datasets() -> None:
     for b in BUILTIN.values():
         table.add_row(b.name, b.task, b.kind, b.package, b.description)
     Console().print(table)
+
+
+@datasets_app.command("export")
+def datasets_export(
+    name: str = typer.Argument(..., help="mnist or digits."),
+    folder: Path = typer.Argument(..., help="A new folder: FOLDER/<label>/<n>.png."),
+) -> None:
+    """Write a built-in image data set as PNG files in class folders (an image-folder data
+    source for `data.source`)."""
+    from netwright.errors import NetwrightError
+
+    try:
+        from netwright.data.images import export_images
+
+        counts = export_images(name, folder)
+    except NetwrightError as exc:
+        _fail(exc)
+        return
+    print(f"{sum(counts.values())} images in {len(counts)} class folders written to {folder}")
+
+
+@datasets_app.command("show")
+def datasets_show(
+    config: Path = typer.Argument(..., help="A run config (YAML) whose data is images."),
+    overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides"),
+    out: Path = typer.Option(..., "--out", help="The PNG file to write (never overwritten)."),
+    count: int = typer.Option(32, "--count", min=1, max=256, help="Images in the grid."),
+) -> None:
+    """A grid of augmented training images with their labels: what the model sees."""
+    from netwright.errors import NetwrightError
+
+    try:
+        from netwright.reporting.grids import show_grid
+
+        shown = show_grid(config, list(overrides or []), out, count)
+    except NetwrightError as exc:
+        _fail(exc)
+        return
+    print(f"{shown} augmented training images written to {out}")
 
 
 def _scores_table(scores: dict, title: str):
@@ -247,7 +294,8 @@ def evaluate_cmd(
 @app.command("predict")
 def predict_cmd(
     run_dir: Path = typer.Argument(..., help="A run directory written by `netwright train`."),
-    inputs: Path = typer.Argument(..., help="Features: .csv/.parquet (the training columns), .npz or .npy."),
+    inputs: Path = typer.Argument(..., help="Features: .csv/.parquet (the training columns), .npz or "
+                                  ".npy; for a run trained on images, an image file or a folder."),
     out: Optional[Path] = typer.Option(None, help="Write the predictions to this CSV (default: print)."),
     onnx: bool = typer.Option(False, "--onnx", help="Serve with RUN_DIR/exports/model.onnx and "
                               "onnxruntime (no torch needed)."),
@@ -269,8 +317,11 @@ def predict_cmd(
             from netwright.runner import open_run
 
             loaded = open_run(run_dir, trust_code=trust_code)
-            X, _ = loaded.read_features(inputs)
-            header, rows = loaded.predict_table(X)
+            if loaded.images is not None:
+                header, rows = loaded.predict_images(inputs)
+            else:
+                X, _ = loaded.read_features(inputs)
+                header, rows = loaded.predict_table(X)
         if out is not None and out.exists():
             from netwright.errors import ConfigError
 

@@ -21,52 +21,12 @@ from .errors import ConfigError, did_you_mean, short_repr
 from .yamlfiles import MAX_CONFIG_BYTES, MAX_YAML_DEPTH, parse_yaml, read_yaml_file
 
 __all__ = ["RunConfig", "DataConfig", "TrainConfig", "FitOptions", "OptimizerConfig", "ExportConfig",
-           "fit_options", "options_reference",
+           "FinetuneConfig", "fit_options", "options_reference",
            "load_config", "apply_overrides", "config_to_dict", "parse_yaml", "read_yaml_file", "MAX_CONFIG_BYTES",
            "MAX_YAML_DEPTH"]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class DataConfig(_Strict):
-    """Where the data comes from and how it is split and scaled."""
-
-    source: str = Field(description="a built-in data set (digits, iris, wine, breast_cancer, diabetes, "
-                                    "mnist, sunspots) or a .csv/.parquet/.npz file")
-    target: Optional[Union[str, list[str]]] = Field(None, description="target column(s) (files) or key (.npz)")
-    features: Optional[list[str]] = Field(None, description="feature columns; default: all but the target")
-    val: float = Field(0.1, ge=0, lt=1, description="fraction held out for validation (0: none)")
-    test: float = Field(0.2, ge=0, lt=1, description="fraction held out for the final test (0: none)")
-    split: Literal["auto", "stratified", "random", "ordered"] = Field(
-        "auto", description="auto: stratified for classes, ordered for time series, else random")
-    seed: int = Field(0, description="seed of the splits")
-    task: Optional[Literal["classification", "regression"]] = Field(
-        None, description="what the targets are; default: inferred from them (whole numbers with "
-                          "few distinct values are classes, other numbers are values). Set it to "
-                          "accept a loss the inference disagrees with")
-    standardize: Literal["features", "global", "none"] = Field(
-        "features", description="inputs: per-feature mean/std, one global mean/std (images), or none; "
-                                "fitted on the training split only")
-    standardize_target: Optional[bool] = Field(
-        None, description="regression targets scaled to mean 0, std 1 for training (default: on for "
-                          "regression); the model still outputs original units")
-    shape: Optional[list[int]] = Field(None, description="reshape each sample, e.g. [1, 28, 28] for images")
-    window: Optional[int] = Field(None, ge=1, description="time series: predict the next value from this "
-                                                          "many past values")
-    streaming: StrictBool = Field(False, description="read `source` (a glob, folder or file of "
-                                  "Parquet or .npy shards) as a stream that never holds the set; "
-                                  "the splits are val_source and test_source")
-    val_source: Optional[str] = Field(None, description="streaming: the validation shards")
-    test_source: Optional[str] = Field(None, description="streaming: the test shards")
-    shuffle_buffer: int = Field(10_000, ge=1, description="streaming: rows shuffled together")
-
-    @field_validator("shape")
-    @classmethod
-    def _positive_dims(cls, v):
-        if v is not None and (not v or any(d <= 0 for d in v)):
-            raise ValueError("expected a list of positive sizes such as [1, 28, 28]")
-        return v
 
 
 def _is_bool(v: Any) -> bool:
@@ -97,6 +57,68 @@ def _verbosity(v: Any) -> Any:
 Whole = Annotated[int, BeforeValidator(_whole_number)]
 
 
+class DataConfig(_Strict):
+    """Where the data comes from and how it is split and scaled."""
+
+    source: str = Field(description="a built-in data set (digits, iris, wine, breast_cancer, diabetes, "
+                                    "mnist, sunspots), a .csv/.parquet/.npz file, or a folder of "
+                                    "images in class sub-folders")
+    target: Optional[Union[str, list[str]]] = Field(None, description="target column(s) (files) or key (.npz)")
+    features: Optional[list[str]] = Field(None, description="feature columns; default: all but the target")
+    val: float = Field(0.1, ge=0, lt=1, description="fraction held out for validation (0: none)")
+    test: float = Field(0.2, ge=0, lt=1, description="fraction held out for the final test (0: none)")
+    split: Literal["auto", "stratified", "random", "ordered"] = Field(
+        "auto", description="auto: stratified for classes, ordered for time series, else random")
+    seed: int = Field(0, description="seed of the splits")
+    task: Optional[Literal["classification", "regression"]] = Field(
+        None, description="what the targets are; default: inferred from them (whole numbers with "
+                          "few distinct values are classes, other numbers are values). Set it to "
+                          "accept a loss the inference disagrees with")
+    standardize: Literal["features", "global", "none"] = Field(
+        "features", description="inputs: per-feature mean/std, one global mean/std (images), or none; "
+                                "fitted on the training split only")
+    standardize_target: Optional[bool] = Field(
+        None, description="regression targets scaled to mean 0, std 1 for training (default: on for "
+                          "regression); the model still outputs original units")
+    shape: Optional[list[int]] = Field(None, description="reshape each sample, e.g. [1, 28, 28] for images")
+    window: Optional[int] = Field(None, ge=1, description="time series: predict the next value from this "
+                                                          "many past values")
+    streaming: StrictBool = Field(False, description="read `source` (a glob, folder or file of "
+                                  "Parquet or .npy shards) as a stream that never holds the set; "
+                                  "the splits are val_source and test_source")
+    val_source: Optional[str] = Field(None, description="streaming: the validation shards")
+    test_source: Optional[str] = Field(None, description="streaming: the test shards")
+    shuffle_buffer: int = Field(10_000, ge=1, description="streaming: rows shuffled together")
+    image: Optional[str] = Field(None, description="images: the column of a .csv/.parquet file "
+                                 "that holds image paths (relative ones resolve against the file)")
+    image_size: Optional[Union[Whole, list[Whole]]] = Field(
+        None, description="images: resized (shorter side) and centre-cropped to this size, e.g. 28 "
+                          "or [32, 48]; default: the images' own size when they all have one")
+    channels: Optional[Literal[1, 3, 4]] = Field(
+        None, description="images: 1 (grey), 3 (RGB) or 4 (RGBA); default: 1 when every image is "
+                          "grey, else 3")
+    cache: Literal["none", "memory"] = Field(
+        "none", description="images: 'memory' keeps the decoded, resized images in RAM (uint8), "
+                            "so later epochs decode nothing")
+    skip_bad: StrictBool = Field(False, description="images: leave out unreadable files (counted "
+                                 "and listed in the log) instead of stopping")
+    augment: Optional[list[Union[str, dict[str, Any]]]] = Field(
+        None, description="images: torchvision.transforms.v2 transforms applied to training batches, "
+                          "e.g. [horizontal_flip, {random_resized_crop: {size: 28, scale: [0.8, 1]}}]")
+    mean: Optional[list[float]] = Field(None, description="images: per-channel mean to normalise "
+                                        "with (default: fitted on the training split)")
+    std: Optional[list[float]] = Field(None, description="images: per-channel std to normalise "
+                                       "with (default: fitted on the training split)")
+
+    @field_validator("shape")
+    @classmethod
+    def _positive_dims(cls, v):
+        if v is not None and (not v or any(d <= 0 for d in v)):
+            raise ValueError("expected a list of positive sizes such as [1, 28, 28]")
+        return v
+
+
+
 class OptimizerConfig(BaseModel):
     """``name`` and ``lr`` plus any keyword argument of the torch optimizer (momentum, betas ...)."""
 
@@ -113,6 +135,19 @@ class EarlyStoppingConfig(_Strict):
     mode: Literal["auto", "min", "max"] = "auto"
     min_delta: float = Field(0.0, ge=0, description="smallest change that counts as improvement")
     restore_best: StrictBool = Field(True, description="end with the best epoch's weights")
+
+
+class FinetuneConfig(_Strict):
+    """Fine-tuning: which parameters wait, until when, and at what learning rate."""
+
+    freeze: Union[Literal["backbone"], list[str]] = Field(
+        "backbone", description="'backbone': every parameter but the classifier head's; or a list "
+                                "of module names (prefixes such as 'layer1', 'features.0')")
+    unfreeze_at: Optional[Whole] = Field(
+        None, ge=1, description="the epoch (1 = the first) from which the frozen parameters train "
+                                "too; default: never")
+    backbone_lr: float = Field(0.1, gt=0, description="the frozen parameters' learning rate once "
+                                                      "they train, as a fraction of lr")
 
 
 class TrainConfig(_Strict):
@@ -160,6 +195,11 @@ class TrainConfig(_Strict):
         False, description="torch.compile the model for training and evaluation: true, or a "
                            "mode ('reduce-overhead', 'max-autotune', ...); saved weights keep "
                            "the model's own keys")
+    channels_last: StrictBool = Field(False, description="convolution models: keep the model and "
+                                      "image batches in channels-last memory format")
+    finetune: Optional[FinetuneConfig] = Field(
+        None, description="train a pretrained model's head first: {freeze: backbone, unfreeze_at: "
+                          "3, backbone_lr: 0.1}")
     strategy: Literal["auto", "none", "ddp", "fsdp"] = Field(
         "auto", description="'auto': data-parallel (DDP) when started by torchrun or "
                             "`netwright train --nproc N`, else one process; 'ddp' requires "
@@ -271,6 +311,11 @@ class RunConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     metrics: list[Union[str, dict[str, Any]]] = Field(default_factory=list)
     export: Optional[ExportConfig] = None
+    weights: Optional[str] = Field(None, description="a weights file (safetensors, or a torch "
+                                   "state_dict such as torchvision's .pth) loaded into the model "
+                                   "before training; a classifier head of another size is left "
+                                   "as initialised, a grey model's first convolution sums the "
+                                   "file's RGB filters")
 
     @field_validator("name")
     @classmethod
@@ -410,12 +455,15 @@ def _semantic_errors(raw: Mapping) -> list[str]:
     src = data.get("source")
     if data.get("streaming") is True:
         src = None  # a glob, folder or file of shards: the stream checks it when it opens them
-    if isinstance(src, str):
+    if isinstance(src, str) and Path(src).is_dir():
+        pass  # a folder of images in class folders: read and checked by data/images.py
+    elif isinstance(src, str):
         if not Path(src).suffix:
             if src.lower() not in BUILTIN:
                 errors.append(f"data.source: unknown built-in data set {short_repr(src)}."
                               f"{did_you_mean(src, BUILTIN)} Expected one of: {', '.join(BUILTIN)}; "
-                              f"or a .csv/.parquet/.npz file.")
+                              f"a .csv/.parquet/.npz file; or a folder of images in class folders "
+                              f"(no folder {src!r} here).")
         elif Path(src).suffix.lower() not in (".csv", ".parquet", ".npz"):
             errors.append(f"data.source: files must be .csv, .parquet or .npz; received {short_repr(src)}.")
         elif not Path(src).is_file():

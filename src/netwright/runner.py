@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +30,10 @@ from .saving import describe_model, load
 from .training.devices import seed_everything
 from .training.distributed import restarted, world_for
 from .training.inference import evaluate, predict
+from .training.inference import predict as _predict_outputs
 from .training.trainer import FitResult, Trainer
 
-__all__ = ["run", "RunResult", "build_model", "new_run_dir", "LoadedRun", "open_run"]
+__all__ = ["run", "RunResult", "build_model", "new_run_dir", "LoadedRun", "open_run", "predict"]
 
 
 @dataclass
@@ -57,6 +59,8 @@ def build_model(cfg: RunConfig, data: Prepared, *, trust_code: bool = True) -> n
         spec = {"zoo": spec}
     if isinstance(spec, dict) and "zoo" in spec:
         spec = _fill_head(dict(spec), data)
+    if isinstance(spec, dict) and "torchvision" in spec:
+        spec = _fill_torchvision(dict(spec), data)
     net = build(spec, data.input_shape, trust_code=trust_code)
     if data.x_stats is None and data.y_stats is None:
         return net
@@ -90,6 +94,20 @@ def _fill_head(spec: dict, data: Prepared) -> dict:
     return spec
 
 
+def _fill_torchvision(spec: dict, data: Prepared) -> dict:
+    """``{torchvision: resnet18}``: the classifier head sized to the data's classes and the
+    first convolution to its channels, where the config left them out."""
+    args = dict(spec.get("args") or {})
+    if data.task in ("multiclass", "binary") and "num_classes" not in args:
+        n = len(data.classes) if data.classes else int(data.train[1].max()) + 1
+        args["num_classes"] = 1 if data.task == "binary" else n
+    spec["args"] = args
+    channels = data.input_shape[0] if len(data.input_shape) == 3 else None
+    if "in_channels" not in spec and channels not in (None, 3):
+        spec["in_channels"] = int(channels)
+    return spec
+
+
 def new_run_dir(root: str | os.PathLike, name: str) -> Path:
     """``root/name``, or ``root/name-2``, ``-3`` ... : an existing run is never reused."""
     root = Path(root)
@@ -102,13 +120,19 @@ def new_run_dir(root: str | os.PathLike, name: str) -> Path:
 
 def _trainer(cfg: RunConfig, model: nn.Module, run_dir: Path | None, verbose: int,
              run_files: dict[str, str] | None = None, resume: bool = False,
-             force: bool = False) -> Trainer:
+             force: bool = False, workers: int | None = None) -> Trainer:
     """The config's training options as one validated :class:`FitOptions`: its ``train:``
     section is FitOptions' TrainConfig part as it is; the other sections fill the rest."""
     opt = cfg.optimizer.model_dump()
     lr, wd, dnb = opt.pop("lr"), opt.pop("weight_decay"), opt.pop("decay_norm_and_bias")
+    train = dict(cfg.train)
+    if workers is not None and "num_workers" not in cfg.train.model_fields_set:
+        # Image files want loader processes; the saved config keeps the user's own setting.
+        train["num_workers"] = workers
+        if "persistent_workers" not in cfg.train.model_fields_set:
+            train["persistent_workers"] = workers > 0
     options = FitOptions.model_validate({
-        **dict(cfg.train), "loss": cfg.loss, "optimizer": opt, "lr": lr, "weight_decay": wd,
+        **train, "loss": cfg.loss, "optimizer": opt, "lr": lr, "weight_decay": wd,
         "decay_norm_and_bias": dnb, "metrics": list(cfg.metrics) or None,
         "scheduler": cfg.scheduler, "run_dir": run_dir, "verbose": verbose,
         "run_files": run_files, "resume": resume, "force": force,
@@ -170,9 +194,15 @@ def run(config: str | os.PathLike | Mapping | RunConfig, overrides: Sequence[str
     model_json = describe_model(model)
     model_json.update({"task": data.task, "classes": data.classes,
                        "feature_names": data.feature_names})
+    if _is_images(data):  # what prediction needs to read new image files the same way
+        model_json["images"] = {"size": list(data.input_shape[1:]), "channels": data.input_shape[0],
+                                "range": [0.0, 1.0]}
     files = {"config.yaml": yaml.safe_dump(config_to_dict(cfg), sort_keys=False),
              "model.json": json.dumps(model_json, indent=2) + "\n"}
-    trainer = _trainer(cfg, model, run_dir, verbose, files, resume, force)
+    trainer = _trainer(cfg, model, run_dir, verbose, files, resume, force, data.workers)
+    if verbose and world.main:
+        for note in data.notes:
+            print(f"data: {note}", file=sys.stderr)
     val = data.val if data.val is not None else None
     fit_result = trainer.fit(data.train, val)
     scores = {}
@@ -202,8 +232,17 @@ def run(config: str | os.PathLike | Mapping | RunConfig, overrides: Sequence[str
         "stop_reason": fit_result.stop_reason, "seconds": round(fit_result.seconds, 3),
         "best": {k: v for k, v in (fit_result.best or {}).items() if not isinstance(v, (list, dict))},
         "weights_epoch": fit_result.weights_epoch, "restored_best": fit_result.restored_best,
+        **({"data_notes": data.notes} if data.notes else {}),
+        **({"skipped_files": [{"file": f, "reason": why} for f, why in data.skipped]}
+           if data.skipped else {}),
     })
     return RunResult(run_dir, fit_result, scores, cfg, model, data)
+
+
+def _is_images(data: Prepared) -> bool:
+    from .data.images import ImageFiles
+
+    return isinstance(data.train, ImageFiles)
 
 
 def _check_model_classes(spec: Any, source: Any) -> None:
@@ -285,7 +324,45 @@ class LoadedRun:
             y = np.asarray(y, dtype=np.float32).reshape(len(y), -1)
         return X, y
 
-    def predict_table(self, X: np.ndarray) -> tuple[list[str], list[list[Any]]]:
+    @property
+    def images(self) -> dict | None:
+        """``{"size": [h, w], "channels": c}`` for a model trained on image files, else None."""
+        return self.meta.get("images")
+
+    def read_images(self, files: Any) -> Any:
+        """Image files (a file, a folder searched recursively, or a list of files) as a Dataset
+        decoded like the training images; ``.path(i)`` names each."""
+        from .data.images import IMAGE_SUFFIXES, ImageFiles, ImageList, image_files_in, check_images
+
+        info = self.images
+        if info is None:
+            raise DataError(f"run {str(self.run_dir)!r} was not trained on image files; it "
+                            f"predicts from features (.csv/.parquet/.npz/.npy).")
+        items = [files] if isinstance(files, (str, os.PathLike)) else list(files)
+        paths: list[Path] = []
+        for item in items:
+            p = Path(item)
+            if p.is_dir():
+                found = image_files_in(p)
+                if not found:
+                    raise DataError(f"folder {str(p)!r} holds no image files ({', '.join(IMAGE_SUFFIXES)}).")
+                paths += found
+            elif not p.is_file():
+                raise DataError(f"image {str(p)!r} does not exist.")
+            else:
+                paths.append(p)
+        check_images(paths, skip_bad=False)
+        listed = ImageList(paths, np.zeros(len(paths), dtype=np.int64), list(self.meta.get("classes") or []),
+                           tuple(info["size"]), int(info["channels"]))
+        return ImageFiles(listed)
+
+    def predict_images(self, files: Any) -> tuple[list[str], list[list[Any]]]:
+        """Rows ``path, label, p_<class>...`` for image files (see :meth:`read_images`)."""
+        data = self.read_images(files)
+        header, rows = self.predict_table(data)
+        return ["path"] + header, [[str(data.path(i))] + row for i, row in enumerate(rows)]
+
+    def predict_table(self, X: Any) -> tuple[list[str], list[list[Any]]]:
         """Rows of predictions: class label and class probabilities, or the predicted values."""
         from .serve import prediction_rows
 
@@ -293,6 +370,33 @@ class LoadedRun:
         if isinstance(out, (dict, tuple, list)):
             raise ConfigError("predict: models with several outputs are not supported by the CLI yet.")
         return prediction_rows(out.float().numpy(), self.task, self.meta.get("classes"))
+
+
+def predict(model: Any, data: Any, **options: Any) -> Any:
+    """Predict with a model (raw outputs, see :func:`netwright.training.inference.predict`) or
+    with a finished run (a :class:`RunResult`, a run directory or :class:`LoadedRun`): then
+    ``data`` may be image files (a path, a folder or a list of paths; for runs trained on
+    images) or features, and the result is one dict per sample: ``path`` (images), ``label``
+    in the data's own class names and ``p_<class>`` probabilities, or ``prediction`` values.
+
+    >>> import torch
+    >>> predict(torch.nn.Linear(3, 2), torch.zeros(4, 3)).shape
+    torch.Size([4, 2])
+    """
+    if isinstance(model, nn.Module):
+        return _predict_outputs(model, data, **options)
+    if isinstance(model, RunResult):
+        model = open_run(model.run_dir, trust_code=True)  # this process trained it
+    elif isinstance(model, (str, os.PathLike)):
+        model = open_run(model, trust_code=bool(options.pop("trust_code", False)))
+    if not isinstance(model, LoadedRun):
+        raise ConfigError(f"predict: expected an nn.Module, a run directory or a run result; "
+                          f"received {type(model).__name__}.")
+    if model.images is not None and not isinstance(data, (torch.Tensor, np.ndarray)):
+        header, rows = model.predict_images(data)
+    else:
+        header, rows = model.predict_table(data)
+    return [dict(zip(header, row)) for row in rows]
 
 
 def open_run(run_dir: str | os.PathLike, *, trust_code: bool = False) -> LoadedRun:

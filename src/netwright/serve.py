@@ -40,12 +40,12 @@ def prediction_rows(out: np.ndarray, task: str, classes: list | None) -> tuple[l
         probs = _softmax(out)
         names = [str(c) for c in (classes or range(out.shape[1]))]
         labels = probs.argmax(axis=1)
-        return (["prediction"] + [f"p_{n}" for n in names],
+        return (["label"] + [f"p_{n}" for n in names],
                 [[names[i]] + [round(float(p), 6) for p in row] for i, row in zip(labels, probs)])
     if task == "binary":
         p = 1.0 / (1.0 + np.exp(-out.reshape(len(out), -1)[:, 0]))
         names = [str(c) for c in (classes or [0, 1])]
-        return ["prediction", f"p_{names[1]}"], [[names[int(v > 0.5)], round(float(v), 6)] for v in p]
+        return ["label", f"p_{names[1]}"], [[names[int(v > 0.5)], round(float(v), 6)] for v in p]
     values = out.reshape(len(out), -1)
     header = ["prediction"] if values.shape[1] == 1 else [f"prediction_{i}" for i in range(values.shape[1])]
     return header, [[round(float(v), 6) for v in row] for row in values]

@@ -56,7 +56,7 @@ def test_predict_writes_labels_and_probabilities(trained, tmp_path):
     res = cli("predict", str(run_dir), str(tmp_path / "x.npy"), "--out", str(out))
     assert res.returncode == 0, res.stderr
     rows = list(csv.reader(io.StringIO(out.read_text())))
-    assert rows[0] == ["prediction"] + [f"p_{i}" for i in range(10)]
+    assert rows[0] == ["label"] + [f"p_{i}" for i in range(10)]
     assert len(rows) == 21
     assert abs(sum(float(p) for p in rows[1][1:]) - 1) < 1e-4
     assert sum(int(r[0]) == t for r, t in zip(rows[1:], y[:20])) >= 16

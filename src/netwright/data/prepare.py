@@ -37,6 +37,9 @@ class Prepared:
     y_stats: tuple[np.ndarray, np.ndarray] | None = None
     sizes: dict = field(default_factory=dict)
     target_width: int | None = None  # set for streams (their targets are not arrays here)
+    notes: list[str] = field(default_factory=list)  # stated conversions, for the run's log
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # files left out, and why
+    workers: int | None = None  # loader processes this data wants when the config is silent
 
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         part = {"train": self.train, "val": self.val, "test": self.test}.get(name)
@@ -215,7 +218,7 @@ def _encode_classes(y: np.ndarray, task: str) -> tuple[np.ndarray, list | None]:
     return codes.astype(np.int64), (None if identity else labels)
 
 
-def _split_indices(n: int, labels: np.ndarray | None, frac: float, mode: str, seed: int,
+def split_indices(n: int, labels: np.ndarray | None, frac: float, mode: str, seed: int,
                    what: str) -> tuple[np.ndarray, np.ndarray]:
     """(kept, held-out) positions into an array of length n."""
     if frac == 0:
@@ -315,6 +318,15 @@ def prepare_data(cfg: DataConfig, loss_task: str, loss_name: str | None = None) 
         from .streaming import prepare_stream
 
         return prepare_stream(cfg, loss_task, loss_name)
+    from .images import is_image_source, prepare_images
+
+    if is_image_source(cfg):
+        return prepare_images(cfg, loss_task, loss_name)
+    image_only = sorted(k for k in ("image_size", "channels", "augment", "mean", "std")
+                        if getattr(cfg, k) is not None)
+    if image_only or cfg.cache != "none":
+        raise ConfigError(f"data.{(image_only or ['cache'])[0]}: only for images (a folder of class "
+                          f"folders, or a table with data.image); {cfg.source!r} is not one.")
     source = cfg.source
     names = None
     path = Path(source)
@@ -367,9 +379,9 @@ def prepare_data(cfg: DataConfig, loss_task: str, loss_name: str | None = None) 
     if mode == "auto":
         mode = "ordered" if is_series else ("stratified" if task == "multiclass" or task == "binary" else "random")
     labels = (y.reshape(-1).astype(np.int64) if task in ("multiclass", "binary") else None)
-    rest, test_idx = _split_indices(len(X), labels, cfg.test, mode, cfg.seed, "test")
+    rest, test_idx = split_indices(len(X), labels, cfg.test, mode, cfg.seed, "test")
     sub_labels = labels[rest] if labels is not None else None
-    keep, val_local = _split_indices(len(rest), sub_labels, cfg.val / (1 - cfg.test) if cfg.test else cfg.val,
+    keep, val_local = split_indices(len(rest), sub_labels, cfg.val / (1 - cfg.test) if cfg.test else cfg.val,
                                      mode, cfg.seed + 1, "val")
     train_idx, val_idx = rest[keep], rest[val_local]
     Xtr = X[train_idx]
