@@ -452,6 +452,14 @@ def _semantic_errors(raw: Mapping) -> list[str]:
     if isinstance(val, (int, float)) and isinstance(test, (int, float)) and val + test >= 1:
         errors.append(f"data: val ({val}) + test ({test}) leave nothing to train on. Fix: make "
                       f"their sum < 1.")
+    augment = data.get("augment")
+    if isinstance(augment, list) and augment:
+        from .data.augment import build_augment
+
+        try:  # names and arguments now; sizes and channels once the images are known
+            build_augment(augment)
+        except ConfigError as exc:
+            errors.append(str(exc))
     src = data.get("source")
     if data.get("streaming") is True:
         src = None  # a glob, folder or file of shards: the stream checks it when it opens them

@@ -44,25 +44,35 @@ def _name_and_options(spec: Any, what: str, names: tuple[str, ...]) -> tuple[str
     return str(spec), {}
 
 
-def param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool) -> list[dict]:
+def param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool,
+                 lr_factors: Mapping[int, float] | None = None) -> list[dict]:
     """Split parameters into a decayed group and a group (biases, norm weights) without decay.
+
+    ``lr_factors`` (``{id(param): factor}``) puts those parameters, trainable now or not, in
+    groups of their own marked ``"lr_factor"`` (split by decay the same way), after the others:
+    :func:`build_optimizer` gives them ``lr * factor``.
 
     >>> groups = param_groups(nn.Sequential(nn.Linear(2, 2), nn.LayerNorm(2)), 0.01, False)
     >>> [len(g["params"]) for g in groups]
     [1, 3]
     """
-    params = [p for p in model.parameters() if p.requires_grad]
-    if decay_norm_and_bias or weight_decay == 0:
-        return [{"params": params, "weight_decay": weight_decay}]
+    factors = dict(lr_factors or {})
+    params = [p for p in model.parameters() if p.requires_grad or id(p) in factors]
     no_decay: set[int] = set()
-    for module in model.modules():
-        for pname, p in module.named_parameters(recurse=False):
-            if isinstance(module, _NORMS) or pname.endswith("bias"):
-                no_decay.add(id(p))
-    decay = [p for p in params if id(p) not in no_decay]
-    rest = [p for p in params if id(p) in no_decay]
-    return [g for g in ({"params": decay, "weight_decay": weight_decay},
-                        {"params": rest, "weight_decay": 0.0}) if g["params"]]
+    if not (decay_norm_and_bias or weight_decay == 0):
+        for module in model.modules():
+            for pname, p in module.named_parameters(recurse=False):
+                if isinstance(module, _NORMS) or pname.endswith("bias"):
+                    no_decay.add(id(p))
+    groups = []
+    for factor in [None, *dict.fromkeys(factors[id(p)] for p in params if id(p) in factors)]:
+        chosen = [p for p in params if factors.get(id(p)) == factor]
+        marked = {} if factor is None else {"lr_factor": factor}
+        decay = [p for p in chosen if id(p) not in no_decay]
+        rest = [p for p in chosen if id(p) in no_decay]
+        groups += [g for g in ({"params": decay, "weight_decay": weight_decay, **marked},
+                               {"params": rest, "weight_decay": 0.0, **marked}) if g["params"]]
+    return groups or [{"params": [], "weight_decay": weight_decay}]
 
 
 def build_optimizer(
@@ -72,10 +82,15 @@ def build_optimizer(
     lr: float,
     weight_decay: float = 0.0,
     decay_norm_and_bias: bool = True,
+    lr_factors: Mapping[int, float] | None = None,
 ) -> torch.optim.Optimizer:
     """An optimizer from a name, ``{"name": ..., **options}``, a ``torch.optim`` class or instance.
 
     ``decay_norm_and_bias=False`` exempts biases and norm-layer weights from weight decay.
+    ``lr_factors`` (``{id(param): factor}``) gives those parameters groups of their own with
+    ``lr * factor`` (schedulers then scale them too); they are included even while they have
+    ``requires_grad=False`` (fine-tuning: torch's optimizers skip a parameter without a
+    gradient, so a frozen one is neither updated nor decayed until it trains).
     An instance is used as is (its own lr and parameters win).
 
     >>> opt = build_optimizer({"name": "sgd", "momentum": 0.9, "nesterov": True},
@@ -84,6 +99,13 @@ def build_optimizer(
     ('SGD', 0.9)
     """
     if isinstance(spec, torch.optim.Optimizer):
+        if lr_factors:
+            raise ConfigError(
+                f"optimizer: fine-tuning gives the frozen parameters a group of their own with a "
+                f"lower lr, which needs netwright to build the optimizer; received a "
+                f"{type(spec).__name__} instance. Fix: pass its name or class with its options, "
+                f"e.g. optimizer={{'name': 'adamw', 'betas': [0.9, 0.99]}}."
+            )
         return spec
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
         raise ConfigError(
@@ -110,12 +132,17 @@ def build_optimizer(
     wd = options.pop("weight_decay", weight_decay)
     if needs_closure(cls):
         # L-BFGS keeps one flat history over all parameters: no parameter groups, no decay.
-        if wd:
-            raise ConfigError(f"optimizer {cls.__name__}: weight_decay={wd} is not supported (it "
-                              f"takes no parameter groups). Fix: weight_decay=0.")
+        if wd or lr_factors:
+            what = f"weight_decay={wd}" if wd else "fine-tuning (a group with its own lr)"
+            raise ConfigError(f"optimizer {cls.__name__}: {what} is not supported (it takes no "
+                              f"parameter groups). Fix: "
+                              f"{'weight_decay=0' if wd else 'another optimizer, e.g. adamw'}.")
         groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
     else:
-        groups = param_groups(model, wd, decay_norm_and_bias)
+        groups = param_groups(model, wd, decay_norm_and_bias, lr_factors)
+        for group in groups:
+            if "lr_factor" in group:
+                group["lr"] = options["lr"] * group.pop("lr_factor")
     if not any(g["params"] for g in groups):
         raise ConfigError(
             f"optimizer: the model {type(model).__name__} has no trainable parameters "

@@ -49,7 +49,8 @@ class RunResult:
         return f"RunResult(run_dir={str(self.run_dir)!r}, scores={self.scores})"
 
 
-def build_model(cfg: RunConfig, data: Prepared, *, trust_code: bool = True) -> nn.Module:
+def build_model(cfg: RunConfig, data: Prepared, *, trust_code: bool = True,
+                verbose: int = 0) -> nn.Module:
     """The config's model for this data, wrapped with the training split's standardisation.
 
     ``trust_code=False`` (a config read from a file) refuses a ``class`` outside the trusted
@@ -62,6 +63,12 @@ def build_model(cfg: RunConfig, data: Prepared, *, trust_code: bool = True) -> n
     if isinstance(spec, dict) and "torchvision" in spec:
         spec = _fill_torchvision(dict(spec), data)
     net = build(spec, data.input_shape, trust_code=trust_code)
+    if cfg.weights is not None:  # pretrained weights from a file (never a download)
+        from .checkpoint.pretrained import load_pretrained
+
+        report = load_pretrained(net, cfg.weights)
+        if verbose:
+            print(f"weights: {report_line(report)}", file=sys.stderr)
     if data.x_stats is None and data.y_stats is None:
         return net
     model = Scaled(net, data.x_stats[0].shape if data.x_stats else None,
@@ -92,6 +99,18 @@ def _fill_head(spec: dict, data: Prepared) -> dict:
         if key is not None:
             spec[key] = width
     return spec
+
+
+def report_line(report: dict) -> str:
+    """One line on what :func:`~netwright.checkpoint.pretrained.load_pretrained` did."""
+    parts = [f"{report['loaded']} tensors loaded from {report['source']}"]
+    if report.get("adapted"):
+        parts.append("adapted: " + "; ".join(f"{k} ({why})" for k, why in report["adapted"].items()))
+    if report.get("left"):
+        left = list(report["left"])
+        parts.append(f"{len(left)} left as initialised ({', '.join(left[:4])}"
+                     f"{', ...' if len(left) > 4 else ''})")
+    return "; ".join(parts)
 
 
 def _fill_torchvision(spec: dict, data: Prepared) -> dict:
@@ -176,7 +195,7 @@ def run(config: str | os.PathLike | Mapping | RunConfig, overrides: Sequence[str
     # One seeding point before the model is made: its initial weights come from torch's global
     # generator, so without this the same config gave different weights on every run.
     seed_everything(int(cfg.train.seed))
-    model = build_model(cfg, data, trust_code=trust_code)
+    model = build_model(cfg, data, trust_code=trust_code, verbose=verbose)
     # Under torchrun every process runs this; rank 0's choice of folder is everyone's, and only
     # rank 0 writes in it (the trainer, results.json, exports). A process group that torchrun
     # started again after a failure continues the run it was training.

@@ -254,11 +254,24 @@ def _encode(names: list[Any], classes: Sequence[str] | None, where: Path) -> tup
     return np.asarray(ids, dtype=np.int64), list(classes)
 
 
+def _quiet_torchvision_io() -> None:
+    """torchvision 0.29 warns on every decode that TorchCodec will replace its image codecs;
+    the codecs work, and the warning per image would bury a run's log (once per file)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of "
+                            "TorchVision are deprecated", category=DeprecationWarning)
+
+
 def decode(path: Path, channels: int, size: tuple[int, int]) -> torch.Tensor:
     """One image as a uint8 (channels, height, width) tensor at ``size`` (shorter side resized,
     then centre-cropped)."""
     from torchvision.io import ImageReadMode, decode_image, read_file
     from torchvision.transforms.v2 import functional as F
+
+    if not _QUIET[0]:
+        _quiet_torchvision_io()
+        _QUIET[0] = True
 
     mode = {1: ImageReadMode.GRAY, 3: ImageReadMode.RGB, 4: ImageReadMode.RGB_ALPHA}[channels]
     try:
@@ -287,6 +300,9 @@ def _decode_pil(path: Path, channels: int) -> torch.Tensor:
     if arr.ndim == 2:
         arr = arr[:, :, None]
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+
+
+_QUIET = [False]
 
 
 class ImageFiles(Dataset):
@@ -489,6 +505,8 @@ def export_images(name: str, folder: str | os.PathLike) -> dict[str, int]:
     from torchvision.io import write_png
 
     from .builtin import load_builtin
+
+    _quiet_torchvision_io()
 
     key = str(name).strip().lower()
     if key not in IMAGE_SETS:

@@ -53,6 +53,7 @@ from .layers import (CONTAINERS, LAYERS, Branches, Heads, LayerInfo, Repeat, Res
 from .messages import attr_path, fmt_shape, looks_like_arguments, ndim_fix, signature_text
 from .trust import (TORCHVISION_FIXED_ARGS, TRUSTED_MODULES, check_class_target,
                     import_module_class, torchvision_builder)
+from .vision import adapt_input_channels, check_in_channels
 
 __all__ = ["build", "spec_of", "rebuild", "SPEC_ATTR", "TRUSTED_MODULES", "MAX_MODULES",
            "check_class_target", "import_module_class"]
@@ -262,7 +263,7 @@ class _Builder:
                 return self.zoo(spec, x, path)
             if "class" in spec and set(keys) <= {"class", "args"}:
                 return self.klass(spec, x, path)
-            if "torchvision" in spec and set(keys) <= {"torchvision", "args"}:
+            if "torchvision" in spec and set(keys) <= {"torchvision", "args", "in_channels"}:
                 return self.torchvision(spec, x, path)
             if "branches" in spec and set(keys) <= {"branches", "merge", "dim"}:
                 return self.branches(spec, x, path)
@@ -449,10 +450,13 @@ class _Builder:
                 f"arguments without {', '.join(TORCHVISION_FIXED_ARGS)} (netwright never downloads "
                 f"weights: they come from the weights file); received {short_repr(args)}."
             )
+        in_channels = spec.get("in_channels", 3)
+        check_in_channels(in_channels, path)  # before anything is made
         try:
-            module = self.make(lambda: builder(weights=None, **args), path)
+            module = self.make(lambda: adapt_input_channels(builder(weights=None, **args),
+                                                            in_channels, path), path)
         except NetwrightError:
-            raise  # the budget's own errors
+            raise  # the budget's own errors, and the stem that cannot be adapted
         except (TypeError, ValueError) as exc:
             raise ModelSpecError(
                 f"{path} torchvision {name!r} cannot be made with args {short_repr(dict(args))}: "

@@ -109,7 +109,8 @@ def _spec(module: Any, path: str) -> Any:
 def _reads_as(names: list[str]) -> str | None:
     """What a mapping with these keys means to the builder, if not a mapping of children."""
     keys = set(names)
-    for form, allowed in (("class", {"class", "args"}), ("torchvision", {"torchvision", "args"}),
+    for form, allowed in (("class", {"class", "args"}),
+                          ("torchvision", {"torchvision", "args", "in_channels"}),
                           ("branches", {"branches", "merge", "dim"})):
         if form in keys and keys <= allowed:
             return f"a {form!r} block"

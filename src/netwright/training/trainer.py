@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from ..checkpoint import atomic_write_text, save_weights
-from ..config import EarlyStoppingConfig, FitOptions, fit_options, options_reference
+from ..config import (EarlyStoppingConfig, FinetuneConfig, FitOptions, fit_options,
+                      options_reference)
 from ..data.batches import Batches, make_batches
 from ..data.sources import InMemory, Source, to_source
 from ..data.splits import split_fraction
@@ -31,6 +32,7 @@ from .bundles import BundleSaver
 from .callbacks import BestWeights, CSVLogger, EarlyStopping, EpochPrinter, FitInfo, ProgressBar, is_better
 from .devices import resolve_device, seed_everything
 from .distributed import distributed_line, reduce_epoch, restarted, world_for
+from .finetune import plan_finetune
 from .inference import evaluate, evaluate_batches, predict
 from .result import FitResult
 from .rundir import prepare_run_dir, resume_bundle
@@ -163,7 +165,7 @@ class Trainer:
                 return [name(v) for v in spec]
             if spec is None or isinstance(spec, (str, int, float, bool)):
                 return spec
-            if isinstance(spec, EarlyStoppingConfig):
+            if isinstance(spec, (EarlyStoppingConfig, FinetuneConfig)):
                 return spec.model_dump()
             if isinstance(spec, (tuple, set)):
                 return [name(v) for v in spec]
@@ -198,8 +200,13 @@ class Trainer:
             val_src = to_source(val, arg="val", target=self.options.target)
 
         model.to(device)
+        if self.options.channels_last:
+            model.to(memory_format=torch.channels_last)  # 4-D weights only: convolutions
         if isinstance(self.loss_fn, nn.Module):
             self.loss_fn.to(device)
+        # Frozen parameters are set before DDP wraps the model (it fixes which get gradients).
+        finetune = plan_finetune(model, self.options.finetune, several_processes=world.active
+                                 ) if self.options.finetune is not None else None
         # DDP wraps the model; FSDP shards it in place (before the optimizer sees its parameters).
         trained = world.wrap(model, device, self.options.precision)
         evaluated = model
@@ -216,7 +223,8 @@ class Trainer:
 
         self.optimizer = build_optimizer(self.options.optimizer, model, lr=self.options.lr,
                                          weight_decay=self.options.weight_decay,
-                                         decay_norm_and_bias=self.options.decay_norm_and_bias)
+                                         decay_norm_and_bias=self.options.decay_norm_and_bias,
+                                         lr_factors=finetune and finetune.lr_factors(model))
         steps_per_epoch = max(1, math.ceil(nb / self.options.accumulate))
         metric_keys = [parse_metric(m)[0] for m in _as_list(self.options.metrics)]
         metric_keys = [k for k in metric_keys if k != "confusion_matrix"]
@@ -319,6 +327,8 @@ class Trainer:
             for epoch in range(start_epoch, self.options.epochs):
                 if stop_reason != "completed":
                     break  # the run had already stopped (early stopping) before it was interrupted
+                if finetune is not None:
+                    finetune.start_epoch(epoch + 1)  # from the epoch alone: right after a resume
                 for cb in callbacks:
                     _hook(cb, "on_epoch_start", epoch)
                 model.train()
@@ -418,6 +428,8 @@ class Trainer:
         finally:
             if guard is not None:
                 guard.remove()
+            if finetune is not None:
+                finetune.restore()
             for cb in callbacks:
                 close = getattr(cb, "close", None)
                 if callable(close):
