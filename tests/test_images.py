@@ -291,3 +291,20 @@ def test_prepare_data_dispatches_folders_and_refuses_image_keys_elsewhere(tmp_pa
     assert data.input_shape == (3, 12, 12) and data.classes == ["cat", "dog"]
     with pytest.raises(ConfigError, match=r"data.augment: only for images"):
         prepare_data(DataConfig(source="iris", augment=["horizontal_flip"]), "multiclass")
+
+
+def test_fit_on_nw_images_holds_out_unaugmented_images(tmp_path):
+    from netwright.data.sources import DatasetSource
+    from netwright.data.splits import split_fraction
+
+    root = _folder(tmp_path / "imgs", per_class=10)
+    data = nw.images(root, image_size=12, augment=[{"vertical_flip": {"p": 1.0}}])
+    assert data.images.classes == ["cat", "dog"]
+    train, val = split_fraction(DatasetSource(data), 0.2, seed=0, stratify=True)
+    assert train.dataset.augment is not None and val.dataset.augment is None
+    assert sorted(val.dataset.targets.tolist()) == [0, 0, 1, 1]  # stratified
+    assert not set(train.dataset.index) & set(val.dataset.index)
+    model = nw.build([{"flatten": None}, {"linear": 2}], (3, 12, 12))
+    result = nw.fit(model, data, val=0.2, loss="cross_entropy", epochs=2, verbose=0,
+                    metrics=["accuracy"])
+    assert len(result.history) == 2 and "val_accuracy" in result.history[-1]

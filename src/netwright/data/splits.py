@@ -52,6 +52,12 @@ def _class_labels(y: torch.Tensor | None) -> torch.Tensor | None:
     return y.long()
 
 
+def _is_image_files(dataset: object) -> bool:
+    from .images import ImageFiles
+
+    return isinstance(dataset, ImageFiles)
+
+
 def split_fraction(source: Source, fraction: float, *, seed: int, stratify: bool, arg: str = "val") -> tuple[Source, Source]:
     """Split ``source`` into (train, held-out) with ``fraction`` held out."""
     if isinstance(fraction, bool) or not 0 < fraction < 1:
@@ -64,6 +70,20 @@ def split_fraction(source: Source, fraction: float, *, seed: int, stratify: bool
             f"{arg}={fraction}: a DataLoader cannot be split. Fix: pass its Dataset instead, or "
             f"a separate {arg} loader."
         )
+    if isinstance(source, DatasetSource) and _is_image_files(source.dataset):
+        # nw.images(...): stratified by class, and the held-out part is never augmented.
+        data = source.dataset
+        labels = _class_labels(data.targets) if stratify else None
+        if labels is not None:
+            keep, held = stratified_indices(labels, fraction, seed)
+        else:
+            perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
+            held, keep = perm[:max(1, int(round(len(data) * fraction)))], perm[max(1, int(round(len(data) * fraction))):]
+        if len(keep) == 0 or len(held) == 0:
+            raise DataError(f"{arg}={fraction}: {len(data)} images cannot be split into two "
+                            f"non-empty parts. Fix: more images, or separate {arg} data.")
+        return (DatasetSource(data.subset(keep.numpy(), augment=data.augment)),
+                DatasetSource(data.subset(held.numpy())))
     if isinstance(source, DatasetSource):
         n = len(source.dataset)
         n_val = max(1, int(round(n * fraction)))
