@@ -197,16 +197,24 @@ def test_the_memory_cache_gives_the_same_images(tmp_path):
     root = _folder(tmp_path / "imgs", per_class=5)
     files = prepare_images(DataConfig(source=str(root), image_size=12), "multiclass")
     cached = prepare_images(DataConfig(source=str(root), image_size=12, cache="memory"), "multiclass")
-    assert cached.train.cache is not None and cached.train.cache.dtype == torch.uint8
+    augmented = prepare_images(DataConfig(source=str(root), image_size=12, cache="memory",
+                                          augment=["horizontal_flip"]), "multiclass")
+    # cached and not augmented: [0, 1] float arrays for the in-memory batches, no loader
+    X, y = cached.train
+    assert isinstance(X, np.ndarray) and X.dtype == np.float32 and X.shape == (6, 3, 12, 12)
     assert files.train.cache is None and cached.workers == 0 and files.workers >= 1
     for i in range(len(files.train)):
         a, ya = files.train[i]
-        b, yb = cached.train[i]
-        assert torch.equal(a, b) and int(ya) == int(yb)
-    batch = cached.train.__getitems__([0, 2, 1])
-    assert all(torch.equal(batch[k][0], cached.train[j][0]) for k, j in enumerate([0, 2, 1]))
+        assert np.array_equal(a.numpy(), X[i]) and int(ya) == int(y[i])
+    # cached and augmented: the uint8 cache, read by the loader's workers
+    aug = augmented.train
+    assert isinstance(aug, ImageFiles) and aug.cache.dtype == torch.uint8 and augmented.workers >= 1
+    assert all(torch.equal(aug.raw(i), files.train.raw(i)) for i in range(len(aug)))
+    val = augmented.val
+    batch = val.__getitems__([1, 0])
+    assert torch.equal(batch[0][0], val[1][0]) and torch.equal(batch[1][0], val[0][0])
     assert np.allclose(files.x_stats[0], cached.x_stats[0], atol=1e-6)  # all 6 train images either way
-    assert np.allclose(fit_stats(cached.train)[1], cached.x_stats[1], atol=1e-6)
+    assert np.allclose(fit_stats(aug)[1], cached.x_stats[1], atol=1e-6)
 
 
 def test_given_mean_and_std_and_their_errors(tmp_path):

@@ -213,9 +213,8 @@ def run(config: str | os.PathLike | Mapping | RunConfig, overrides: Sequence[str
     model_json = describe_model(model)
     model_json.update({"task": data.task, "classes": data.classes,
                        "feature_names": data.feature_names})
-    if _is_images(data):  # what prediction needs to read new image files the same way
-        model_json["images"] = {"size": list(data.input_shape[1:]), "channels": data.input_shape[0],
-                                "range": [0.0, 1.0]}
+    if data.images is not None:  # what prediction needs to read new image files the same way
+        model_json["images"] = data.images
     files = {"config.yaml": yaml.safe_dump(config_to_dict(cfg), sort_keys=False),
              "model.json": json.dumps(model_json, indent=2) + "\n"}
     trainer = _trainer(cfg, model, run_dir, verbose, files, resume, force, data.workers)
@@ -256,12 +255,6 @@ def run(config: str | os.PathLike | Mapping | RunConfig, overrides: Sequence[str
            if data.skipped else {}),
     })
     return RunResult(run_dir, fit_result, scores, cfg, model, data)
-
-
-def _is_images(data: Prepared) -> bool:
-    from .data.images import ImageFiles
-
-    return isinstance(data.train, ImageFiles)
 
 
 def _check_model_classes(spec: Any, source: Any) -> None:

@@ -34,6 +34,8 @@ _PIL_ONLY = (".bmp", ".tif", ".tiff")
 # Per-channel statistics are fitted on at most this many training images (seeded sample)
 # when the images are not cached; a cached set is measured whole.
 STATS_SAMPLE = 2000
+# A cached set without augmentation up to this size (as float32) is handed over as arrays.
+FLOAT_ARRAYS_BYTES = 1 << 30
 
 
 @dataclass
@@ -347,6 +349,11 @@ class ImageFiles(Dataset):
         return ImageFiles(self.images, self.index[positions], augment=augment, cache=self.cache,
                           binary=self.binary)
 
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """The cached images as float32 [0, 1] (N, C, H, W) and their targets (NumPy)."""
+        rows = torch.from_numpy(self.index)
+        return self.cache[rows].float().div_(255).numpy(), self.targets.numpy()
+
     def path(self, i: int) -> Path:
         return self.images.paths[int(self.index[i])]
 
@@ -473,12 +480,18 @@ def prepare_images(cfg: Any, loss_task: str, loss_name: str | None = None) -> An
             mean, std = float(x_stats[0].mean()), float(np.sqrt((x_stats[1] ** 2).mean()))
             x_stats = (np.full_like(x_stats[0], mean), np.full_like(x_stats[1], std))
     part = lambda idx: whole.subset(idx) if len(idx) else None  # noqa: E731
+    if whole.cache is not None and augment is None and whole.cache.numel() * 4 <= FLOAT_ARRAYS_BYTES:
+        # Cached and never augmented: the splits become [0, 1] float arrays, batched by the
+        # in-memory path (one gather per batch, no loader, no per-batch conversion).
+        part = lambda idx: whole.subset(idx).arrays() if len(idx) else None  # noqa: E731
+        train = part(train_idx)
     return Prepared(
         train=train, val=part(val_idx), test=part(test_idx),
         task=loss_task if loss_task != "custom" else "multiclass",
         input_shape=(listed.channels, *listed.size), classes=listed.classes, x_stats=x_stats,
         sizes={"train": len(train_idx), "val": len(val_idx), "test": len(test_idx)},
         notes=list(listed.notes), skipped=list(listed.skipped),
+        images={"size": list(listed.size), "channels": listed.channels, "range": [0.0, 1.0]},
         workers=default_workers(cfg.cache == "memory", augment is not None),
     )
 

@@ -40,6 +40,7 @@ class Prepared:
     notes: list[str] = field(default_factory=list)  # stated conversions, for the run's log
     skipped: list[tuple[str, str]] = field(default_factory=list)  # files left out, and why
     workers: int | None = None  # loader processes this data wants when the config is silent
+    images: dict | None = None  # image data: {"size": [h, w], "channels": c, "range": [0, 1]}
 
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         part = {"train": self.train, "val": self.val, "test": self.test}.get(name)

@@ -69,7 +69,10 @@ def show_grid(config: str | os.PathLike, overrides: Sequence[str], out: str | os
     _, info = resolve_loss(cfg.loss)
     data = prepare_data(cfg.data, info.task, info.name)
     train = data.train
-    if not isinstance(train, ImageFiles):
+    if isinstance(train, tuple) and data.images is not None:  # cached, not augmented: arrays
+        x, y = train
+        train = [(torch.from_numpy(x[i]), torch.as_tensor(y[i])) for i in range(len(x))]
+    elif not isinstance(train, ImageFiles):
         raise DataError(f"datasets show: {str(config)!r} does not train on image files (data.source "
                         f"{cfg.data.source!r}). Fix: a config whose data.source is a folder of class "
                         f"folders, or a table with data.image.")
