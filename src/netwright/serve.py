@@ -19,7 +19,7 @@ from .atomic import read_json
 from .config import read_yaml_file
 from .errors import ConfigError, DataError
 
-__all__ = ["prediction_rows", "read_inputs", "predict_table_onnx"]
+__all__ = ["prediction_rows", "read_inputs", "read_images", "predict_table_onnx"]
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -95,8 +95,35 @@ def predict_table_onnx(run_dir: str | os.PathLike, inputs: str | os.PathLike) ->
         raise ConfigError(f"run directory {str(folder)!r}: model.json and config.yaml must be the "
                           f"mappings `netwright train` writes (config.yaml with a data section). Fix: "
                           f"pass a folder made by `netwright train`.")
-    X = read_inputs(inputs, config["data"], meta)
+    images = meta.get("images")
+    if isinstance(images, dict):
+        paths, X = read_images(inputs, images)
+    else:
+        X = read_inputs(inputs, config["data"], meta)
     out = predict_onnx(onnx_path, X)
     if isinstance(out, dict) or isinstance(out, (list, tuple)):
         raise ConfigError("predict --onnx: models with several outputs are not supported by the CLI yet.")
-    return prediction_rows(out, meta.get("task", "regression"), meta.get("classes"))
+    header, rows = prediction_rows(out, meta.get("task", "regression"), meta.get("classes"))
+    if isinstance(images, dict):
+        return ["path"] + header, [[str(p)] + row for p, row in zip(paths, rows)]
+    return header, rows
+
+
+def read_images(inputs: str | os.PathLike, images: dict) -> tuple[list[Path], np.ndarray]:
+    """Image files (a file or a folder) decoded as in training: float32 (N, C, H, W) in [0, 1]
+    (torchvision decodes them; the ONNX model then runs without torch)."""
+    from .data.images import check_images, decode, image_files_in
+
+    path = Path(inputs)
+    paths = image_files_in(path) if path.is_dir() else [path]
+    if not paths or not paths[0].is_file():
+        raise DataError(f"image {str(path)!r} does not exist." if not path.is_dir() else
+                        f"folder {str(path)!r} holds no image files.")
+    check_images(paths, skip_bad=False)
+    try:
+        channels, size = int(images["channels"]), tuple(int(s) for s in images["size"])
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(f"model.json: 'images' must be {{size: [h, w], channels: c}}; received "
+                          f"{images!r}.") from None
+    X = np.stack([decode(p, channels, size).numpy() for p in paths]).astype(np.float32) / 255
+    return paths, X

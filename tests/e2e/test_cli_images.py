@@ -29,6 +29,7 @@ loss: cross_entropy
 optimizer: {name: adam, lr: 0.003}
 train: {epochs: 4, batch_size: 64}
 metrics: [accuracy]
+export: {formats: [onnx]}
 """
 
 
@@ -81,5 +82,12 @@ def test_train_on_the_folder_then_predict_a_folder_and_a_file(workspace):
     assert sevens / (len(rows) - 1) > 0.8  # a trained model calls most of folder 7 sevens
     one = cli("predict", str(run), str(next(folder.iterdir())), "--out", "one.csv", cwd=workspace)
     assert one.returncode == 0 and "1 predictions written to one.csv" in one.stdout
+    # the exported graph takes [0, 1] images and normalises inside: the same probabilities
+    onnx = cli("predict", str(run), str(folder), "--onnx", cwd=workspace)
+    assert onnx.returncode == 0, onnx.stderr
+    onnx_rows = list(csv.reader(io.StringIO(onnx.stdout)))
+    assert onnx_rows[0] == rows[0] and [r[:2] for r in onnx_rows] == [r[:2] for r in rows]
+    assert max(abs(float(a) - float(b)) for ra, rb in zip(rows[1:], onnx_rows[1:])
+               for a, b in zip(ra[2:], rb[2:])) < 1e-4
     missing = cli("predict", str(run), "nope.png", cwd=workspace)
     assert missing.returncode == 2 and "image 'nope.png' does not exist" in missing.stderr
