@@ -260,34 +260,25 @@ def train(
 def evaluate_cmd(
     run_dir: Path = typer.Argument(..., help="A run directory written by `netwright train`."),
     split: str = typer.Option("test", help="test, val or train: the run's own split."),
-    data: Optional[Path] = typer.Option(None, help="Evaluate on this .csv/.parquet/.npz file instead."),
+    data: Optional[Path] = typer.Option(None, help="Evaluate on this .csv/.parquet/.npz file instead "
+                                        "(image runs: a folder of class folders)."),
     trust_code: bool = typer.Option(False, "--trust-code", help=_TRUST_HELP),
 ) -> None:
     """Loss and metrics of a trained run on one of its splits or on a file."""
     from rich.console import Console
 
-    from netwright.errors import ConfigError, NetwrightError
+    from netwright.errors import NetwrightError
     from netwright.runner import open_run
 
     try:
         loaded = open_run(run_dir, trust_code=trust_code)
-        if data is not None:
-            X, y = loaded.read_features(data)
-            if y is None:
-                raise ConfigError(f"--data {data}: the file has no target ({loaded.config.data.target!r}); "
-                                  f"evaluation needs one. Fix: use `netwright predict` for features only.")
-            where = str(data)
-        else:
-            if split not in ("train", "val", "test"):
-                raise ConfigError(f"--split: expected test, val or train; received {split!r}.")
-            X, y = loaded.data().split(split)
-            where = split
-        scores = loaded.evaluate(X, y)
+        scores, n = loaded.evaluate_on(split=None if data is not None else split, path=data)
+        where = str(data) if data is not None else split
     except NetwrightError as exc:
         _fail(exc)
         return
     console = Console()
-    console.print(f"{run_dir}: {where}, {len(X)} samples", soft_wrap=True)
+    console.print(f"{run_dir}: {where}, {n} samples", soft_wrap=True)
     console.print(_scores_table({where: scores}, "metrics"))
 
 

@@ -296,6 +296,41 @@ class LoadedRun:
         _, info = resolve_loss(self.config.loss)
         return prepare_data(self.config.data, info.task, info.name)
 
+    def evaluate_on(self, *, split: str | None = None, path: Any = None) -> tuple[dict, int]:
+        """(scores, samples) on one of the run's own splits, or on a file: features with their
+        target, or for an image run a folder of class folders (or a table like the training
+        one) whose labels are the run's classes."""
+        if path is not None:
+            if self.images is not None:
+                data = self.read_labelled_images(path)
+            else:
+                X, y = self.read_features(path)
+                if y is None:
+                    raise ConfigError(f"--data {path}: the file has no target "
+                                      f"({self.config.data.target!r}); evaluation needs one. Fix: "
+                                      f"use `netwright predict` for features only.")
+                data = (X, y)
+        else:
+            if split not in ("train", "val", "test"):
+                raise ConfigError(f"--split: expected test, val or train; received {split!r}.")
+            data = self.data().split(split)
+        n = len(data[0]) if isinstance(data, tuple) else len(data)
+        scores = evaluate(self.model, data, loss=self.config.loss,
+                          metrics=list(self.config.metrics) or None)
+        return scores, n
+
+    def read_labelled_images(self, path: Any) -> Any:
+        """Labelled image files (a folder of class folders, or a table with the training
+        config's image and target columns) as a Dataset with the run's class ids."""
+        from .data.images import ImageFiles, list_images
+
+        cfg, info = self.config.data, self.images
+        listed = list_images(path, image=cfg.image if Path(path).is_file() else None,
+                             target=cfg.target if Path(path).is_file() else None,
+                             image_size=list(info["size"]), channels=int(info["channels"]),
+                             classes=self.meta.get("classes"))
+        return ImageFiles(listed, binary=self.task == "binary")
+
     def evaluate(self, features: Any, targets: Any) -> dict:
         return evaluate(self.model, (features, targets), loss=self.config.loss,
                         metrics=list(self.config.metrics) or None)

@@ -89,5 +89,13 @@ def test_train_on_the_folder_then_predict_a_folder_and_a_file(workspace):
     assert onnx_rows[0] == rows[0] and [r[:2] for r in onnx_rows] == [r[:2] for r in rows]
     assert max(abs(float(a) - float(b)) for ra, rb in zip(rows[1:], onnx_rows[1:])
                for a, b in zip(ra[2:], rb[2:])) < 1e-4
+    test = cli("evaluate", str(run), "--split", "test", cwd=workspace)
+    assert test.returncode == 0 and "test, 359 samples" in test.stdout, test.stderr
+    import json
+
+    saved = json.loads((run / "results.json").read_text())["scores"]["test"]["accuracy"]
+    assert f"{saved:.4f}" in test.stdout  # the run's own test split, made again from the seeds
+    sevens_only = cli("evaluate", str(run), "--data", str(workspace / "digits_png"), cwd=workspace)
+    assert sevens_only.returncode == 0 and "1797 samples" in sevens_only.stdout, sevens_only.stderr
     missing = cli("predict", str(run), "nope.png", cwd=workspace)
     assert missing.returncode == 2 and "image 'nope.png' does not exist" in missing.stderr

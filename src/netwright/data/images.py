@@ -55,7 +55,7 @@ def image_files_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def scan_folder(root: Path) -> tuple[list[Path], list[str], list[str]]:
+def scan_folder(root: Path, need_two: bool = True) -> tuple[list[Path], list[str], list[str]]:
     """(paths, label per path, class names) of an ImageFolder layout: one sub-folder per class."""
     if not root.is_dir():
         raise DataError(f"data.source {str(root)!r}: no such folder.")
@@ -80,7 +80,7 @@ def scan_folder(root: Path) -> tuple[list[Path], list[str], list[str]]:
             f"data.source {str(root)!r}: class folder(s) {empty[:5]} hold no images (files ending "
             f"in {', '.join(IMAGE_SUFFIXES)}). Fix: add images, or remove the empty folder(s).")
     classes = [s.name for s in subs]
-    if len(classes) < 2:
+    if len(classes) < 2 and need_two:
         raise DataError(
             f"data.source {str(root)!r}: found only one class folder ({classes[0]!r}, "
             f"{len(paths)} images); a classifier needs at least two. Fix: add a folder per class.")
@@ -183,7 +183,7 @@ def list_images(source: str | os.PathLike, *, image: str | None = None, target: 
         if image is not None:
             raise ConfigError(f"data.image: {str(path)!r} is a folder of class folders; data.image "
                               f"names the path column of a CSV/Parquet file. Fix: leave it out.")
-        paths, names, found = scan_folder(path)
+        paths, names, found = scan_folder(path, need_two=classes is None)
     elif path.suffix.lower() in (".csv", ".parquet"):
         if image is None:
             raise ConfigError(f"data.image: required to read images from {path.name} (the column "
