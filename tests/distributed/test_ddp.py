@@ -192,3 +192,15 @@ def test_fsdp_sigkill_restart_resumes_its_sharded_state_bitwise(fsdp_run, tmp_pa
     again = load_file(str(tmp_path / "run" / "weights.safetensors"))
     whole = load_file(str(fsdp_run / "run" / "weights.safetensors"))
     assert all(torch.equal(again[k], whole[k]) for k in whole)
+    # The checkpoints were sharded: each rank wrote its own part (torch.distributed.checkpoint),
+    # the bundles hold no gathered weights, and only the folders they refer to are kept.
+    ckpt = tmp_path / "run" / "checkpoints"
+    referred = set()
+    bundles = [b for b in ("last", "prev", "best", "best.prev") if (ckpt / b).is_dir()]
+    assert bundles[:2] == ["last", "prev"]
+    for bundle in bundles:
+        state = json.loads((ckpt / bundle / "state.json").read_text())["state"]
+        referred.add(state["shards"]["dir"])
+        assert set(state["shards"]["files"]) == {".metadata", "__0_0.distcp", "__1_0.distcp"}
+        assert load_file(str(ckpt / bundle / "weights.safetensors")) == {}
+    assert {p.name for p in (ckpt / "shards").iterdir()} == referred

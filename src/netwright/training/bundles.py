@@ -4,7 +4,10 @@ themselves are :mod:`netwright.resume`'s."""
 
 from __future__ import annotations
 
+import contextlib
+import re
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -62,8 +65,15 @@ class BundleSaver:
             "losses": torch.stack(losses).cpu() if losses else None,
             "extras": {k: torch.stack(v).cpu() for k, v in extras.items() if v} if extras else None,
         }) if t.world.active else None
-        model_state = t.world.model_state(t.model)  # FSDP: gathered from every rank (collective)
-        optimizer_state = t.world.optimizer_state(t.model, t.optimizer)
+        shards = None
+        if t.world.sharded:
+            # FSDP: every rank writes its own shards (torch.distributed.checkpoint); the bundle
+            # that rank 0 writes after them refers to their folder and records its checksums.
+            shards = self._write_shards(epoch, batch)
+            model_state, optimizer_state = {}, None
+        else:
+            model_state = t.world.model_state(t.model)
+            optimizer_state = t.world.optimizer_state(t.model, t.optimizer)
         if t.run_dir is None:
             return  # not rank 0: only rank 0 writes
         state = {
@@ -77,7 +87,7 @@ class BundleSaver:
             # the unfinished epoch's skipped batches and a custom step's logged values
             "skipped": skipped,
             "extras": {k: torch.stack(v).cpu() for k, v in extras.items() if v} if extras else None,
-            "world": t.world.size, "ranks": ranks,
+            "world": t.world.size, "ranks": ranks, "shards": shards,
         }
         ckpt = t.run_dir / "checkpoints"
         t._check_weights(len(history), f"at epoch {epoch + (1 if batch else 0)}, batch {batch}"
@@ -88,12 +98,34 @@ class BundleSaver:
             self.best = value
             state["best"] = value
             rotate_into(ckpt, "best", model_state, state)
+        if shards is not None:
+            _remove_unused_shards(ckpt)
+
+    def _write_shards(self, epoch: int, batch: int) -> dict:
+        """All ranks: write this checkpoint's shards into a new folder under
+        ``checkpoints/shards/`` (named by rank 0); rank 0 returns its name and checksums."""
+        import uuid
+
+        from ..checkpoint.sharded import folder_digests
+
+        t = self.t
+        name = t.world.broadcast(f"e{epoch}-b{batch}-{uuid.uuid4().hex[:8]}")
+        root = t.world.broadcast(str(t.run_dir))
+        folder = Path(root) / "checkpoints" / "shards" / name
+        t.world.save_sharded(t.model, t.optimizer, folder)  # returns once every rank wrote
+        return {"dir": name, "files": folder_digests(folder)} if t.run_dir is not None else {}
 
     def restore(self, bundle: Any) -> tuple:
         from ..resume import set_rng_state
 
         t, s = self.t, bundle.state
-        t.world.load_states(t.model, t.optimizer, bundle.model_state, s["optimizer"])
+        if s.get("shards"):
+            _load_shards(t, bundle)
+        else:
+            if t.world.sharded and not bundle.model_state:
+                raise ConfigError("resume: this checkpoint holds no weights (it refers to no "
+                                  "shards). Fix: resume from another run, or train again.")
+            t.world.load_states(t.model, t.optimizer, bundle.model_state, s["optimizer"])
         t.schedule.load_state_dict(s["schedule"])
         rescale_lr(t, effective_lr(s.get("config")))
         if self.scaler is not None and s.get("scaler"):
@@ -135,6 +167,55 @@ class BundleSaver:
             return s
         own = (s.get("ranks") or [None] * world.size)[world.rank]
         return s if own is None else {**s, **own}
+
+
+_SHARD_DIR = re.compile(r"^e\d+-b\d+-[0-9a-f]{8}$")
+
+
+def _load_shards(t: Any, bundle: Any) -> None:
+    """Every rank: check the shard folder a bundle refers to against the checksums the bundle
+    recorded, then read it back (with DCP's classes only: see netwright.checkpoint.sharded)."""
+    from ..checkpoint.sharded import check_digests
+
+    shards = bundle.state["shards"]
+    name = shards.get("dir") if isinstance(shards, dict) else None
+    if not isinstance(name, str) or not _SHARD_DIR.match(name):
+        raise ConfigError(f"resume: bundle {str(bundle.folder)!r} refers to the shard folder "
+                          f"{name!r}, which is not a name netwright writes.")
+    if not t.world.sharded:
+        raise ConfigError(
+            f"resume: the checkpoint in {str(bundle.folder)!r} is sharded (written under "
+            f"strategy 'fsdp'); this run is not. Fix: resume with strategy: fsdp and several "
+            f"processes (--nproc N).")
+    folder = bundle.folder.parent / "shards" / name
+    check_digests(folder, shards.get("files"))
+    t.world.load_sharded(t.model, t.optimizer, folder)
+
+
+def _remove_unused_shards(ckpt: Path) -> None:
+    """Rank 0, after a rotation: shard folders no bundle refers to any more (the replaced
+    ones, or a write cut short) are removed, file by file; anything else is left alone."""
+    from ..atomic import read_json
+    from ..checkpoint.sharded import SHARD_FILE
+
+    root = ckpt / "shards"
+    if not root.is_dir() or root.is_symlink():
+        return
+    used = set()
+    for bundle in ("last", "prev", "best", "best.prev"):
+        with contextlib.suppress(Exception):
+            state = read_json(ckpt / bundle / "state.json", what="state.json").get("state", {})
+            shards = state.get("shards") if isinstance(state, dict) else None
+            if isinstance(shards, dict) and isinstance(shards.get("dir"), str):
+                used.add(shards["dir"])
+    for folder in root.iterdir():
+        if folder.name in used or not _SHARD_DIR.match(folder.name) or folder.is_symlink():
+            continue
+        files = list(folder.iterdir())
+        if all(SHARD_FILE.match(f.name) and f.is_file() and not f.is_symlink() for f in files):
+            for f in files:
+                f.unlink()
+            folder.rmdir()
 
 
 def effective_lr(config: Any) -> Any:

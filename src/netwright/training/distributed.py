@@ -130,6 +130,29 @@ class World:
         set_model_state_dict(model, model_state, options=options)
         set_optimizer_state_dict(model, optimizer, optimizer_state, options=options)
 
+    def save_sharded(self, model: nn.Module, optimizer: Any, folder: Any) -> None:
+        """FSDP: every rank writes its own shards of the model and optimizer state into
+        ``folder`` with torch.distributed.checkpoint (a collective; nothing is gathered)."""
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import get_state_dict
+
+        model_state, optim_state = get_state_dict(model, optimizer)
+        dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(folder))
+
+    def load_sharded(self, model: nn.Module, optimizer: Any, folder: Any) -> None:
+        """FSDP: read the shards in ``folder`` back (resharded by DCP when the number of
+        processes changed); its metadata is unpickled with DCP's classes only."""
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+        from ..checkpoint.sharded import SafeReader
+
+        model_state, optim_state = get_state_dict(model, optimizer)
+        state = {"model": model_state, "optim": optim_state}
+        dcp.load(state, storage_reader=SafeReader(folder))
+        set_state_dict(model, optimizer, model_state_dict=state["model"],
+                       optim_state_dict=state["optim"])
+
     def broadcast(self, value: Any) -> Any:
         """Rank 0's ``value`` on every rank (a seed, a run directory's name)."""
         if not self.active:
