@@ -195,6 +195,10 @@ class TrainConfig(_Strict):
         False, description="torch.compile the model for training and evaluation: true, or a "
                            "mode ('reduce-overhead', 'max-autotune', ...); saved weights keep "
                            "the model's own keys")
+    loggers: list[Literal["csv", "tensorboard"]] = Field(
+        default_factory=lambda: ["csv"], description="where each epoch's values go besides the "
+        "terminal: 'csv' (metrics.csv, always kept in a run directory) and 'tensorboard' (event "
+        "files in RUN_DIR/tensorboard: per-epoch values, per-step loss and lr, the graph)")
     channels_last: StrictBool = Field(False, description="convolution models: keep the model and "
                                       "image batches in channels-last memory format")
     finetune: Optional[FinetuneConfig] = Field(

@@ -23,6 +23,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -44,6 +45,7 @@ class FitInfo:
     mode: str
     run_dir: Path | None = None
     log_keys: list = field(default_factory=list)  # the keys every epoch's logs will hold
+    example: Any = None  # the first training batch's inputs (a logger's graph), when known
 
 
 class Callback:

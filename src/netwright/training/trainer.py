@@ -34,6 +34,7 @@ from .devices import resolve_device, seed_everything
 from .distributed import distributed_line, reduce_epoch, restarted, world_for
 from .finetune import plan_finetune
 from .inference import evaluate, evaluate_batches, predict
+from .loggers import make_loggers
 from .result import FitResult
 from .rundir import prepare_run_dir, resume_bundle
 from .step import (NonFiniteLoss, StepContext, accumulation_plan, autocast_for, batch_stats,
@@ -46,7 +47,7 @@ __all__ = ["Trainer", "FitResult", "fit", "evaluate", "predict", "resolve_device
 # Options that change where files go, what is printed or how fast data loads, not the result.
 _NOT_IN_CONFIG = frozenset({"callbacks", "run_dir", "overwrite", "resume", "force", "verbose", "check",
                             "run_files", "num_workers", "pin_memory", "persistent_workers",
-                            "checkpoint_every", "eval_batch_size"})
+                            "checkpoint_every", "eval_batch_size", "loggers"})
 
 
 class Trainer:
@@ -294,13 +295,16 @@ class Trainer:
             for name, text in files.items():
                 atomic_write_text(self.run_dir / name, text)
             callbacks.append(CSVLogger(self.run_dir / "metrics.csv"))
+        if world.main:
+            callbacks += make_loggers([n for n in self.options.loggers if n != "csv"], self.run_dir)
         if world.active and self.resume:
             bundle = world.broadcast(bundle)  # rank 0 read it; every rank continues from it
         if self.options.verbose > 0 and world.main:
             tty = sys.stdout.isatty() and self.options.verbose == 1
             callbacks.append(ProgressBar() if tty else EpochPrinter())
         batch_cbs = [cb for cb in callbacks if callable(getattr(cb, "on_batch_end", None))]
-        info = FitInfo(model, self.optimizer, self.options.epochs, nb, monitor, mode, self.run_dir, log_keys)
+        info = FitInfo(model, self.optimizer, self.options.epochs, nb, monitor, mode, self.run_dir,
+                       log_keys, example=_first_inputs(train_batches) if "tensorboard" in self.options.loggers else None)
 
         history: list[dict] = []
         stop_reason = "completed"
@@ -539,6 +543,11 @@ class Trainer:
         """Raw model outputs for ``data``, on the CPU."""
         return predict(self.model, data, batch_size=self.eval_batch_size, device=self.device,
                        precision=self.options.precision, check=self.options.check)
+
+
+def _first_inputs(batches: Batches) -> Any:
+    head = batches.peek()
+    return head[0] if head is not None else None
 
 
 def _refuse_nonfinite_gradients(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
