@@ -196,7 +196,7 @@ class TrainConfig(_Strict):
                            "mode ('reduce-overhead', 'max-autotune', ...); saved weights keep "
                            "the model's own keys")
     loggers: list[Literal["csv", "tensorboard"]] = Field(
-        default_factory=lambda: ["csv"], description="where each epoch's values go besides the "
+        ["csv"], description="where each epoch's values go besides the "
         "terminal: 'csv' (metrics.csv, always kept in a run directory) and 'tensorboard' (event "
         "files in RUN_DIR/tensorboard: per-epoch values, per-step loss and lr, the graph)")
     channels_last: StrictBool = Field(False, description="convolution models: keep the model and "
