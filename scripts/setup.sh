@@ -6,3 +6,9 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[all,dev]"
+# Headless Chromium renders the HTML reports in the tests (tests/test_report.py). It is the
+# distribution's package: installed here when missing and apt-get can be used (root, Debian).
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; } \
+        || echo "setup: chromium could not be installed; the browser test of the reports will be skipped"
+fi

@@ -316,3 +316,10 @@ def test_fit_on_nw_images_holds_out_unaugmented_images(tmp_path):
     result = nw.fit(model, data, val=0.2, loss="cross_entropy", epochs=2, verbose=0,
                     metrics=["accuracy"])
     assert len(result.history) == 2 and "val_accuracy" in result.history[-1]
+
+
+def test_a_builtin_name_wins_over_a_folder_of_that_name(tmp_path, monkeypatch):
+    _folder(tmp_path / "iris", per_class=2)  # e.g. a run directory named like the data set
+    monkeypatch.chdir(tmp_path)
+    data = prepare_data(DataConfig(source="iris"), "multiclass")
+    assert data.input_shape == (4,) and data.images is None

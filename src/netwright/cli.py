@@ -377,6 +377,34 @@ def _speed_text(ratio: float | None, measured: bool) -> str:
     return f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.2f}x slower"
 
 
+@app.command("report")
+def report_cmd(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `netwright train` (also "
+                                   "one that is still training or was interrupted)."),
+    trust_code: bool = typer.Option(False, "--trust-code", help=_TRUST_HELP),
+) -> None:
+    """Write RUN_DIR/report.html: headline, curves, confusion matrix or predicted vs actual,
+    mistakes, model summary, the doctor's findings and the config, in one self-contained file."""
+    from netwright.errors import NetwrightError
+
+    try:
+        from netwright.reporting.report import write_report
+        from netwright.runner import open_run
+
+        model = data = None
+        note = ""
+        if (run_dir / "weights.safetensors").is_file():
+            loaded = open_run(run_dir, trust_code=trust_code)
+            model, data = loaded.model, loaded.data()
+        else:
+            note = " (no final weights yet: curves and headline only)"
+        path = write_report(run_dir, model=model, data=data)
+    except NetwrightError as exc:
+        _fail(exc)
+        return
+    print(f"report written to {path}{note}")
+
+
 @app.command("summary")
 def summary_cmd(
     target: Path = typer.Argument(..., help="A run config (YAML) or a run directory."),

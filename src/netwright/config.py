@@ -467,7 +467,7 @@ def _semantic_errors(raw: Mapping) -> list[str]:
     src = data.get("source")
     if data.get("streaming") is True:
         src = None  # a glob, folder or file of shards: the stream checks it when it opens them
-    if isinstance(src, str) and Path(src).is_dir():
+    if isinstance(src, str) and Path(src).is_dir() and src.strip().lower() not in BUILTIN:
         pass  # a folder of images in class folders: read and checked by data/images.py
     elif isinstance(src, str):
         if not Path(src).suffix:

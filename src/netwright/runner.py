@@ -250,11 +250,30 @@ def run(config: str | os.PathLike | Mapping | RunConfig, overrides: Sequence[str
         "stop_reason": fit_result.stop_reason, "seconds": round(fit_result.seconds, 3),
         "best": {k: v for k, v in (fit_result.best or {}).items() if not isinstance(v, (list, dict))},
         "weights_epoch": fit_result.weights_epoch, "restored_best": fit_result.restored_best,
+        "device": str(trainer.device),
+        "doctor": [{"code": f.code, "severity": f.severity, "where": f.where or "",
+                    "message": f.message, "fix": f.fix} for f in (fit_result.findings or [])],
         **({"data_notes": data.notes} if data.notes else {}),
         **({"skipped_files": [{"file": f, "reason": why} for f, why in data.skipped]}
            if data.skipped else {}),
     })
+    _report(run_dir, model, data, fit_result.findings, verbose)
     return RunResult(run_dir, fit_result, scores, cfg, model, data)
+
+
+def _report(run_dir: Path, model: nn.Module, data: Prepared, findings: Any, verbose: int) -> None:
+    """report.html at the end of a run; without matplotlib or Jinja2 the run says so."""
+    from .reporting.report import write_report
+
+    try:
+        import jinja2  # noqa: F401
+        import matplotlib  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - the report extra is part of 'all'
+        if verbose:
+            print(f"report.html not written ({exc.name} is not installed). Fix: pip install "
+                  f"'netwright[report]', then `netwright report {run_dir}`.", file=sys.stderr)
+        return
+    write_report(run_dir, model=model, data=data, findings=findings)
 
 
 def _check_model_classes(spec: Any, source: Any) -> None:

@@ -497,8 +497,15 @@ def prepare_images(cfg: Any, loss_task: str, loss_name: str | None = None) -> An
 
 
 def is_image_source(cfg: Any) -> bool:
-    """Whether a config's data is images: a folder, or a table with an image column."""
-    return cfg.image is not None or (not cfg.streaming and Path(cfg.source).is_dir())
+    """Whether a config's data is images: a folder, or a table with an image column. A
+    built-in data set's name wins over a folder of that name (a run directory called 'wine')."""
+    from .builtin import BUILTIN
+
+    if cfg.image is not None:
+        return True
+    if cfg.streaming or cfg.source.strip().lower() in BUILTIN:
+        return False
+    return Path(cfg.source).is_dir()
 
 
 # Built-in data sets that are images: (height, width, largest pixel value).
