@@ -217,3 +217,29 @@ def test_the_report_renders_in_headless_chromium(tmp_path):
     assert [u for u in requests if not u.startswith(("file:", "data:"))] == []
     assert heading == "breast_cancer"
     assert accuracy == f"{results['scores']['test']['accuracy']:.4f}"
+
+
+def test_compare_shows_the_differing_keys_metrics_and_curves(tmp_path):
+    a = _run(tmp_path, "wine", "cross_entropy", ["accuracy"], epochs=2, name="slow",
+             optimizer={"name": "adam", "lr": 0.001})
+    b = _run(tmp_path, "wine", "cross_entropy", ["accuracy"], epochs=3, name="fast",
+             optimizer={"name": "adam", "lr": 0.01})
+    res = _cli("compare", str(a.run_dir), str(b.run_dir), "--out", "cmp.html", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    out = " ".join(res.stdout.split())
+    assert "config keys that differ" in out and "optimizer.lr" in out and "train.epochs" in out
+    html = (tmp_path / "cmp.html").read_text()
+    page = Page(html)
+    _check_self_contained(page)
+    config = {row[0]: row[1:] for row in page.tables["config"][1:]}
+    assert config["optimizer.lr"] == ["0.001", "0.01"] and config["train.epochs"] == ["2", "3"]
+    assert "name" not in config and "data.source" not in config  # only what differs
+    scores = page.tables["scores"]
+    col = scores[0].index("test accuracy")
+    for i, run in enumerate((a, b), start=1):
+        assert scores[i][col] == f"{run.scores['test']['accuracy']:.4f}"
+    assert 'alt="val_loss per epoch, every run"' in html
+    again = _cli("compare", str(a.run_dir), str(b.run_dir), "--out", "cmp.html", cwd=tmp_path)
+    assert again.returncode == 2 and "already exists" in again.stderr
+    one = _cli("compare", str(a.run_dir), cwd=tmp_path)
+    assert one.returncode == 2 and "at least two run directories" in one.stderr

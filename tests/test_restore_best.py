@@ -113,9 +113,11 @@ def test_the_cli_says_which_epochs_weights_the_table_scores(tmp_path):
               "loss": "cross_entropy", "metrics": ["accuracy"], "run_dir": str(tmp_path),
               "train": {"epochs": 3}}
     (tmp_path / "iris.yaml").write_text(yaml.safe_dump(config))
-    res = CliRunner().invoke(app, ["train", str(tmp_path / "iris.yaml"), "--quiet"])
+    quiet = CliRunner().invoke(app, ["train", str(tmp_path / "iris.yaml"), "--quiet"])
+    assert quiet.exit_code == 0 and quiet.output == "", quiet.output  # --quiet: errors only
+    res = CliRunner().invoke(app, ["train", str(tmp_path / "iris.yaml"), "name=iris2"])
     assert res.exit_code == 0, res.output
-    results = json.loads((tmp_path / "iris" / "results.json").read_text())
+    results = json.loads((tmp_path / "iris2" / "results.json").read_text())
     best = results["best"]["epoch"]
     assert results["weights_epoch"] == best and results["restored_best"] is True
     out = " ".join(res.output.split())

@@ -205,7 +205,8 @@ _TRUST_HELP = ("Allow a model 'class' outside torch.nn, torchvision.models and n
 def train(
     config: Path = typer.Argument(..., help="A run config (YAML); see `netwright init`."),
     overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. train.epochs=5"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors (the run "
+                               "directory holds the results)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the newest run of this config "
                                 "from its newest complete checkpoint."),
     force: bool = typer.Option(False, "--force", help="With --resume: continue even if the config changed."),
@@ -244,8 +245,8 @@ def train(
     except NetwrightError as exc:
         _fail(exc)
         return
-    if os.environ.get("RANK", "0") != "0":
-        return  # one of several processes: rank 0 prints the results
+    if os.environ.get("RANK", "0") != "0" or quiet:
+        return  # one of several processes (rank 0 prints the results), or --quiet: errors only
     console = Console()
     fit = result.fit
     # The scores are of the weights the model holds: say which epoch's they are, above them.
@@ -403,6 +404,55 @@ def report_cmd(
         _fail(exc)
         return
     print(f"report written to {path}{note}")
+
+
+@app.command("compare")
+def compare_cmd(
+    run_dirs: list[Path] = typer.Argument(..., help="Two or more run directories."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write this self-contained HTML "
+                                       "file (never overwritten)."),
+) -> None:
+    """Compare runs: the config keys that differ, final and best metrics, curves overlaid."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from netwright.errors import NetwrightError
+
+    try:
+        if out is not None:
+            from netwright.reporting.compare import write_compare
+
+            _, found = write_compare(run_dirs, out)
+        else:
+            from netwright.reporting.compare import compare_runs
+
+            found = compare_runs(run_dirs)
+    except NetwrightError as exc:
+        _fail(exc)
+        return
+    table = Table(title="runs")
+    table.add_column("run")
+    for split, metric in found["metrics"]:
+        table.add_column(f"{split} {metric}", justify="right")
+    table.add_column("best epoch", justify="right")
+    for r in found["runs"]:
+        cells = []
+        for split, metric in found["metrics"]:
+            v = (r["scores"].get(split) or {}).get(metric)
+            cells.append(f"{v:.4f}" if isinstance(v, (int, float)) else "-")
+        table.add_row(r["label"], *cells, str(r["best"].get("epoch", "-")))
+    console = Console()
+    console.print(table)
+    if found["differences"]:
+        diff = Table(title="config keys that differ")
+        diff.add_column("key")
+        for r in found["runs"]:
+            diff.add_column(r["label"])
+        for key, values in found["differences"].items():
+            diff.add_row(key, *[str(v) for v in values])
+        console.print(diff)
+    if out is not None:
+        console.print(f"comparison written to {out}", soft_wrap=True)
 
 
 @app.command("summary")
