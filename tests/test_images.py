@@ -323,3 +323,17 @@ def test_a_builtin_name_wins_over_a_folder_of_that_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     data = prepare_data(DataConfig(source="iris"), "multiclass")
     assert data.input_shape == (4,) and data.images is None
+
+
+def test_sixteen_bit_png_becomes_eight_bit_and_class_order_is_the_folders(tmp_path):
+    root = tmp_path / "imgs"
+    for name in ("10", "9"):  # sorted as text, as torchvision's ImageFolder sorts them
+        (root / name).mkdir(parents=True)
+    deep = (np.arange(16 * 16).reshape(16, 16) * 256).astype(np.uint16)
+    Image.fromarray(deep).save(root / "10" / "a.png")
+    Image.fromarray((deep >> 8).astype(np.uint8)).save(root / "9" / "b.png")
+    listed = list_images(root)
+    assert listed.classes == ["10", "9"] and listed.labels.tolist() == [0, 1]
+    a = decode(root / "10" / "a.png", 1, (16, 16))
+    b = decode(root / "9" / "b.png", 1, (16, 16))
+    assert a.dtype == torch.uint8 and torch.equal(a, b)

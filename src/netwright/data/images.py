@@ -230,8 +230,8 @@ def list_images(source: str | os.PathLike, *, image: str | None = None, target: 
     if names is None:  # a table without labels: prediction only
         labels = np.zeros(len(paths), dtype=np.int64)
         classes = list(classes or [])
-    else:
-        labels, classes = _encode(names, classes, path)
+    else:  # a folder's classes are its sub-folders, sorted (as torchvision's ImageFolder)
+        labels, classes = _encode(names, classes if classes is not None else found, path)
     if skipped:
         notes.append(f"skipped {len(skipped)} unreadable file(s): " + "; ".join(
             f"{f} ({why})" for f, why in skipped[:20]) + (" ..." if len(skipped) > 20 else ""))
@@ -280,10 +280,13 @@ def decode(path: Path, channels: int, size: tuple[int, int]) -> torch.Tensor:
         if path.suffix.lower() in _PIL_ONLY:
             img = _decode_pil(path, channels)
         else:
-            img = decode_image(read_file(str(path)), mode=mode)
+            # Photos carry their orientation in EXIF: upright as a viewer shows them.
+            img = decode_image(read_file(str(path)), mode=mode, apply_exif_orientation=True)
     except (RuntimeError, OSError, ValueError) as exc:
         raise DataError(f"image {str(path)!r} cannot be decoded: {exc}. Fix: replace or delete "
                         f"it, or set data.skip_bad: true.") from None
+    if img.dtype != torch.uint8:  # 16-bit PNGs: the high byte, as 8-bit viewers show them
+        img = (img.to(torch.int32) >> 8).clamp_(0, 255).to(torch.uint8)
     h, w = img.shape[-2:]
     if (h, w) != tuple(size):
         th, tw = size
