@@ -12,7 +12,7 @@ from ..atomic import atomic_write_text, read_json
 from ..errors import ConfigError
 from ..yamlfiles import read_yaml_file
 from . import plots
-from .report import _read_csv
+from .report import read_metrics_csv
 
 __all__ = ["compare_runs", "write_compare", "flatten"]
 
@@ -48,7 +48,7 @@ def compare_runs(run_dirs: Sequence[str | Path]) -> dict:
         runs.append({"name": str(folder), "label": folder.name, "config": flatten(config or {}),
                      "scores": results.get("scores") or {}, "best": results.get("best") or {},
                      "epochs": results.get("epochs"), "stop_reason": results.get("stop_reason"),
-                     "rows": _read_csv(folder / "metrics.csv")})
+                     "rows": read_metrics_csv(folder / "metrics.csv")})
     labels = [r["label"] for r in runs]
     if len(set(labels)) < len(labels):  # runs of the same name from different folders
         for r in runs:

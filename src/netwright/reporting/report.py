@@ -25,12 +25,12 @@ from ..atomic import atomic_write_text, read_json
 from ..errors import ConfigError
 from . import plots
 
-__all__ = ["write_report", "render_report", "class_scores", "MISTAKES"]
+__all__ = ["write_report", "render_report", "class_scores", "read_metrics_csv", "MISTAKES"]
 
 MISTAKES = 8  # the most confident mistakes shown
 
 
-def _read_csv(path: Path) -> list[dict]:
+def read_metrics_csv(path: Path) -> list[dict]:
     if not path.is_file():
         return []
     rows = []
@@ -165,7 +165,7 @@ def render_report(run_dir: str | Path, *, model: Any = None, data: Any = None,
         if (folder / "model.json").is_file() else {}
     results = read_json(folder / "results.json", what="results.json", error=ConfigError) \
         if (folder / "results.json").is_file() else None
-    rows = _read_csv(folder / "metrics.csv")
+    rows = read_metrics_csv(folder / "metrics.csv")
     task = meta.get("task", "regression")
     classes = meta.get("classes")
     best = (results or {}).get("best") or {}
