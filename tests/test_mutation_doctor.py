@@ -616,3 +616,252 @@ def test_doctor_returns_errors_first():
 
 def test_nw_doctor_is_this_doctor():
     assert nw.doctor is doctor
+
+
+# --- survivors of the second measurement (docs/mutation/resume-export-doctor.md) ---------------
+
+
+def test_check_batch_names_the_effect_and_scope_of_nan_in_full():
+    """The whole sentence, not a fragment of it: inputs and targets each name their effect."""
+    x = torch.rand(4, 20)
+    x[1, 0] = float("nan")
+    r = check_batch(nn.Linear(20, 3), x, forward=False)
+    assert r[0].message == ("inputs have 1 row(s) with NaN/Inf values (1 values) in the first "
+                            "batch, the first at row 1: the model's outputs for those rows are "
+                            "NaN, and so is every score they enter.")
+    y = torch.tensor([0.0, float("inf"), 1.0, 2.0])
+    r = check_batch(nn.Linear(20, 3), torch.rand(4, 20), y, forward=False)
+    assert r[0].message == ("targets have 1 row(s) with NaN/Inf values (1 values) in the first "
+                            "batch, the first at row 1: the loss and every score they enter are NaN.")
+
+
+def test_a_custom_loss_without_info_gets_no_task_checks():
+    """A callable without a LossInfo decides itself what the shapes mean: class indices (N,)
+    against (N, C) outputs are not an element-wise shape mismatch (NW131) for it."""
+    def loss(out, y):
+        return nn.functional.cross_entropy(out, y)
+    r = check_batch(nn.Linear(20, 3), torch.rand(5, 20), torch.arange(5) % 3, loss_fn=loss)
+    assert r.codes == [] and r.output.shape == (5, 3)
+
+
+class _Reshaper(nn.Module):
+    """Fails in its own forward (not in a layer): NW203 names the class."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(20, 6)
+
+    def forward(self, x):
+        return self.lin(x).view(-1, 4)
+
+
+def test_check_batch_names_a_forward_failure_as_fit_does():
+    """Evaluate and predict use fit's codes and words: the same failure gives the same finding
+    from check_batch as from preflight, naming the model's class, the inputs and the error."""
+    fn, info = _ce()
+    x = torch.rand(5, 20)
+    mine = check_batch(_Reshaper(), x, stage="predict")
+    fits = preflight(_Reshaper(), x, torch.zeros(5, dtype=torch.long), loss_fn=fn, loss_info=info)
+    assert mine.codes == ["NW203"] and list(mine) == [f for f in fits if f.code == "NW203"]
+    message = mine[0].message
+    assert message.startswith("forward failed on the first batch, inputs float32 of shape (5, 20)")
+    assert "_Reshaper.forward" in message and "RuntimeError" in message
+
+
+def test_doctor_names_the_data_argument_and_what_was_not_a_module():
+    with pytest.raises(DataError, match=r"^data: expected \(X, y\)"):
+        doctor(_net(), "nonsense", loss="cross_entropy")
+    from netwright.errors import describe
+
+    with pytest.raises(ModelSpecError) as err:
+        doctor(nn.Linear, _cls(), loss="cross_entropy")
+    assert str(err.value).startswith(f"model: expected a torch.nn.Module, received "
+                                     f"{describe(nn.Linear)}. Fix:")
+
+
+class _Branchy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.lin = nn.Linear(4, 3)
+
+    def forward(self, x):
+        h = self.lin(x)
+        if h.sum().item() > 0:  # a graph break for torch.compile
+            return h
+        return -h
+
+
+def test_doctor_deep_checks_look_for_graph_breaks_only_with_compile():
+    X, y = torch.rand(32, 4), torch.randint(0, 3, (32,))
+    assert "NW508" not in doctor(_Branchy(), (X, y), loss="cross_entropy", deep=True).codes
+
+
+def test_str_wraps_the_finding_column_at_100_characters():
+    """With a 5-wide where column the finding column starts at 24 and holds 76 characters, for
+    the message and for its fix."""
+    message = "a" * 75 + " b"  # 77 characters: one too many
+    fix = "c" * 66 + " d"  # "Fix: " + 68 = 73 characters: fits
+    lines = str(Report([Finding("NW303", "info", message, fix, "in")])).splitlines()[3:]
+    assert lines == [f"info      NW303  in     {'a' * 75}", " " * 24 + "b", " " * 24 + "Fix: " + fix]
+    assert max(len(line) for line in lines) <= 100
+
+
+def test_preflight_reports_no_nan_loss_on_top_of_nan_inputs_or_targets():
+    """NaN inputs or targets make the loss NaN: that is no further finding (NW191)."""
+    fn, info = _ce()
+    x = torch.rand(8, 4)
+    x[0, 0] = float("nan")
+    y = torch.arange(8) % 3
+    assert preflight(nn.Linear(4, 3), x, y, loss_fn=fn, loss_info=info).codes == ["NW301"]
+    mse, mse_info = resolve_loss("mse")
+    t = torch.rand(8, 3)
+    t[2, 1] = float("inf")
+    codes = preflight(nn.Linear(4, 3), torch.rand(8, 4), t, loss_fn=mse, loss_info=mse_info).codes
+    assert codes == ["NW302"]
+
+
+def test_preflight_class_checks_skip_only_after_an_nw1_error():
+    """Labels outside [0, C) (NW108, an error) stop the class checks over the whole data; an
+    NW1 warning (a double softmax, NW101) does not."""
+    fn, info = _ce()
+    X = torch.randn(64, 4)
+    y = torch.zeros(64, dtype=torch.long)
+    y[:2], y[2:4] = 1, 3  # 3 is out of range for 3 outputs; class 2 never occurs
+    r = preflight(nn.Linear(4, 3), X[:32], y[:32], loss_fn=fn, loss_info=info, data=(X, y))
+    assert "NW108" in r.codes and "NW109" not in r.codes and "NW110" not in r.codes
+    y[2:4] = 1
+    soft = nn.Sequential(nn.Linear(4, 3), nn.Softmax(dim=1))
+    r = preflight(soft, X[:32], y[:32], loss_fn=fn, loss_info=info, data=(X, y))
+    assert "NW101" in r.codes and "NW109" in r.codes and "NW110" in r.codes
+
+
+def test_preflight_no_imbalance_finding_for_a_loss_with_class_weights():
+    _, info = _ce()
+    X = torch.randn(64, 4)
+    y = torch.zeros(64, dtype=torch.long)
+    y[:3] = 1
+    weighted = nn.CrossEntropyLoss(weight=torch.tensor([1.0, 20.0]))
+    r = preflight(nn.Linear(4, 2), X[:32], y[:32], loss_fn=weighted, loss_info=info, data=(X, y))
+    assert "NW110" not in r.codes
+    r = preflight(nn.Linear(4, 2), X[:32], y[:32], loss_fn=nn.CrossEntropyLoss(), loss_info=info,
+                  data=(X, y))
+    assert "NW110" in r.codes
+
+
+class _Box:
+    """Inputs that are neither a tensor nor a sequence: their row count is unknown."""
+
+    def __init__(self, t):
+        self.t = t
+
+
+class _BoxNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin, self.bn = nn.Linear(4, 3), nn.BatchNorm1d(3)
+
+    def forward(self, box):
+        return self.bn(self.lin(box.t))
+
+
+def test_preflight_with_an_unknown_row_count_assumes_no_batch_of_one():
+    fn, info = _ce()
+    r = preflight(_BoxNet(), _Box(torch.rand(8, 4)), torch.arange(8) % 3, loss_fn=fn, loss_info=info)
+    assert "NW208" not in r.codes and r.output.shape == (8, 3)
+
+
+class _RandomInEval(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return nn.functional.dropout(self.lin(x), 0.5, training=True)
+
+
+def test_preflight_randomness_in_eval_is_added_to_the_other_findings():
+    fn, info = _ce()
+    r = preflight(_RandomInEval(), torch.rand(8, 4), torch.zeros(8, 1), loss_fn=fn, loss_info=info)
+    assert "NW104" in r.codes and "NW207" in r.codes
+
+
+def test_doctor_without_a_readable_batch_says_what_to_pass():
+    class Empty(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            return iter(())
+    with pytest.raises(DataError) as err:
+        doctor(_net(), Empty(), loss="cross_entropy")
+    assert str(err.value) == ("data: no batch could be read for the checks (an IterableDataset "
+                              "without length, or a Dataset that cannot be indexed). Fix: pass "
+                              "(X, y) or a Dataset.")
+
+
+def test_doctor_reads_the_first_batch_without_drawing_from_the_global_rng():
+    net, data = _net(), _cls()
+    torch.manual_seed(5)
+    state = torch.get_rng_state()
+    doctor(net, data, loss="cross_entropy")
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+class _Rows(torch.utils.data.Dataset):
+    """A map-style dataset (not arrays in memory): its batch sizes come from the loader."""
+
+    def __init__(self, X, y):
+        self.X, self.y = X, y
+
+    def __len__(self):
+        return len(self.X)
+
+    def __getitem__(self, i):
+        return self.X[i], self.y[i]
+
+
+def test_doctor_finds_a_last_batch_of_one_in_a_dataset():
+    X, y = _cls(65)
+    net = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+    assert "NW208" in doctor(net, _Rows(X, y), loss="cross_entropy").codes
+
+
+def test_doctor_one_batch_an_epoch_is_one_step():
+    X, y = _cls(16)  # a single batch of 16
+    cycle = {"name": "onecycle", "total_steps": 3}
+    assert doctor(_net(), (X, y), loss="cross_entropy", scheduler=cycle, epochs=3).codes == []
+
+
+def test_doctor_metric_on_float_targets_of_a_custom_loss():
+    """A custom loss leaves the task to the targets: float targets are regression, where
+    accuracy does not apply."""
+    X = torch.rand(32, 4)
+    r = doctor(nn.Linear(4, 1), (X, torch.rand(32, 1)), loss=lambda o, t: ((o - t) ** 2).mean(),
+               metrics=["accuracy"])
+    assert "NW415" in r.codes
+
+
+def test_doctor_deep_checks_keep_the_findings_made_before_them():
+    net = _net().eval()  # NW206, an info: the deep checks still run
+    r = doctor(net, _cls(), loss="cross_entropy", deep=True)
+    assert "NW206" in r.codes and net.training is False
+
+
+def test_doctor_graph_breaks_are_added_to_the_other_findings():
+    """compile=True: NW508 names the break in the model's own forward, and the findings made
+    before the deep checks (NW206 here) stay."""
+    X, y = torch.rand(32, 4), torch.randint(0, 3, (32,))
+    r = doctor(_Branchy().eval(), (X, y), loss="cross_entropy", deep=True, compile=True)
+    assert "NW206" in r.codes and "NW508" in r.codes
+    assert "if h.sum().item() > 0:" in r[r.codes.index("NW508")].message
+
+
+def test_doctor_of_a_loader_with_a_batch_sampler_counts_its_batches():
+    """A DataLoader built with a batch_sampler has no batch_size: the steps an epoch are its
+    length (3 batches here), as the onecycle check shows."""
+    from torch.utils.data import BatchSampler, DataLoader, SequentialSampler, TensorDataset
+
+    X, y = _cls(40)
+    loader = DataLoader(TensorDataset(X, y),
+                        batch_sampler=BatchSampler(SequentialSampler(range(40)), 16, False))
+    cycle = {"name": "onecycle", "total_steps": 6}
+    assert doctor(_net(), loader, loss="cross_entropy", scheduler=cycle, epochs=2).codes == []
+    assert "NW412" in doctor(_net(), loader, loss="cross_entropy", scheduler=cycle, epochs=3).codes

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -429,3 +430,320 @@ def test_an_artifact_the_fresh_process_cannot_load_is_reported_with_its_error(tm
     assert f"TorchScript artifact {str(path)!r} could not be loaded or run in a fresh process: " \
            f"RuntimeError: " in str(error)
     assert list(clean_tmp.iterdir()) == []
+
+
+# --- survivors of the second measurement (docs/mutation/resume-export-doctor.md) ---------------
+
+
+def test_a_floating_dtype_without_a_default_tolerance_gets_float32s():
+    """float8 outputs have no entry of their own: float32's tolerance applies, alone or as the
+    loosest with another dtype."""
+    job = _job(["o"], [torch.zeros(2, dtype=torch.float8_e4m3fn)])
+    assert tolerance(job, None, None) == (1e-3, 1e-5)
+    job = _job(["a", "b"], [torch.zeros(2, dtype=torch.float8_e5m2), torch.zeros(2, dtype=torch.float64)])
+    assert tolerance(job, None, None) == (1e-3, 1e-5)
+
+
+def test_relative_difference_below_one_with_atol_zero():
+    """|diff| / |eager| also where |eager| < 1 (no floor at 1): 0.1 off an eager 0.5 is 0.2."""
+    maxima, error = _check({"example": [np.array([0.5])]}, {"example": [np.array([0.6])]},
+                           rtol=1.0, atol=0.0)
+    assert error is None
+    assert maxima["example"] == (pytest.approx(0.1), pytest.approx(0.2))
+
+
+@pytest.mark.parametrize("eager", [np.inf, -np.inf])
+def test_an_infinite_eager_value_is_never_within_a_relative_tolerance(eager):
+    """rtol scales |eager|, but an infinite eager value is not a licence for any finite value:
+    even with rtol=2 (whose bound would overflow to infinity) a finite artifact value is an
+    infinite difference."""
+    _, error = _check({"example": [np.array([eager, 1.0])]}, {"example": [np.array([0.0, 1.0])]},
+                      rtol=2.0, atol=0.0)
+    assert error is not None and "1 of 2 values beyond tolerance; worst at [0]" in str(error)
+
+
+def test_comparing_infinities_and_huge_values_emits_no_numpy_warning():
+    """The comparison handles NaN, infinities and overflowing ratios itself: no RuntimeWarning
+    reaches a user who runs with warnings as errors."""
+    e = np.array([np.inf, -np.inf, np.nan, 1e300, 0.0])
+    g = np.array([np.inf, 1.0, np.nan, -1e300, 1e300])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, error = _check({"example": [e]}, {"example": [g]}, rtol=1e-3, atol=0.0)
+    assert error is not None and "3 of 5 values beyond tolerance" in str(error)
+
+
+def test_timing_by_default_runs_for_a_fifth_of_a_second(monkeypatch):
+    """The default budget is 0.2 s: on a clock where each call takes 1/128 s (exact in binary),
+    15 runs (0.117 s) are not enough, and the 26th run is the first to reach 0.2 s."""
+    clock = [0.0]
+    monkeypatch.setattr(verifier.time, "perf_counter", lambda: clock[0])
+    calls = []
+
+    def fn():
+        calls.append(1)
+        clock[0] += 1 / 128
+
+    median, spread = timing(fn)
+    assert len(calls) == 3 + 26
+    assert median == 1 / 128 and spread == 0.0
+
+
+def test_the_frozen_batch_size_fix_is_named_in_full():
+    _, error = _check({"example": [np.ones(2)], "other": [np.ones(5)]},
+                      {"example": [np.ones(2)], "other": [np.ones(5) * 2]})
+    assert str(error).splitlines()[-1] == (
+        "Nothing was written. Fix: the example matches but fresh inputs of another batch size do "
+        "not: the export froze something the example fixed (data-dependent control flow in a "
+        "trace, or a batch size written into forward). Check forward, export to another format, "
+        "or use dynamic_batch=False.")
+
+
+class _Probe:
+    """Stands in for the fresh process (no process is started): records the job file it is sent
+    and the inputs written for it, then answers as a process that failed."""
+
+    def __init__(self):
+        self.spec: dict = {}
+        self.arrays: dict = {}
+        self.folder: Path | None = None
+
+    def run(self, job_file, timeout):
+        import json
+
+        self.folder = Path(job_file).parent
+        self.spec = json.loads(Path(job_file).read_text())
+        with np.load(self.spec["inputs"]) as data:
+            self.arrays = {k: data[k].copy() for k in data.files}
+        return 3, "probe: stopped here"
+
+
+def _probe(job, latency_batches):
+    probe = _Probe()
+    with pytest.raises(ExportError, match="exited with code 3:\nprobe: stopped here\n"):
+        verify_artifacts(job, {"torchscript": Path("/x/m.ts")}, probe,
+                         latency_batches=latency_batches, timeout=1)
+    return probe
+
+
+def test_a_fixed_batch_without_latency_batches_asks_for_no_timing(clean_tmp):
+    probe = _probe(prepare_job(TwoHeads(), torch.randn(3, 4), False), ())
+    assert probe.spec["latency"] == {} and probe.spec["sets"] == ["example"]
+    assert sorted(probe.arrays) == ["example__0"]
+    assert list(clean_tmp.iterdir()) == []  # the work folder is removed after a failure too
+
+
+def test_latency_inputs_come_from_a_seeded_generator_of_their_own(clean_tmp):
+    """The inputs timed are the same on every export, and drawing them leaves the global RNG
+    (the user's) untouched; the work folder is named for whoever finds it in the temp folder."""
+    job = prepare_job(TwoHeads(), torch.randn(3, 4), True)
+    torch.manual_seed(1234)
+    before = torch.get_rng_state()
+    first = _probe(job, (2, 7))
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.manual_seed(99)
+    second = _probe(job, (2, 7))
+    assert first.spec["latency"] == {"2": "b2", "7": "b7"}
+    assert first.arrays["b2__0"].shape == (2, 4) and first.arrays["b7__0"].shape == (7, 4)
+    for key in ("b2__0", "b7__0"):
+        np.testing.assert_array_equal(first.arrays[key], second.arrays[key])
+    assert first.folder.name.startswith("netwright-verify-") and first.folder.parent == clean_tmp
+
+
+def _ticking(monkeypatch, seconds_per_call):
+    """A clock that advances only inside fn, by ``seconds_per_call`` (exact binary fractions)."""
+    clock = [0.0]
+    monkeypatch.setattr(verifier.time, "perf_counter", lambda: clock[0])
+    calls = []
+
+    def fn():
+        calls.append(1)
+        clock[0] += seconds_per_call
+    return fn, calls
+
+
+def test_timing_defaults_to_15_to_400_runs(monkeypatch):
+    fn, calls = _ticking(monkeypatch, 1.0)  # each call alone outlasts the budget
+    timing(fn)
+    assert len(calls) == 3 + 15
+    fn, calls = _ticking(monkeypatch, 0.0)  # calls that take no time never reach the budget
+    timing(fn)
+    assert len(calls) == 3 + 400
+
+
+def test_timing_stops_once_the_budget_is_reached_exactly(monkeypatch):
+    fn, calls = _ticking(monkeypatch, 1 / 128)
+    timing(fn, budget=32 / 128, min_runs=1, warmup=0)
+    assert len(calls) == 32
+
+
+class _FakeChild(_Probe):
+    """Answers like the fresh process (result.json and out_<fmt>.npz, as exporting/child.py
+    writes them), with outputs and timings chosen by the test: ``answers[fmt]`` is an error
+    text, or a dict with ``outputs`` (per set, a list of arrays) and optional ``latency`` /
+    ``spread`` (per batch)."""
+
+    def __init__(self, answers, code=0, text=""):
+        super().__init__()
+        self.answers, self.code, self.text = answers, code, text
+        self.timeout = None
+
+    def run(self, job_file, timeout):
+        import json
+
+        super().run(job_file, timeout)
+        self.timeout = timeout
+        results = {}
+        for fmt, answer in self.answers.items():
+            if isinstance(answer, str):
+                results[fmt] = {"error": answer, "latency": {}, "count": {}}
+                continue
+            outs = {f"{s}__{j}": a for s, arrays in answer["outputs"].items()
+                    for j, a in enumerate(arrays)}
+            np.savez(self.folder / f"out_{fmt}.npz", **outs)
+            results[fmt] = {"error": None, "count": {s: len(a) for s, a in answer["outputs"].items()},
+                            "latency": {str(b): s for b, s in answer.get("latency", {}).items()}}
+            if "spread" in answer:
+                results[fmt]["spread"] = {str(b): v for b, v in answer["spread"].items()}
+        if results:
+            (self.folder / "result.json").write_text(json.dumps(results))
+        return self.code, self.text
+
+
+def _answer(job, latency=None, spread=None):
+    answer = {"outputs": {"example": [np.zeros((3, 2), np.float32)],
+                          "other": [np.zeros((5, 2), np.float32)]}, "latency": latency or {}}
+    if spread is not None:
+        answer["spread"] = spread
+    return answer
+
+
+def test_outputs_timings_and_spreads_are_read_for_each_format_after_a_failed_one(clean_tmp,
+                                                                                   monkeypatch):
+    """One format's error does not stop the next format's results from being read; the
+    process's spread marks its batches noisy; the eager model is what is timed per batch."""
+    job = prepare_job(nn.Linear(4, 2), torch.randn(3, 4), True)
+    timed = []
+    monkeypatch.setattr(verifier, "timing", lambda fn: (timed.append(fn()), (2e-3, 0.1))[1])
+    child = _FakeChild({"pt2": "RuntimeError: no such op",
+                        "torchscript": _answer(job, {1: 5e-4, 8: 6e-4}, {1: 0.1, 8: MAX_SPREAD * 3})})
+    checked, latency, eager = verify_artifacts(job, {"pt2": Path("/x/m.pt2"),
+                                                     "torchscript": Path("/x/m.ts")},
+                                               child, latency_batches=(1, 8), timeout=42)
+    assert child.timeout == 42
+    assert checked["outputs"]["pt2"] == "RuntimeError: no such op"
+    assert [a.shape for a in checked["outputs"]["torchscript"]["other"]] == [(5, 2)]
+    assert latency == {"torchscript": {1: 5e-4, 8: 6e-4}} and eager == {1: 2e-3, 8: 2e-3}
+    assert checked["noisy"] == {"pt2": [], "torchscript": [8]}
+    assert [tuple(t.shape) for t in timed] == [(1, 2), (8, 2)]  # job.call of each batch
+    assert list(clean_tmp.iterdir()) == []
+
+
+def test_a_process_that_exits_cleanly_without_a_result_is_an_error(clean_tmp):
+    job = prepare_job(TwoHeads(), torch.randn(3, 4), True)
+    with pytest.raises(ExportError, match=r"checking torchscript exited with code 0:\n\nFix: "):
+        verify_artifacts(job, {"torchscript": Path("/x/m.ts")}, _FakeChild({}), latency_batches=(),
+                         timeout=1)
+    assert list(clean_tmp.iterdir()) == []
+
+
+def test_a_failed_process_is_quoted_by_its_last_8_lines_naming_every_format(clean_tmp):
+    job = prepare_job(TwoHeads(), torch.randn(3, 4), True)
+    text = "\n".join(f"line {i}" for i in range(12)) + "\n\n"
+    child = _FakeChild({}, code=1, text=text)
+    with pytest.raises(ExportError) as err:
+        verify_artifacts(job, {"torchscript": Path("/x/m.ts"), "onnx": Path("/x/m.onnx")}, child,
+                         latency_batches=(), timeout=1)
+    assert str(err.value) == (
+        "export verification: the fresh process checking torchscript, onnx exited with code 1:\n"
+        + "\n".join(f"line {i}" for i in range(4, 12))
+        + "\nFix: verify=False skips the check (at your own risk).")
+
+
+def test_outputs_holding_pickled_objects_are_refused(clean_tmp):
+    """The outputs come back as plain arrays; a file with pickled objects is not unpickled."""
+    job = prepare_job(TwoHeads(), torch.randn(3, 4), True)
+    answer = {"outputs": {"example": [np.array([{"a": 1}], dtype=object)], "other": []}}
+    with pytest.raises(ValueError, match="allow_pickle"):
+        verify_artifacts(job, {"torchscript": Path("/x/m.ts")}, _FakeChild({"torchscript": answer}),
+                         latency_batches=(), timeout=1)
+    assert list(clean_tmp.iterdir()) == []
+
+
+def test_the_fresh_process_without_a_pythonpath_gets_only_this_netwright(monkeypatch):
+    seen = {}
+
+    class Spy(subprocess.Popen):
+        def __init__(self, args, **kwargs):
+            seen.update(env=kwargs.get("env"))
+            super().__init__(args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", Spy)
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    Verifier(["torchscript"]).close()
+    root = str(Path(netwright.__file__).resolve().parents[1])
+    assert [p for p in seen["env"]["PYTHONPATH"].split(os.pathsep) if p] == [root]
+
+
+def _process(code):
+    """A Verifier whose process is ``python -c code`` (what run() does with any process)."""
+    v = Verifier.__new__(Verifier)
+    v.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return v
+
+
+def test_run_returns_the_exit_code_and_stderr_else_stdout(tmp_path):
+    job = tmp_path / "job.json"
+    both = "import sys; print('out'); sys.stderr.write('err'); sys.exit(3)"
+    assert _process(both).run(job, 30) == (3, "err")
+    assert _process("import sys; print('only out'); sys.exit(2)").run(job, 30) == (2, "only out\n")
+    assert _process("import sys; sys.exit(4)").run(job, 30) == (4, "")
+
+
+def test_a_real_fresh_process_reports_its_error_and_prints_nothing_here(tmp_path, capfd):
+    """Its stderr is captured into the error text (here: the job file does not exist), and
+    neither stream reaches this process's terminal."""
+    v = Verifier(["torchscript"])
+    code, text = v.run(tmp_path / "missing.json", 120)
+    assert code == 1 and "FileNotFoundError" in text and "missing.json" in text
+    out, err = capfd.readouterr()
+    assert "missing.json" not in out + err
+
+
+class _Loud(nn.Module):
+    def forward(self, x):
+        print("loud forward")
+        return x * 2
+
+
+def test_what_an_artifact_prints_in_the_fresh_process_is_not_shown(tmp_path, capfd):
+    path = tmp_path / "loud.ts"
+    torch.jit.script(_Loud()).save(str(path))
+    job = prepare_job(_Loud(), torch.randn(3, 4), True)  # prints here: the eager run
+    capfd.readouterr()
+    v = Verifier(["torchscript"])
+    try:
+        checked, _, _ = verify_artifacts(job, {"torchscript": path}, v, latency_batches=(),
+                                         timeout=120)
+    finally:
+        v.close()
+    assert [a.shape for a in checked["outputs"]["torchscript"]["example"]] == [(3, 4)]
+    assert "loud forward" not in capfd.readouterr().out
+
+
+def test_a_batch_is_noisy_when_either_spread_exceeds_max_spread(clean_tmp, monkeypatch):
+    """Noisy means a spread strictly above MAX_SPREAD, from the fresh process (batch 1 sits
+    exactly at it: not noisy; batch 2 has no spread recorded: not noisy) or from the eager
+    timing (batch 4)."""
+    job = prepare_job(nn.Linear(4, 2), torch.randn(3, 4), True)
+
+    def eager_timing(fn):
+        return 1e-3, (MAX_SPREAD * 2 if fn().shape[0] == 4 else 0.0)
+
+    monkeypatch.setattr(verifier, "timing", eager_timing)
+    child = _FakeChild({"torchscript": _answer(job, {1: 1e-3, 2: 1e-3, 4: 1e-3},
+                                               {1: MAX_SPREAD, 4: 0.0})})
+    checked, _, _ = verify_artifacts(job, {"torchscript": Path("/x/m.ts")}, child,
+                                     latency_batches=(1, 2, 4), timeout=1)
+    assert checked["noisy"] == {"torchscript": [4]}

@@ -990,3 +990,74 @@ def test_os_error_reading_a_link_is_named_with_a_question_mark(tmp_path, monkeyp
     monkeypatch.setattr(os, "readlink", fail)
     with pytest.raises(CheckpointError, match=r"is a symbolic link \(to '\?'\)"):
         refuse_links(tmp_path)
+
+
+# --- survivors of the second measurement (docs/mutation/resume-export-doctor.md) ---------------
+
+
+def test_flatten_names_every_tensor_with_the_given_prefix_at_any_depth():
+    """``prefix`` names the keys of the tensors collected, nested ones included (in a dict, a
+    tuple or a list); the keys stay unique across the shared ``tensors`` dict."""
+    tensors: dict = {}
+    body = flatten({"a": torch.ones(1), "d": {"x": torch.ones(2)}, "t": (torch.ones(3),),
+                    "l": [torch.ones(4), [torch.ones(5)]]}, tensors, "opt")
+    assert sorted(tensors) == ["opt.0", "opt.1", "opt.2", "opt.3", "opt.4"]
+    back = unflatten(json.loads(json.dumps(body)), tensors)
+    assert [back["a"].numel(), back["d"]["x"].numel(), back["t"][0].numel(),
+            back["l"][0].numel(), back["l"][1][0].numel()] == [1, 2, 3, 4, 5]
+    flatten([torch.zeros(1)], tensors, "cb")  # a second prefix into the same dict
+    assert "cb.5" in tensors and len(tensors) == 6
+
+
+class _FakeCuda:
+    """Two simulated CUDA devices (this machine has none): each RNG state is a distinct byte
+    tensor; what set_rng_state_all receives is recorded."""
+
+    def __init__(self, devices=2):
+        self.devices = devices
+        self.states = [torch.full((8,), 10 + i, dtype=torch.uint8) for i in range(devices)]
+        self.set_calls: list = []
+
+    def install(self, monkeypatch):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: self.devices)
+        monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: list(self.states))
+        monkeypatch.setattr(torch.cuda, "set_rng_state_all",
+                            lambda states: self.set_calls.append([s.clone() for s in states]))
+
+
+def test_rng_state_records_every_cuda_device_and_set_rng_state_restores_them(monkeypatch):
+    """The module docstring: torch's RNG state "CPU and every CUDA device" (simulated here)."""
+    cuda = _FakeCuda(devices=2)
+    cuda.install(monkeypatch)
+    saved = rng_state()
+    assert [s.tolist() for s in saved["cuda"]] == [[10] * 8, [11] * 8]
+    set_rng_state(saved)
+    assert [[s.tolist() for s in call] for call in cuda.set_calls] == [[[10] * 8, [11] * 8]]
+
+
+def test_cuda_rng_states_from_more_devices_are_cut_to_the_devices_present(monkeypatch, tmp_path):
+    """A bundle written with 2 GPUs, resumed (through the files on disk) with 1: the first
+    device's state is restored, the other is dropped rather than failing."""
+    _FakeCuda(devices=2).install(monkeypatch)
+    save_bundle(tmp_path / "b", _weights(), _state(rng=rng_state()))
+    one = _FakeCuda(devices=1)
+    one.install(monkeypatch)
+    set_rng_state(load_bundle(tmp_path / "b").state["rng"])
+    assert [[s.tolist() for s in call] for call in one.set_calls] == [[[10] * 8]]
+
+
+def test_a_stray_that_vanishes_while_it_is_cleaned_is_no_error(tmp_path, monkeypatch):
+    """Another process may finish (rename away) its temporary file between latest_bundle listing
+    a folder and removing the stray: the stray is gone either way, which is not an error."""
+    _save(tmp_path / "checkpoints" / "last", epoch=2)
+    real_iterdir = Path.iterdir
+
+    def iterdir(self):
+        yield from real_iterdir(self)
+        if self.name == "last":
+            yield self / ".state.json.9.tmp"  # listed, but already gone
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    bundle = latest_bundle(tmp_path)
+    assert bundle is not None and bundle.state["epoch"] == 2
