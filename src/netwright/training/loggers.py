@@ -58,10 +58,19 @@ class TensorBoardLogger(Callback):
 
         from ..util import eval_mode
 
+        import torch
+
+        from ..data.sources import map_features
+
+        args = example if isinstance(example, tuple) else (example,)
+        args = tuple(map_features(a, lambda t: t[:1]) for a in args)  # one sample is enough
         try:
-            with warnings.catch_warnings(), eval_mode(model):
+            with warnings.catch_warnings(), eval_mode(model), torch.no_grad():
                 warnings.simplefilter("ignore")
-                self.writer.add_graph(model, example if isinstance(example, tuple) else (example,))
+                # Traced here without torch's trace check, which runs the model again and on its
+                # first use costs ~0.5 s (a tenth of a short fit); add_graph keeps a traced module.
+                traced = torch.jit.trace(model, args, check_trace=False)
+                self.writer.add_graph(traced, args)
         except Exception as exc:  # noqa: BLE001 - a graph is a picture: say why there is none
             self.writer.add_text("graph", f"no graph: tracing the model failed "
                                           f"({type(exc).__name__}: {str(exc)[:300]})")
