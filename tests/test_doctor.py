@@ -623,13 +623,25 @@ def test_zoo_models_are_healthy(name):
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 
 
+@pytest.fixture(scope="module")
+def digits_png(tmp_path_factory):
+    from netwright.data.images import export_images
+
+    folder = tmp_path_factory.mktemp("doctor") / "digits_png"
+    export_images("digits", folder)
+    return folder
+
+
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
-def test_example_configs_are_healthy(path):
+def test_example_configs_are_healthy(path, request):
     from netwright.config import load_config
     from netwright.data.prepare import prepare_data
     from netwright.runner import build_model
 
-    cfg = load_config(path)
+    overrides = []
+    if "source: mnist_png" in path.read_text():  # an image-folder example: a real folder of PNGs
+        overrides.append(f"data.source={request.getfixturevalue('digits_png')}")
+    cfg = load_config(path, overrides)
     _, info = resolve_loss(cfg.loss)
     data = prepare_data(cfg.data, info.task)
     model = build_model(cfg, data)

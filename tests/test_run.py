@@ -23,8 +23,8 @@ def _cfg(tmp_path, **over):
 def test_run_writes_the_run_directory_and_reloads_identically(tmp_path):
     result = run(_cfg(tmp_path), verbose=0)
     names = sorted(p.name for p in result.run_dir.iterdir())
-    assert names == ["checkpoints", "config.yaml", "metrics.csv", "model.json", "results.json",
-                     "weights.safetensors"]
+    assert names == ["checkpoints", "config.yaml", "metrics.csv", "model.json", "report.html",
+                     "results.json", "weights.safetensors"]
     loaded = open_run(result.run_dir)
     X, y = result.data.split("test")
     torch.testing.assert_close(nw.predict(loaded.model, X), nw.predict(result.model, X), rtol=0, atol=0)

@@ -183,6 +183,10 @@ def render_report(run_dir: str | Path, *, model: Any = None, data: Any = None,
     if model is not None and data is not None:
         split = "test" if getattr(data, "test", None) is not None else "val"
         part = getattr(data, split, None)
+        from torch.utils.data import IterableDataset
+
+        if isinstance(part, IterableDataset):  # a stream: drawn without the whole split in memory
+            part = None
         if part is not None:
             prediction = _predictions(model, part, task, classes, split,
                                       getattr(data, "feature_names", None),
