@@ -12,13 +12,13 @@ SRC = ROOT / "src" / "netwright"
 # Lowest first (docs/architecture.md). A module may import from its own layer and below.
 LAYERS = {
     "util": 0, "errors": 0, "atomic": 0, "yamlfiles": 0,
-    "config": 1,
+    "config": 1, "dataconfig": 1,
     "models": 2, "data": 2, "losses": 2, "optim": 2, "metrics": 2,
     "diagnosis": 3,
     "checkpoint": 4, "saving": 4, "resume": 4,
     "training": 5,
     "exporting": 6, "serve": 6, "reporting": 6,
-    "runner": 7, "__init__": 7,
+    "runner": 7, "runs": 7, "__init__": 7,
     "cli": 8, "__main__": 8,
 }
 # config checks names (loss, optimizer, scheduler, metric, data set) against the registries

@@ -392,6 +392,40 @@ def case_nw211():
     return _ce(BatchSecondLSTM(), torch.randn(64, 10, 4, generator=_gen()), y)
 
 
+def _padded_ids(low=2):
+    """64 right-padded rows of token ids (lengths 1 to 12), padding 0."""
+    ids = torch.randint(low, 50, (64, 12), generator=_gen())
+    lengths = torch.randint(1, 13, (64,), generator=_gen())
+    ids[torch.arange(12)[None, :] >= lengths[:, None]] = 0
+    ids[0, :] = torch.randint(low, 50, (12,), generator=_gen())  # one full row
+    return ids
+
+
+def case_nw212():
+    _, y = cls_data()
+    from netwright.models.zoo import build_zoo
+
+    model = build_zoo("text_cnn", vocab_size=50, num_classes=3, padding_idx=1, channels=8)
+    return _ce(model, _padded_ids(low=2), y)
+
+
+def case_nw213():
+    _, y = cls_data()
+    from netwright.models.zoo import build_zoo
+
+    left = _padded_ids().flip(1)  # left padding: the mask would cut every short text
+    return _ce(build_zoo("text_classifier", vocab_size=50, num_classes=3), left, y)
+
+
+def case_nw307():
+    _, y = cls_data()
+    from netwright.models.zoo import build_zoo
+
+    ids = _padded_ids()
+    ids[:, :6] = torch.where(ids[:, :6] > 0, 1, 0)  # half or more of each text is [UNK]
+    return _ce(build_zoo("text_classifier", vocab_size=50, num_classes=3), ids, y)
+
+
 def case_nw301():
     X, y = cls_data()
     X[40, 3] = float("nan")
@@ -608,7 +642,14 @@ def zoo_setup(name):
         return build_zoo(name, (10, 2), outputs=1, hidden_size=8), (X, X[:, -1, :1]), "mse"
     if name == "text_classifier":
         return (build_zoo(name, (12,), vocab_size=50, num_classes=3, embed_dim=8, hidden_size=8),
-                (torch.randint(0, 50, (64, 12), generator=g), y3), "cross_entropy")
+                (torch.randint(1, 50, (64, 12), generator=g), y3), "cross_entropy")
+    if name == "text_cnn":
+        return (build_zoo(name, (12,), vocab_size=50, num_classes=3, embed_dim=8, channels=4),
+                (torch.randint(1, 50, (64, 12), generator=g), y3), "cross_entropy")
+    if name == "text_transformer":
+        return (build_zoo(name, (12,), vocab_size=50, num_classes=3, d_model=8, nhead=2,
+                          num_layers=1, dim_feedforward=16),
+                (torch.randint(1, 50, (64, 12), generator=g), y3), "cross_entropy")
     raise AssertionError(f"no healthy setup for zoo model {name!r}: add one here")
 
 

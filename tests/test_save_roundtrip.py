@@ -27,6 +27,8 @@ ZOO_INPUTS = {
     "lstm": ((7, 3), {"outputs": 1, "num_layers": 2, "dropout": 0.1, "pool": "mean"}),
     "gru": ((7, 3), {"num_classes": 3, "pool": "max"}),
     "text_classifier": ((9,), {"vocab_size": 50, "num_classes": 2, "padding_idx": 0}),
+    "text_cnn": ((9,), {"vocab_size": 50, "channels": 4, "kernel_sizes": [2, 3]}),
+    "text_transformer": ((9,), {"vocab_size": 50, "d_model": 8, "nhead": 2, "num_layers": 1}),
 }
 
 
@@ -64,7 +66,7 @@ def test_every_zoo_model_round_trips(name, tmp_path):
     shape, args = ZOO_INPUTS[name]
     torch.manual_seed(0)
     model = build_zoo(name, shape, **args)
-    x = torch.randint(1, 50, (4, *shape)) if name == "text_classifier" else torch.randn(4, *shape)
+    x = torch.randint(1, 50, (4, *shape)) if name.startswith("text_") else torch.randn(4, *shape)
     folder, _ = round_trip(model, x, tmp_path)
     assert _spec(folder)["zoo"] == name
 

@@ -20,11 +20,13 @@ ZOO_INPUTS = {
     "lstm": ((7, 3), {"outputs": 1}),
     "gru": ((7, 3), {"num_classes": 3}),
     "text_classifier": ((9,), {"vocab_size": 50, "num_classes": 2}),
+    "text_cnn": ((9,), {"vocab_size": 50, "channels": 4}),
+    "text_transformer": ((9,), {"vocab_size": 50, "d_model": 8, "nhead": 2}),
 }
 
 
 def _example(name, shape):
-    if name == "text_classifier":
+    if name.startswith("text_"):
         return torch.randint(0, 50, (4, *shape))
     return torch.randn(4, *shape)
 

@@ -63,6 +63,7 @@ _EXPORTS = {
     "load_builtin": "netwright.data.builtin",
     "stream": "netwright.data.streaming",
     "images": "netwright.data.images",
+    "texts": "netwright.data.texts",
     # errors
     "NetwrightError": "netwright.errors",
     "ConfigError": "netwright.errors",
@@ -97,6 +98,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .data.builtin import load_builtin
     from .data.streaming import stream
     from .data.images import images
+    from .data.texts import texts
     from .diagnosis import DoctorError, Finding, Report, doctor, preflight
     from .exporting import ExportReport, export, export_all, predict_onnx
     from .models.builder import build

@@ -8,7 +8,6 @@ typo fails at load time, before any data is read or any file written.
 
 from __future__ import annotations
 
-import numbers
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,119 +16,27 @@ from typing import Annotated, Any, Literal, Optional, Union
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, ValidationError,
                       field_validator)
 
+from .dataconfig import (DataConfig, StrictModel, TokenizerConfig, Whole, is_bool,
+                         positive_number, verbosity)
 from .errors import ConfigError, did_you_mean, short_repr
 from .yamlfiles import MAX_CONFIG_BYTES, MAX_YAML_DEPTH, parse_yaml, read_yaml_file
 
-__all__ = ["RunConfig", "DataConfig", "TrainConfig", "FitOptions", "OptimizerConfig", "ExportConfig",
+__all__ = ["RunConfig", "DataConfig", "TokenizerConfig", "TrainConfig", "FitOptions", "OptimizerConfig", "ExportConfig",
            "FinetuneConfig", "fit_options", "options_reference",
            "load_config", "apply_overrides", "config_to_dict", "parse_yaml", "read_yaml_file", "MAX_CONFIG_BYTES",
            "MAX_YAML_DEPTH"]
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-def _is_bool(v: Any) -> bool:
-    return isinstance(v, bool) or type(v).__name__ in ("bool", "bool_")  # NumPy's too
-
-
-def _positive_number(v: Any) -> Any:
-    if _is_bool(v) or not isinstance(v, numbers.Real) or not v > 0:
-        raise ValueError("expected a positive number")
-    return float(v)
-
-
-def _whole_number(v: Any) -> Any:
-    """Integers only: not True/False (which Python counts as 1/0), not 2.5 or "5"; NumPy
-    integers (from a grid search) are accepted."""
-    if _is_bool(v) or (isinstance(v, float) and not v.is_integer()) or isinstance(v, str):
-        raise ValueError("expected an integer")
-    if hasattr(v, "__index__") and not isinstance(v, int):
-        return int(v.__index__())
-    return v
-
-
-def _verbosity(v: Any) -> Any:
-    """``verbose``: 0, 1 or 2; ``False``/``True`` (a Keras habit) mean 0 and 1."""
-    return int(v) if _is_bool(v) else _whole_number(v)
-
-
-Whole = Annotated[int, BeforeValidator(_whole_number)]
-
-
-class DataConfig(_Strict):
-    """Where the data comes from and how it is split and scaled."""
-
-    source: str = Field(description="a built-in data set (digits, iris, wine, breast_cancer, diabetes, "
-                                    "mnist, sunspots), a .csv/.parquet/.npz file, or a folder of "
-                                    "images in class sub-folders")
-    target: Optional[Union[str, list[str]]] = Field(None, description="target column(s) (files) or key (.npz)")
-    features: Optional[list[str]] = Field(None, description="feature columns; default: all but the target")
-    val: float = Field(0.1, ge=0, lt=1, description="fraction held out for validation (0: none)")
-    test: float = Field(0.2, ge=0, lt=1, description="fraction held out for the final test (0: none)")
-    split: Literal["auto", "stratified", "random", "ordered"] = Field(
-        "auto", description="auto: stratified for classes, ordered for time series, else random")
-    seed: int = Field(0, description="seed of the splits")
-    task: Optional[Literal["classification", "regression"]] = Field(
-        None, description="what the targets are; default: inferred from them (whole numbers with "
-                          "few distinct values are classes, other numbers are values). Set it to "
-                          "accept a loss the inference disagrees with")
-    standardize: Literal["features", "global", "none"] = Field(
-        "features", description="inputs: per-feature mean/std, one global mean/std (images), or none; "
-                                "fitted on the training split only")
-    standardize_target: Optional[bool] = Field(
-        None, description="regression targets scaled to mean 0, std 1 for training (default: on for "
-                          "regression); the model still outputs original units")
-    shape: Optional[list[int]] = Field(None, description="reshape each sample, e.g. [1, 28, 28] for images")
-    window: Optional[int] = Field(None, ge=1, description="time series: predict the next value from this "
-                                                          "many past values")
-    streaming: StrictBool = Field(False, description="read `source` (a glob, folder or file of "
-                                  "Parquet or .npy shards) as a stream that never holds the set; "
-                                  "the splits are val_source and test_source")
-    val_source: Optional[str] = Field(None, description="streaming: the validation shards")
-    test_source: Optional[str] = Field(None, description="streaming: the test shards")
-    shuffle_buffer: int = Field(10_000, ge=1, description="streaming: rows shuffled together")
-    image: Optional[str] = Field(None, description="images: the column of a .csv/.parquet file "
-                                 "that holds image paths (relative ones resolve against the file)")
-    image_size: Optional[Union[Whole, list[Whole]]] = Field(
-        None, description="images: resized (shorter side) and centre-cropped to this size, e.g. 28 "
-                          "or [32, 48]; default: the images' own size when they all have one")
-    channels: Optional[Literal[1, 3, 4]] = Field(
-        None, description="images: 1 (grey), 3 (RGB) or 4 (RGBA); default: 1 when every image is "
-                          "grey, else 3")
-    cache: Literal["none", "memory"] = Field(
-        "none", description="images: 'memory' keeps the decoded, resized images in RAM (uint8), "
-                            "so later epochs decode nothing")
-    skip_bad: StrictBool = Field(False, description="images: leave out unreadable files (counted "
-                                 "and listed in the log) instead of stopping")
-    augment: Optional[list[Union[str, dict[str, Any]]]] = Field(
-        None, description="images: torchvision.transforms.v2 transforms applied to training batches, "
-                          "e.g. [horizontal_flip, {random_resized_crop: {size: 28, scale: [0.8, 1]}}]")
-    mean: Optional[list[float]] = Field(None, description="images: per-channel mean to normalise "
-                                        "with (default: fitted on the training split)")
-    std: Optional[list[float]] = Field(None, description="images: per-channel std to normalise "
-                                       "with (default: fitted on the training split)")
-
-    @field_validator("shape")
-    @classmethod
-    def _positive_dims(cls, v):
-        if v is not None and (not v or any(d <= 0 for d in v)):
-            raise ValueError("expected a list of positive sizes such as [1, 28, 28]")
-        return v
-
-
 
 class OptimizerConfig(BaseModel):
     """``name`` and ``lr`` plus any keyword argument of the torch optimizer (momentum, betas ...)."""
 
     model_config = ConfigDict(extra="allow")
     name: str = "adam"
-    lr: Annotated[float, BeforeValidator(_positive_number)] = 1e-3
+    lr: Annotated[float, BeforeValidator(positive_number)] = 1e-3
     weight_decay: float = Field(0.0, ge=0)
     decay_norm_and_bias: bool = True
 
 
-class EarlyStoppingConfig(_Strict):
+class EarlyStoppingConfig(StrictModel):
     patience: Whole = Field(5, ge=1, description="epochs without improvement before stopping")
     monitor: Optional[str] = Field(None, description="logged value to watch (default: fit's monitor)")
     mode: Literal["auto", "min", "max"] = "auto"
@@ -137,7 +44,7 @@ class EarlyStoppingConfig(_Strict):
     restore_best: StrictBool = Field(True, description="end with the best epoch's weights")
 
 
-class FinetuneConfig(_Strict):
+class FinetuneConfig(StrictModel):
     """Fine-tuning: which parameters wait, until when, and at what learning rate."""
 
     freeze: Union[Literal["backbone"], list[str]] = Field(
@@ -150,7 +57,7 @@ class FinetuneConfig(_Strict):
                                                       "they train, as a fraction of lr")
 
 
-class TrainConfig(_Strict):
+class TrainConfig(StrictModel):
     """The training options a config file holds (its ``train:`` section). Python's
     :class:`FitOptions` has every one of them, with the same defaults, plus those that take
     Python objects."""
@@ -241,7 +148,7 @@ class FitOptions(TrainConfig):
     optimizer: Any = Field("adam", description="a name ('adam', 'adamw', 'sgd', 'rmsprop', "
                            "'adagrad', 'lbfgs'), {name: ..., **options}, a torch.optim class or "
                            "an instance (used as is)")
-    lr: Annotated[float, BeforeValidator(_positive_number)] = Field(1e-3, description="learning rate")
+    lr: Annotated[float, BeforeValidator(positive_number)] = Field(1e-3, description="learning rate")
     weight_decay: float = Field(0.0, ge=0, description="L2 weight decay")
     decay_norm_and_bias: StrictBool = Field(True, description="False exempts biases and norm weights "
                                       "from weight decay")
@@ -264,7 +171,7 @@ class FitOptions(TrainConfig):
     resume: StrictBool = Field(False, description="continue the run in run_dir from its newest "
                          "checkpoint")
     force: StrictBool = Field(False, description="resume even though the options changed")
-    verbose: Annotated[int, BeforeValidator(_verbosity)] = Field(
+    verbose: Annotated[int, BeforeValidator(verbosity)] = Field(
         1, ge=0, description="0 (or False): silent, 1: a progress bar on a terminal, 2: one line "
                              "per epoch")
     target: Any = Field(None, description="the target column (DataFrame) or key (dict data)")
@@ -281,7 +188,7 @@ class FitOptions(TrainConfig):
     def _early(cls, v):
         if v is None or (hasattr(v, "on_epoch_end") and not isinstance(v, (Mapping, int))):
             return v  # an EarlyStopping (or compatible) object is used as is
-        if hasattr(v, "__index__") and not _is_bool(v):
+        if hasattr(v, "__index__") and not is_bool(v):
             v = {"patience": int(v.__index__())}
         return EarlyStoppingConfig.model_validate(v)
 
@@ -298,11 +205,11 @@ class FitOptions(TrainConfig):
         return None if v is None else list(v)
 
 
-class ExportConfig(_Strict):
+class ExportConfig(StrictModel):
     formats: list[Literal["onnx", "torchscript", "pt2"]] = Field(default_factory=list)
 
 
-class RunConfig(_Strict):
+class RunConfig(StrictModel):
     """A whole run: model, data, loss, optimizer, scheduler, training, metrics, export."""
 
     name: str = Field("run", description="the run directory is <run_dir>/<name> (numbered if taken)")
@@ -468,16 +375,17 @@ def _semantic_errors(raw: Mapping) -> list[str]:
     if data.get("streaming") is True:
         src = None  # a glob, folder or file of shards: the stream checks it when it opens them
     if isinstance(src, str) and Path(src).is_dir() and src.strip().lower() not in BUILTIN:
-        pass  # a folder of images in class folders: read and checked by data/images.py
+        pass  # a folder of images or texts in class folders: read and checked by data/
     elif isinstance(src, str):
         if not Path(src).suffix:
             if src.lower() not in BUILTIN:
                 errors.append(f"data.source: unknown built-in data set {short_repr(src)}."
                               f"{did_you_mean(src, BUILTIN)} Expected one of: {', '.join(BUILTIN)}; "
-                              f"a .csv/.parquet/.npz file; or a folder of images in class folders "
+                              f"a .csv/.parquet/.npz/.jsonl file; or a folder of class folders "
                               f"(no folder {src!r} here).")
-        elif Path(src).suffix.lower() not in (".csv", ".parquet", ".npz"):
-            errors.append(f"data.source: files must be .csv, .parquet or .npz; received {short_repr(src)}.")
+        elif Path(src).suffix.lower() not in (".csv", ".parquet", ".npz", ".jsonl", ".json"):
+            errors.append(f"data.source: files must be .csv, .parquet, .npz or .jsonl (texts); "
+                          f"received {short_repr(src)}.")
         elif not Path(src).is_file():
             errors.append(f"data.source: file {src!r} does not exist.")
     return errors

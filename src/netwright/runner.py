@@ -14,23 +14,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from torch import nn
 
-from .atomic import read_json
 from .checkpoint import atomic_write_json
 from .config import FitOptions, RunConfig, config_to_dict, load_config
-from .data.prepare import Prepared, features_from_file, prepare_data, read_npy
-from .errors import ConfigError, DataError
+from .data.prepare import Prepared, prepare_data
+from .errors import ConfigError
 from .losses import resolve_loss
 from .models.builder import build
 from .models.scaling import Scaled
 from .saving import describe_model, load
 from .training.devices import seed_everything
 from .training.distributed import restarted, world_for
-from .training.inference import evaluate, predict
-from .training.inference import predict as _predict_outputs
+from .runs import LoadedRun, open_run, predict  # re-exported: nw.open_run, nw.predict
+from .training.inference import evaluate
 from .training.trainer import FitResult, Trainer
 
 __all__ = ["run", "RunResult", "build_model", "new_run_dir", "LoadedRun", "open_run", "predict"]
@@ -82,9 +79,16 @@ def _fill_head(spec: dict, data: Prepared) -> dict:
     from .models.zoo import ZOO
 
     entry = ZOO.get(spec["zoo"])
-    if entry is None or "num_classes" in spec or "outputs" in spec or "out_features" in spec:
+    if entry is None:
         return spec
     params = entry.params
+    if data.text is not None:  # a text model: the tokenizer's vocabulary and longest input
+        if "vocab_size" in params and "vocab_size" not in spec:
+            spec["vocab_size"] = int(data.text["vocab_size"])
+        if "max_length" in params and "max_length" not in spec:
+            spec["max_length"] = int(data.text["max_length"])
+    if "num_classes" in spec or "outputs" in spec or "out_features" in spec:
+        return spec
     if data.task == "multiclass":
         n = len(data.classes) if data.classes else int(data.train[1].max()) + 1
         key = "num_classes" if "num_classes" in params else "out_features"
@@ -217,6 +221,10 @@ def run(config: str | os.PathLike | Mapping | RunConfig, overrides: Sequence[str
         model_json["images"] = data.images
     files = {"config.yaml": yaml.safe_dump(config_to_dict(cfg), sort_keys=False),
              "model.json": json.dumps(model_json, indent=2) + "\n"}
+    if data.tokenizer is not None:  # prediction tokenizes new texts with the run's own tokenizer
+        model_json["text"] = {k: data.text[k] for k in ("tokenizer", "vocab_size", "max_length")}
+        files["model.json"] = json.dumps(model_json, indent=2) + "\n"
+        files["tokenizer.json"] = data.tokenizer.to_str()
     trainer = _trainer(cfg, model, run_dir, verbose, files, resume, force, data.workers)
     if verbose and world.main:
         for note in data.notes:
@@ -295,191 +303,3 @@ def _check_model_classes(spec: Any, source: Any) -> None:
                 walk(value, f"{path}[{i}]")
 
     walk(spec, "model")
-
-
-@dataclass
-class LoadedRun:
-    """A finished run read back: its config, rebuilt model and model.json."""
-
-    run_dir: Path
-    config: RunConfig
-    model: nn.Module
-    meta: dict
-
-    @property
-    def task(self) -> str:
-        return self.meta.get("task", "regression")
-
-    def data(self) -> Prepared:
-        """The run's data, split exactly as in training (the config fixes the seeds)."""
-        _, info = resolve_loss(self.config.loss)
-        return prepare_data(self.config.data, info.task, info.name)
-
-    def evaluate_on(self, *, split: str | None = None, path: Any = None) -> tuple[dict, int]:
-        """(scores, samples) on one of the run's own splits, or on a file: features with their
-        target, or for an image run a folder of class folders (or a table like the training
-        one) whose labels are the run's classes."""
-        if path is not None:
-            if self.images is not None:
-                data = self.read_labelled_images(path)
-            else:
-                X, y = self.read_features(path)
-                if y is None:
-                    raise ConfigError(f"--data {path}: the file has no target "
-                                      f"({self.config.data.target!r}); evaluation needs one. Fix: "
-                                      f"use `netwright predict` for features only.")
-                data = (X, y)
-        else:
-            if split not in ("train", "val", "test"):
-                raise ConfigError(f"--split: expected test, val or train; received {split!r}.")
-            data = self.data().split(split)
-        n = len(data[0]) if isinstance(data, tuple) else len(data)
-        scores = evaluate(self.model, data, loss=self.config.loss,
-                          metrics=list(self.config.metrics) or None)
-        return scores, n
-
-    def read_labelled_images(self, path: Any) -> Any:
-        """Labelled image files (a folder of class folders, or a table with the training
-        config's image and target columns) as a Dataset with the run's class ids."""
-        from .data.images import ImageFiles, list_images
-
-        cfg, info = self.config.data, self.images
-        listed = list_images(path, image=cfg.image if Path(path).is_file() else None,
-                             target=cfg.target if Path(path).is_file() else None,
-                             image_size=list(info["size"]), channels=int(info["channels"]),
-                             classes=self.meta.get("classes"))
-        return ImageFiles(listed, binary=self.task == "binary")
-
-    def evaluate(self, features: Any, targets: Any) -> dict:
-        return evaluate(self.model, (features, targets), loss=self.config.loss,
-                        metrics=list(self.config.metrics) or None)
-
-    def read_features(self, path: str | os.PathLike) -> tuple[np.ndarray, Any]:
-        """Features (and targets if the file has them) from a .csv/.parquet/.npz/.npy file, in
-        the layout the model was trained on."""
-        path = Path(path)
-        if not path.is_file():
-            raise DataError(f"input file {str(path)!r} does not exist.")
-        cfg = self.config.data
-        if path.suffix.lower() == ".npy":
-            X, y = read_npy(path), None
-        elif path.suffix.lower() in (".csv", ".parquet", ".npz"):
-            X, y, _ = features_from_file(path, cfg.model_copy(update={"features": cfg.features or self.meta.get(
-                "feature_names")}) if path.suffix.lower() != ".npz" else cfg, need_target=False)
-        else:
-            raise DataError(f"input file {str(path)!r}: expected .csv, .parquet, .npz or .npy.")
-        shape = tuple(self.meta["model"].get("input_shape") or ())
-        if shape and X.shape[1:] != shape:
-            if int(np.prod(X.shape[1:])) == int(np.prod(shape)):
-                X = X.reshape(len(X), *shape)
-            else:
-                raise DataError(
-                    f"input file {str(path)!r}: each sample has shape {X.shape[1:]}, the model was "
-                    f"trained on {shape}. Fix: give the same features as in training.")
-        if y is not None and self.task in ("multiclass", "binary"):
-            classes = self.meta.get("classes")
-            lookup = {c: i for i, c in enumerate(classes)} if classes else None
-            try:
-                y = np.array([lookup[v] for v in y.tolist()] if lookup else y, dtype=np.int64)
-            except KeyError as exc:
-                raise DataError(f"input file {str(path)!r}: label {exc.args[0]!r} was not seen in "
-                                f"training (classes: {classes}).") from None
-            if self.task == "binary":
-                y = y.astype(np.float32)[:, None]
-        elif y is not None:
-            y = np.asarray(y, dtype=np.float32).reshape(len(y), -1)
-        return X, y
-
-    @property
-    def images(self) -> dict | None:
-        """``{"size": [h, w], "channels": c}`` for a model trained on image files, else None."""
-        return self.meta.get("images")
-
-    def read_images(self, files: Any) -> Any:
-        """Image files (a file, a folder searched recursively, or a list of files) as a Dataset
-        decoded like the training images; ``.path(i)`` names each."""
-        from .data.images import IMAGE_SUFFIXES, ImageFiles, ImageList, image_files_in, check_images
-
-        info = self.images
-        if info is None:
-            raise DataError(f"run {str(self.run_dir)!r} was not trained on image files; it "
-                            f"predicts from features (.csv/.parquet/.npz/.npy).")
-        items = [files] if isinstance(files, (str, os.PathLike)) else list(files)
-        paths: list[Path] = []
-        for item in items:
-            p = Path(item)
-            if p.is_dir():
-                found = image_files_in(p)
-                if not found:
-                    raise DataError(f"folder {str(p)!r} holds no image files ({', '.join(IMAGE_SUFFIXES)}).")
-                paths += found
-            elif not p.is_file():
-                raise DataError(f"image {str(p)!r} does not exist.")
-            else:
-                paths.append(p)
-        check_images(paths, skip_bad=False)
-        listed = ImageList(paths, np.zeros(len(paths), dtype=np.int64), list(self.meta.get("classes") or []),
-                           tuple(info["size"]), int(info["channels"]))
-        return ImageFiles(listed)
-
-    def predict_images(self, files: Any) -> tuple[list[str], list[list[Any]]]:
-        """Rows ``path, label, p_<class>...`` for image files (see :meth:`read_images`)."""
-        data = self.read_images(files)
-        header, rows = self.predict_table(data)
-        return ["path"] + header, [[str(data.path(i))] + row for i, row in enumerate(rows)]
-
-    def predict_table(self, X: Any) -> tuple[list[str], list[list[Any]]]:
-        """Rows of predictions: class label and class probabilities, or the predicted values."""
-        from .serve import prediction_rows
-
-        out = predict(self.model, X)
-        if isinstance(out, (dict, tuple, list)):
-            raise ConfigError("predict: models with several outputs are not supported by the CLI yet.")
-        return prediction_rows(out.float().numpy(), self.task, self.meta.get("classes"))
-
-
-def predict(model: Any, data: Any, **options: Any) -> Any:
-    """Predict with a model (raw outputs, see :func:`netwright.training.inference.predict`) or
-    with a finished run (a :class:`RunResult`, a run directory or :class:`LoadedRun`): then
-    ``data`` may be image files (a path, a folder or a list of paths; for runs trained on
-    images) or features, and the result is one dict per sample: ``path`` (images), ``label``
-    in the data's own class names and ``p_<class>`` probabilities, or ``prediction`` values.
-
-    >>> import torch
-    >>> predict(torch.nn.Linear(3, 2), torch.zeros(4, 3)).shape
-    torch.Size([4, 2])
-    """
-    if isinstance(model, nn.Module):
-        return _predict_outputs(model, data, **options)
-    if isinstance(model, RunResult):
-        model = open_run(model.run_dir, trust_code=True)  # this process trained it
-    elif isinstance(model, (str, os.PathLike)):
-        model = open_run(model, trust_code=bool(options.pop("trust_code", False)))
-    if not isinstance(model, LoadedRun):
-        raise ConfigError(f"predict: expected an nn.Module, a run directory or a run result; "
-                          f"received {type(model).__name__}.")
-    if model.images is not None and not isinstance(data, (torch.Tensor, np.ndarray)):
-        header, rows = model.predict_images(data)
-    else:
-        header, rows = model.predict_table(data)
-    return [dict(zip(header, row)) for row in rows]
-
-
-def open_run(run_dir: str | os.PathLike, *, trust_code: bool = False) -> LoadedRun:
-    """Read a finished run directory back. The folder may come from someone else: nothing in it
-    is imported unless ``trust_code=True`` (see :func:`netwright.load`)."""
-    folder = Path(run_dir)
-    if not folder.exists():
-        raise ConfigError(f"run directory {str(folder)!r} does not exist. Fix: check the path; "
-                          f"`netwright train CONFIG` prints the run directory it writes.")
-    if not (folder / "config.yaml").is_file() or not (folder / "model.json").is_file():
-        held = sorted(p.name for p in folder.iterdir())[:10] if folder.is_dir() else "a file"
-        raise ConfigError(
-            f"run directory {str(folder)!r} is not a netwright run from a config (it needs "
-            f"config.yaml and model.json; it holds {held}). Fix: pass a folder made by "
-            f"`netwright train`."
-        )
-    cfg = load_config(folder / "config.yaml")
-    model = load(folder, trust_code=trust_code)
-    meta = read_json(folder / "model.json", what="model.json", error=ConfigError)
-    return LoadedRun(folder, cfg, model, meta)

@@ -19,7 +19,7 @@ from .atomic import read_json
 from .config import read_yaml_file
 from .errors import ConfigError, DataError
 
-__all__ = ["prediction_rows", "read_inputs", "read_images", "predict_table_onnx"]
+__all__ = ["prediction_rows", "read_inputs", "read_images", "read_texts", "predict_table_onnx"]
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -96,7 +96,10 @@ def predict_table_onnx(run_dir: str | os.PathLike, inputs: str | os.PathLike) ->
                           f"mappings `netwright train` writes (config.yaml with a data section). Fix: "
                           f"pass a folder made by `netwright train`.")
     images = meta.get("images")
-    if isinstance(images, dict):
+    texts = None
+    if isinstance(meta.get("text"), dict):
+        texts, X = read_texts(folder, inputs, config["data"], meta["text"])
+    elif isinstance(images, dict):
         paths, X = read_images(inputs, images)
     else:
         X = read_inputs(inputs, config["data"], meta)
@@ -104,9 +107,27 @@ def predict_table_onnx(run_dir: str | os.PathLike, inputs: str | os.PathLike) ->
     if isinstance(out, dict) or isinstance(out, (list, tuple)):
         raise ConfigError("predict --onnx: models with several outputs are not supported by the CLI yet.")
     header, rows = prediction_rows(out, meta.get("task", "regression"), meta.get("classes"))
+    if texts is not None:
+        return ["text"] + header, [[t] + row for t, row in zip(texts, rows)]
     if isinstance(images, dict):
         return ["path"] + header, [[str(p)] + row for p, row in zip(paths, rows)]
     return header, rows
+
+
+def read_texts(run_dir: Path, inputs: Any, data_config: dict, text: dict) -> tuple[list[str], np.ndarray]:
+    """Texts (a .txt file, one per line, or a table's text column) tokenized by the run's
+    tokenizer.json into right-padded int64 ids (the exported model finds the padding itself)."""
+    from .data.tokenize import encode_texts, load_tokenizer, texts_to_predict
+
+    path = run_dir / "tokenizer.json"
+    if not path.is_file():
+        raise ConfigError(f"run directory {str(run_dir)!r}: tokenizer.json is missing; a text "
+                          f"run cannot read new texts without it. Fix: copy the whole run directory.")
+    tokenizer = load_tokenizer(path.read_text(encoding="utf-8"), str(path))
+    values, _ = texts_to_predict(Path(inputs), column=data_config.get("text"),
+                                 errors=data_config.get("encoding_errors") or "strict")
+    encoded = encode_texts(tokenizer, values, int(text.get("max_length") or 256))
+    return values, encoded.padded()
 
 
 def read_images(inputs: str | os.PathLike, images: dict) -> tuple[list[Path], np.ndarray]:

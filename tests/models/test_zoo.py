@@ -25,6 +25,11 @@ CASES = {
             lambda n: torch.randn(n, 12, 3)),
     "text_classifier": ((10,), {"vocab_size": 40, "num_classes": 3, "embed_dim": 8, "hidden_size": 8,
                                 "padding_idx": 0, "dropout": 0.2}, lambda n: torch.randint(0, 40, (n, 10))),
+    "text_cnn": ((10,), {"vocab_size": 40, "num_classes": 3, "embed_dim": 8, "channels": 4,
+                         "kernel_sizes": [2, 3], "dropout": 0.2}, lambda n: torch.randint(0, 40, (n, 10))),
+    "text_transformer": ((10,), {"vocab_size": 40, "num_classes": 3, "d_model": 8, "nhead": 2,
+                                 "num_layers": 1, "dim_feedforward": 16},
+                         lambda n: torch.randint(0, 40, (n, 10))),
 }
 
 

@@ -149,6 +149,9 @@ class LoaderBatches(Batches):
             return 0  # an IterableDataset without __len__: length unknown
 
     def sizes(self) -> list[int] | None:
+        known = getattr(self.loader.batch_sampler, "sizes", None)
+        if callable(known):  # a dataset's own batch sampler (texts' length buckets)
+            return known()
         bs = self.loader.batch_size
         dataset = self.loader.dataset
         if bs is None or isinstance(dataset, IterableDataset):
@@ -234,7 +237,13 @@ def make_batches(source: Source, *, batch_size: int, shuffle: bool, device: torc
         batched = callable(getattr(source.dataset, "set_batch_size", None))
         if batched:  # a stream gathers its own batches (NumPy blocks, not rows one by one)
             source.dataset.set_batch_size(batch_size)
-        sampler = None
+        sampler = batch_sampler = None
+        # A dataset may bring its own collate (texts: pad each batch to its longest) and, for
+        # shuffled training batches, its own batch sampler (texts: similar lengths together).
+        collate = getattr(source.dataset, "collate", None)
+        bucket = getattr(source.dataset, "bucket_sampler", None)
+        if shuffle and not shard and not iterable and not batched and callable(bucket):
+            batch_sampler = bucket(batch_size, generator, drop_last)
         if shard and not iterable:
             if shuffle:  # torch's sampler: a seeded shuffle per epoch, split among the ranks
                 seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
@@ -242,15 +251,17 @@ def make_batches(source: Source, *, batch_size: int, shuffle: bool, device: torc
                                              shuffle=True, seed=seed, drop_last=drop_last)
             else:
                 sampler = _Stride(len(source.dataset), shard)
-        loader = DataLoader(
-            source.dataset, batch_size=None if batched else batch_size, sampler=sampler,
-            shuffle=shuffle and not iterable and sampler is None,
-            num_workers=num_workers,
-            pin_memory=(device.type == "cuda") if pin_memory is None else pin_memory,
-            persistent_workers=persistent_workers and num_workers > 0,
-            generator=generator if shuffle and not iterable and sampler is None else None,
-            drop_last=drop_last and not batched,
-        )
+        common = dict(num_workers=num_workers, collate_fn=collate if callable(collate) else None,
+                      pin_memory=(device.type == "cuda") if pin_memory is None else pin_memory,
+                      persistent_workers=persistent_workers and num_workers > 0)
+        if batch_sampler is not None:
+            loader = DataLoader(source.dataset, batch_sampler=batch_sampler, **common)
+        else:
+            loader = DataLoader(
+                source.dataset, batch_size=None if batched else batch_size, sampler=sampler,
+                shuffle=shuffle and not iterable and sampler is None,
+                generator=generator if shuffle and not iterable and sampler is None else None,
+                drop_last=drop_last and not batched, **common)
         return LoaderBatches(loader, device, targets=targets)
     raise DataError(f"data: unsupported source {describe(source)}.")
 

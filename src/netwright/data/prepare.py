@@ -41,6 +41,8 @@ class Prepared:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # files left out, and why
     workers: int | None = None  # loader processes this data wants when the config is silent
     images: dict | None = None  # image data: {"size": [h, w], "channels": c, "range": [0, 1]}
+    text: dict | None = None  # text data: tokenizer options, vocabulary, truncations, unknowns
+    tokenizer: Any = None  # text data: the tokenizer trained on the training split
 
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         part = {"train": self.train, "val": self.val, "test": self.test}.get(name)
@@ -83,7 +85,8 @@ def _numeric(df: Any, columns: list[str], path: Path) -> np.ndarray:
         raise DataError(
             f"data file {str(path)!r}: feature columns must be numeric; {_names(bad)} are not "
             f"(dtypes {[str(df[c].dtype) for c in bad[:10]]}). Fix: encode them as numbers, or "
-            f"leave them out with data.features."
+            f"leave them out with data.features; if {bad[0]!r} holds texts, set data.text: "
+            f"{bad[0]} (a tokenizer turns them into token ids for a text model)."
         )
     if df.columns.is_unique and all(k in "biuf" for k in kinds.values()):
         positions = df.columns.get_indexer(columns)
@@ -320,14 +323,20 @@ def prepare_data(cfg: DataConfig, loss_task: str, loss_name: str | None = None) 
 
         return prepare_stream(cfg, loss_task, loss_name)
     from .images import is_image_source, prepare_images
+    from .texts import is_text_source, prepare_texts
 
+    if is_text_source(cfg):
+        return prepare_texts(cfg, loss_task, loss_name)
     if is_image_source(cfg):
         return prepare_images(cfg, loss_task, loss_name)
-    image_only = sorted(k for k in ("image_size", "channels", "augment", "mean", "std")
-                        if getattr(cfg, k) is not None)
+    image_only = sorted(k for k in ("image_size", "channels", "augment", "mean", "std",
+                                    "tokenizer") if getattr(cfg, k) is not None)
     if image_only or cfg.cache != "none":
-        raise ConfigError(f"data.{(image_only or ['cache'])[0]}: only for images (a folder of class "
-                          f"folders, or a table with data.image); {cfg.source!r} is not one.")
+        what = ("texts (a folder of class folders of .txt files, or a table with data.text)"
+                if image_only[:1] == ["tokenizer"] else
+                "images (a folder of class folders, or a table with data.image)")
+        raise ConfigError(f"data.{(image_only or ['cache'])[0]}: only for {what}; "
+                          f"{cfg.source!r} is not one.")
     source = cfg.source
     names = None
     path = Path(source)

@@ -23,6 +23,7 @@ from .model_checks import (batchnorm_findings, eval_randomness_findings, forward
 from .output_checks import output_findings
 from .report import Finding, Report, finding
 from .setup_checks import metric_findings, metric_names, param_findings, schedule_findings
+from .text_checks import text_findings
 from .tracing import RngGuard, tensors, traced_forward
 
 # What evaluate and predict refuse is what the caller gave them: the inputs, the targets and
@@ -59,8 +60,9 @@ def check_batch(model: nn.Module, x: Any, y: Any = None, *, loss_fn: Callable | 
             bad = nonfinite_finding(code, name, t.detach(), "in the first batch",
                                     effect=effects[code], stage=stage)
             found += [bad] if bad is not None else []
+    found += text_findings(model, x, training=False)
     out: Any = None
-    if forward and not any(f.code == "NW301" for f in found):
+    if forward and not any(f.code in ("NW301", "NW213") for f in found):
         with traced_forward(model, x) as run:
             out = run.out
             if run.failure is not None:
@@ -96,6 +98,7 @@ def preflight(model: nn.Module, x: Any, y: Any, *, loss_fn: Callable, loss_info:
     found += param_findings(model, optimizer)
     whole_x, whole_y = data if data is not None else (x, y)
     found += data_findings(whole_x, whole_y, loss_info, model, whole=data is not None)
+    found += text_findings(model, x)
     inputs_finite = not any(f.code == "NW301" for f in found)
     try:
         rows = first_len(x)

@@ -143,7 +143,8 @@ def _write_verify_json(folder: Path, job: Job, reports: dict[str, ExportReport])
         "format": "netwright.exports/1",
         "torch": torch.__version__,
         "onnxruntime": ort_version,
-        "inputs": [{"name": n, "shape": ["batch" if job.dynamic and i == 0 else s
+        "inputs": [{"name": n, "shape": ["batch" if job.dynamic and i == 0 else
+                                         "sequence" if job.sequence is not None and i == 1 else s
                                          for i, s in enumerate(t.shape)],
                     "dtype": str(t.dtype).replace("torch.", "")}
                    for n, t in zip(job.input_names, job.inputs)],

@@ -32,6 +32,7 @@ class Job:
     float_stats: list  # per input: (mean, std) for float inputs, else None
     other: list = field(default_factory=list)  # random inputs of another batch size
     other_expected: list = field(default_factory=list)  # eager outputs on them, flattened
+    sequence: int | None = None  # token-id models: the longest sequence (dim 1 is dynamic too)
 
     def call(self, inputs: Sequence) -> Any:
         if self.keywords:
@@ -59,9 +60,12 @@ class Job:
         import torch
 
         batch = torch.export.Dim("batch", min=1)
+        dims = {0: batch}
+        if self.sequence is not None:  # padded token ids: any length up to the model's longest
+            dims[1] = torch.export.Dim("sequence", min=1, max=self.sequence)
         if self.keywords:
-            return {n: {0: batch} for n in self.input_names}
-        return tuple({0: batch} for _ in self.inputs)
+            return {n: dict(dims) for n in self.input_names}
+        return tuple(dict(dims) for _ in self.inputs)
 
 
 def flatten_outputs(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -138,6 +142,8 @@ def _example_inputs(model: Any, example: Any, gen: Any) -> tuple[list, bool, lis
         shape = tuple(int(s) for s in example)
         if any(s < 1 for s in shape):
             raise ConfigError(f"export example shape {shape}: sizes must be positive.")
+        if token_ids_model(model) and len(shape) == 1:
+            return [padded_ids(gen, 2, max(2, shape[0]), _vocab_size(model) or 3)], False, None, True
         if spec.get("input_dtype") == "int64" or _first_layer_is_embedding(model):
             vocab = _vocab_size(model) or 2
             return [torch.randint(0, vocab, (2, *shape), generator=gen)], False, None, True
@@ -156,6 +162,31 @@ def _example_inputs(model: Any, example: Any, gen: Any) -> tuple[list, bool, lis
         f"with several inputs, or a dict of tensors passed as forward's keyword arguments) or "
         f"the shape of one sample such as (20,); got {describe(example)}."
     )
+
+
+def token_ids_model(model: Any) -> bool:
+    """A model that reads right-padded token ids and finds the padding itself (netwright's
+    text models mark themselves with ``reads_token_ids = True``)."""
+    return any(getattr(m, "reads_token_ids", False) for m in model.modules())
+
+
+def longest_sequence(model: Any, default: int = 4096) -> int:
+    """The longest token sequence a text model takes (a Transformer's positions), else ``default``."""
+    found = [int(m.max_length) for m in model.modules()
+             if getattr(m, "reads_token_ids", False) and getattr(m, "max_length", None)]
+    return min(found) if found else default
+
+
+def padded_ids(gen: Any, batch: int, length: int, vocab: int) -> Any:
+    """Right-padded token ids of mixed lengths: the first row ``length`` long, the others
+    shorter (down to 1); real ids in [2, vocab), padding 0."""
+    import torch
+
+    ids = torch.randint(min(2, vocab - 1), max(3, vocab), (batch, length), generator=gen)
+    lengths = [length] + [int(v) for v in torch.randint(1, length + 1, (batch - 1,), generator=gen)]
+    for row, n in enumerate(lengths):
+        ids[row, n:] = 0
+    return ids
 
 
 def _first_layer_is_embedding(model: Any) -> bool:
@@ -242,6 +273,9 @@ def prepare_job(model: Any, example: Any, dynamic_batch: bool) -> Job:
               output_names=out_names, expected=[t.detach() for _, t in flat],
               batch=int(inputs[0].shape[0]), dynamic=bool(dynamic_batch),
               int_ranges=int_ranges, float_stats=float_stats)
+    if job.dynamic and len(inputs) == 1 and inputs[0].ndim == 2 and not inputs[0].is_floating_point() \
+            and token_ids_model(net):
+        job.sequence = longest_sequence(net)
     if job.dynamic:
         job.other = random_inputs(job, _other_batch(job.batch),
                                   torch.Generator().manual_seed(SEED + 1))
@@ -392,6 +426,10 @@ def _layer_mismatch(module: Any, x: Any) -> tuple[str, Any] | None:
 def random_inputs(job: Job, batch: int, gen: Any) -> list:
     import torch
 
+    if job.sequence is not None:  # padded token ids, of another length than the example's
+        t = job.inputs[0]
+        length = int(t.shape[1]) + 3 if int(t.shape[1]) + 3 <= job.sequence else max(2, job.sequence - 1)
+        return [padded_ids(gen, batch, length, job.int_ranges[0][1] + 1)]
     out = []
     for t, ints, stats in zip(job.inputs, job.int_ranges, job.float_stats):
         shape = (batch, *t.shape[1:])

@@ -422,6 +422,10 @@ class _Builder:
             shape = tuple(self.given_size(path, "input_shape"))
         made = self.make(lambda: zoo.make(spec["zoo"], shape, args, where=path), path)
         if isinstance(made, nn.Module):
+            if getattr(made, "reads_token_ids", False) and isinstance(x, torch.Tensor) \
+                    and x.is_floating_point() and x is self.root and not self.dtype_given:
+                self.ids_dtype = torch.int64  # a text model: the check batch (and model.json) are ids
+                x = torch.zeros_like(x, dtype=torch.int64)
             return made, self.trace(made, x, path, f"zoo {spec['zoo']!r}")
         return self.build(made, x, path)
 

@@ -2,7 +2,8 @@
 ``{"zoo": "cnn", "num_classes": 10}``.
 
 Most zoo models are layer specs (so they print with readable names and rebuild exactly from
-``{"zoo": name, **args}``); ``resnet`` is a small class because its shortcuts change shape. Every
+``{"zoo": name, **args}``); ``resnet`` is a small class because its shortcuts change shape, and
+the text models are classes of :mod:`netwright.models.text` (they derive a padding mask). Every
 one is an ordinary ``nn.Module`` that carries ``{"zoo": name, **args}`` (see
 :func:`netwright.models.builder.spec_of`).
 """
@@ -20,9 +21,11 @@ from torch import nn
 
 from ..errors import ModelSpecError, did_you_mean
 from .builder import build
+from .text import TextCNN, TextRNN, TextTransformer
 
 __all__ = ["ZOO", "ZooEntry", "build_zoo", "make", "resolve_args", "ResNet", "BasicBlock",
-           "simplenet", "mlp", "cnn", "resnet", "rnn", "lstm", "gru", "text_classifier"]
+           "simplenet", "mlp", "cnn", "resnet", "rnn", "lstm", "gru", "text_classifier",
+           "text_cnn", "text_transformer"]
 
 
 class _ArgError(Exception):
@@ -304,32 +307,70 @@ def gru(input_shape: Sequence[int] | None = None, *, num_classes: int | None = N
                       bidirectional, dropout, pool, input_size)
 
 
+def _text(kind: str, cls: type, input_shape: Sequence[int] | None, vocab_size: int,
+          num_classes: int, **args: Any) -> nn.Module:
+    if input_shape is not None and len(input_shape) != 1:
+        raise _ArgError(f"{kind} reads token ids (T,) per sample; received input_shape "
+                        f"{tuple(input_shape)}. Fix: e.g. input_shape=(128,).")
+    sizes = {k: _positive_int(k, v) for k, v in args.items()
+             if k in ("embed_dim", "hidden_size", "num_layers", "channels", "d_model", "nhead",
+                      "dim_feedforward", "max_length")}
+    try:
+        return cls(_positive_int("vocab_size", vocab_size), _positive_int("num_classes", num_classes),
+                   **{**args, **sizes})
+    except (ValueError, TypeError, AssertionError) as exc:
+        raise _ArgError(str(exc)) from None
+
+
 def text_classifier(input_shape: Sequence[int] | None = None, *, vocab_size: int,
-                    num_classes: int = 2, embed_dim: int = 64, hidden_size: int = 64,
-                    num_layers: int = 1, bidirectional: bool = False, dropout: float = 0.0,
-                    pool: str = "mean", padding_idx: int | None = None) -> dict:
-    """Embedding → LSTM → (Dropout) → Linear over int64 token ids (N, T). ``pool="mean"`` by
-    default: with padded batches the last step is often padding, an average is less fooled.
+                    num_classes: int = 2, cell: str = "lstm", embed_dim: int = 64,
+                    hidden_size: int = 64, num_layers: int = 1, bidirectional: bool = False,
+                    dropout: float = 0.0, pool: str = "mean", padding_idx: int = 0) -> nn.Module:
+    """Embedding → LSTM/GRU/RNN (``cell``) → (Dropout) → Linear over right-padded int64 token
+    ids (N, T) (:class:`~netwright.models.text.TextRNN`): packed eagerly, so padding never
+    changes a result. ``pool``: ``"mean"`` (default), ``"max"`` or ``"last"``.
 
     >>> m = build_zoo("text_classifier", (12,), vocab_size=100, num_classes=4)
-    >>> m(torch.randint(0, 100, (3, 12))).shape
+    >>> m(torch.randint(1, 100, (3, 12))).shape
     torch.Size([3, 4])
     """
-    if input_shape is not None and len(input_shape) != 1:
-        raise _ArgError(f"text_classifier reads token ids (T,) per sample; received input_shape "
-                        f"{tuple(input_shape)}. Fix: e.g. input_shape=(128,).")
-    embedding: dict[str, Any] = {"num_embeddings": _positive_int("vocab_size", vocab_size),
-                                 "embedding_dim": _positive_int("embed_dim", embed_dim)}
-    if padding_idx is not None:
-        embedding["padding_idx"] = padding_idx
-    spec: dict[str, Any] = {"embedding": {"embedding": embedding}}
-    spec.update(_recurrent("lstm", None, num_classes, None, hidden_size, num_layers,
-                           bidirectional, 0.0 if num_layers == 1 else dropout, pool, embed_dim))
-    if dropout:
-        classifier = spec.pop("classifier")
-        spec["dropout"] = {"dropout": dropout}
-        spec["classifier"] = classifier
-    return spec
+    return _text("text_classifier", TextRNN, input_shape, vocab_size, num_classes, cell=cell,
+                 embed_dim=embed_dim, hidden_size=hidden_size, num_layers=num_layers,
+                 bidirectional=bool(bidirectional), dropout=dropout, pool=pool,
+                 padding_idx=padding_idx)
+
+
+def text_cnn(input_shape: Sequence[int] | None = None, *, vocab_size: int, num_classes: int = 2,
+             embed_dim: int = 64, channels: int = 100, kernel_sizes: Sequence[int] = (3, 4, 5),
+             dropout: float = 0.0, padding_idx: int = 0) -> nn.Module:
+    """Embedding → Conv1d per kernel size → ReLU → max over real positions → Linear over
+    right-padded int64 token ids (N, T) (:class:`~netwright.models.text.TextCNN`).
+
+    >>> build_zoo("text_cnn", (12,), vocab_size=100, channels=8)(torch.randint(1, 100, (3, 12))).shape
+    torch.Size([3, 2])
+    """
+    return _text("text_cnn", TextCNN, input_shape, vocab_size, num_classes, embed_dim=embed_dim,
+                 channels=channels, kernel_sizes=tuple(_int_list("kernel_sizes", kernel_sizes)),
+                 dropout=dropout, padding_idx=padding_idx)
+
+
+def text_transformer(input_shape: Sequence[int] | None = None, *, vocab_size: int,
+                     num_classes: int = 2, d_model: int = 64, nhead: int = 4, num_layers: int = 2,
+                     dim_feedforward: int = 128, dropout: float = 0.1, max_length: int = 512,
+                     padding_idx: int = 0) -> nn.Module:
+    """A Transformer encoder (sinusoidal positions, padding masked) → masked mean → Linear over
+    right-padded int64 token ids (N, T ≤ ``max_length``) (:class:`~netwright.models.text.TextTransformer`).
+
+    >>> build_zoo("text_transformer", (12,), vocab_size=100, d_model=16)(torch.randint(1, 100, (3, 12))).shape
+    torch.Size([3, 2])
+    """
+    if input_shape is not None and len(input_shape) == 1 and input_shape[0] > max_length:
+        raise _ArgError(f"input_shape {tuple(input_shape)} is longer than max_length={max_length}. "
+                        f"Fix: raise max_length, or truncate the texts.")
+    return _text("text_transformer", TextTransformer, input_shape, vocab_size, num_classes,
+                 d_model=d_model, nhead=nhead, num_layers=num_layers,
+                 dim_feedforward=dim_feedforward, dropout=dropout, max_length=max_length,
+                 padding_idx=padding_idx)
 
 
 # --- the registry -------------------------------------------------------------------------------
@@ -359,6 +400,8 @@ ZOO: dict[str, ZooEntry] = {e.name: e for e in [
     ZooEntry("lstm", lstm, "(T, F) sequences"),
     ZooEntry("gru", gru, "(T, F) sequences"),
     ZooEntry("text_classifier", text_classifier, "(T,) int64 token ids"),
+    ZooEntry("text_cnn", text_cnn, "(T,) int64 token ids"),
+    ZooEntry("text_transformer", text_transformer, "(T,) int64 token ids"),
 ]}
 
 
@@ -422,4 +465,6 @@ def build_zoo(name: str, input_shape: Sequence[int] | None = None, **args: Any) 
     >>> spec_of(build_zoo("mlp", (4,), hidden=[8], outputs=1))["spec"]["hidden"]
     [8]
     """
-    return build({"zoo": name, **resolve_args(name, args)}, input_shape)
+    ids = "int64" in _entry(name, "build_zoo").input  # token ids: the builder cannot tell
+    return build({"zoo": name, **resolve_args(name, args)}, input_shape,
+                 input_dtype=torch.int64 if ids else None)

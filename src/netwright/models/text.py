@@ -1,0 +1,321 @@
+"""Text classifiers over right-padded int64 token ids ``(N, T)``: :class:`TextRNN`,
+:class:`TextCNN` and :class:`TextTransformer` (the zoo's ``text_classifier``, ``text_cnn`` and
+``text_transformer``).
+
+Each reads one tensor and derives the padding from it (``ids != padding_idx``; the tokenizer puts
+padding at id 0 and never inside a text), so a result never depends on how much padding a batch
+carries, and an exported graph has that one input. A row of padding only counts its first
+position as real (a length of 1), so it gives a finite result instead of a crash.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+try:  # a prototype in torch 2.11-2.14: the one loop whose length torch.export leaves symbolic
+    from torch._higher_order_ops.scan import scan
+except ImportError:  # pragma: no cover - a torch without it exports with the length fixed
+    scan = None
+
+__all__ = ["TextRNN", "TextCNN", "TextTransformer", "padding_mask", "exporting", "sinusoids"]
+
+CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+POOLS = ("last", "mean", "max")
+
+
+def exporting() -> bool:
+    """Whether the forward is being traced or exported (TorchScript trace, ``torch.export``, the
+    ONNX exporters, ``torch.compile``) rather than run eagerly. Each check is looked up with
+    ``getattr``: not every torch release has all of them."""
+    for check in (getattr(torch.compiler, "is_exporting", None),
+                  getattr(torch.compiler, "is_compiling", None),
+                  getattr(torch.onnx, "is_in_onnx_export", None),
+                  getattr(torch.jit, "is_tracing", None)):
+        if check is not None and check():
+            return True
+    return False
+
+
+def _export_tracing() -> bool:
+    check = getattr(torch.compiler, "is_exporting", None)
+    return check is not None and check()
+
+
+def padding_mask(ids: torch.Tensor, padding_idx: int) -> torch.Tensor:
+    """``ids != padding_idx`` (N, T), except that a row of nothing but padding counts its first
+    position as real, so every row has at least one step (its length is clamped to 1).
+
+    >>> padding_mask(torch.tensor([[5, 7, 0], [0, 0, 0]]), 0)
+    tensor([[ True,  True, False],
+            [ True, False, False]])
+    """
+    mask = ids != padding_idx
+    first = torch.ones_like(mask).cumsum(1) == 1  # position 0, traced without a fixed size
+    return mask | (first & ~mask.any(1, keepdim=True))
+
+
+def _check_ids(ids: torch.Tensor, name: str) -> torch.Tensor:
+    if ids.dim() != 2:
+        raise ValueError(f"{name} reads token ids (N, T); received a tensor of shape {tuple(ids.shape)}.")
+    return ids  # floats go on to the embedding, whose error names the layer that wants int64 ids
+
+
+class TextRNN(nn.Module):
+    """Embedding → LSTM/GRU/RNN → (Dropout) → Linear over right-padded token ids (N, T).
+
+    Eagerly the recurrent layer runs on a packed sequence, so padding never changes a result.
+    ``pool``: ``"last"`` (the last layer's final hidden state, both directions concatenated when
+    bidirectional), ``"mean"`` or ``"max"`` (over the real steps only). Traced or exported
+    (packing has data-dependent shapes) the same result is computed on the padded batch, one layer
+    and direction at a time: the forward direction's output is taken at ``length - 1``, the
+    backward direction runs over each sequence reversed within its own length. Under
+    ``torch.export`` (and so the ONNX dynamo exporter) the recurrence is a ``scan`` over the
+    steps, since torch's fused RNN ops fix the sequence length in an exported graph; elsewhere
+    (``torch.jit.trace``, ``torch.compile``) it is torch's own op. The attribute ``force_path``
+    (``"padded"`` or ``"scan"``; ``None`` by default) picks a path eagerly, to compare them.
+    ``rnn`` is torch's own ``nn.LSTM``/``nn.GRU``/``nn.RNN`` (batch_first), so the state_dict keys
+    are torch's.
+
+    >>> m = TextRNN(100, 3, cell="gru", bidirectional=True, pool="max")
+    >>> m(torch.tensor([[4, 8, 15, 0], [16, 23, 42, 7]])).shape
+    torch.Size([2, 3])
+    """
+
+    reads_token_ids = True  # int64 ids (N, T): for the doctor's and exporters' checks
+
+    def __init__(self, vocab_size: int, num_classes: int = 2, *, cell: str = "lstm",
+                 embed_dim: int = 64, hidden_size: int = 64, num_layers: int = 1,
+                 bidirectional: bool = False, dropout: float = 0.0, pool: str = "last",
+                 padding_idx: int = 0):
+        super().__init__()
+        if cell not in CELLS:
+            raise ValueError(f"cell must be one of {', '.join(map(repr, CELLS))}; received {cell!r}.")
+        if pool not in POOLS:
+            raise ValueError(f"pool must be one of {', '.join(map(repr, POOLS))}; received {pool!r}.")
+        self.cell, self.pool, self.padding_idx = cell, pool, padding_idx
+        self.force_path: str | None = None  # "padded" or "scan": that path eagerly (tests, debugging)
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=padding_idx)
+        self.rnn = CELLS[cell](embed_dim, hidden_size, num_layers, batch_first=True,
+                               bidirectional=bidirectional,
+                               dropout=dropout if num_layers > 1 else 0.0)
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
+        width = hidden_size * (2 if bidirectional else 1)
+        self.classifier = nn.Linear(width, num_classes)
+
+    def extra_repr(self) -> str:
+        return f"cell={self.cell!r}, pool={self.pool!r}, padding_idx={self.padding_idx}"
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        ids = _check_ids(ids, "TextRNN")
+        mask = padding_mask(ids, self.padding_idx)
+        lengths = mask.sum(1)
+        x = self.embedding(ids)
+        path = self.force_path or ("scan" if _export_tracing() and scan is not None else
+                                   "padded" if exporting() or ids.device.type == "meta" else None)
+        if path is not None:
+            out, last = self._padded(x, lengths, scan=path == "scan")
+        else:
+            out, last = self._packed(x, lengths)
+        if self.pool == "last":
+            pooled = last
+        else:
+            steps = (torch.ones_like(ids).cumsum(1) - 1) < lengths[:, None]  # (N, T), real steps
+            pooled = _pool(out, steps, self.pool)
+        return self.classifier(self.dropout(pooled))
+
+    def _packed(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True,
+                                                   enforce_sorted=False)
+        out, h = self.rnn(packed)
+        if isinstance(h, tuple):  # LSTM: (h_n, c_n)
+            h = h[0]
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
+        dirs = 2 if self.rnn.bidirectional else 1
+        last = torch.cat(list(h[-dirs:]), dim=1)  # (N, dirs * hidden)
+        return out, last
+
+    def _padded(self, x: torch.Tensor, lengths: torch.Tensor,
+                scan: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """The packed result computed on the padded batch, one layer and direction at a time."""
+        rnn = self.rnn
+        steps = torch.ones_like(x[:, :, 0], dtype=torch.long).cumsum(1) - 1  # (N, T)
+        end = (lengths - 1)[:, None]
+        # Reversing each sequence within its length: step t reads step len-1-t; padding stays.
+        flip = torch.where(steps <= end, end - steps, steps)
+        last: list[torch.Tensor] = []
+        for layer in range(rnn.num_layers):
+            if layer and rnn.dropout and self.training:
+                x = F.dropout(x, rnn.dropout, training=True)
+            fwd = self._direction(x, layer, "", scan)
+            outs, last = [fwd], [_gather(fwd, end)[:, 0]]
+            if rnn.bidirectional:
+                bwd = _gather(self._direction(_gather(x, flip), layer, "_reverse", scan), flip)
+                outs.append(bwd)
+                last.append(bwd[:, 0])  # the backward direction ends at the first step
+            x = torch.cat(outs, dim=2) if len(outs) > 1 else fwd
+        return x, torch.cat(last, dim=1) if len(last) > 1 else last[0]
+
+    def _direction(self, x: torch.Tensor, layer: int, suffix: str, use_scan: bool) -> torch.Tensor:
+        """One direction of one layer over (N, T, F) ``x``: (N, T, hidden), computed with this
+        layer's parameters as a unidirectional single-layer run of torch's own op (what
+        ``nn.LSTM`` itself calls), or as a ``scan`` of the cell."""
+        rnn = self.rnn
+        w_ih, w_hh, b_ih, b_hh = (getattr(rnn, f"{kind}_l{layer}{suffix}")
+                                  for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+        if use_scan:
+            return self._scan(x, w_ih, w_hh, b_ih, b_hh)
+        params = [w_ih, w_hh, b_ih, b_hh]
+        h0 = x.new_zeros((1, x.size(0), rnn.hidden_size))
+        if self.cell == "lstm":
+            return torch.lstm(x, (h0, h0), params, True, 1, 0.0, False, False, True)[0]
+        op = torch.gru if self.cell == "gru" else (
+            torch.rnn_tanh if rnn.nonlinearity == "tanh" else torch.rnn_relu)
+        return op(x, h0, params, True, 1, 0.0, False, False, True)[0]
+
+    def _scan(self, x: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor,
+              b_hh: torch.Tensor) -> torch.Tensor:
+        """The cell's recurrence (torch's equations) as a scan over the steps, whose length an
+        exported graph leaves symbolic."""
+        cell, relu = self.cell, self.cell == "rnn" and self.rnn.nonlinearity == "relu"
+        h0 = x.new_zeros((x.size(0), self.rnn.hidden_size))
+        gates_x = F.linear(x, w_ih, b_ih).transpose(0, 1)  # (T, N, gates), outside the loop
+
+        def step(carry, gx):
+            h = carry[0]
+            gh = F.linear(h, w_hh, b_hh)
+            if cell == "lstm":
+                i, f, g, o = (gx + gh).chunk(4, dim=1)
+                c = torch.sigmoid(f) * carry[1] + torch.sigmoid(i) * torch.tanh(g)
+                h = torch.sigmoid(o) * torch.tanh(c)
+                return (h, c), h.clone()
+            if cell == "gru":
+                xr, xz, xn = gx.chunk(3, dim=1)
+                hr, hz, hn = gh.chunk(3, dim=1)
+                r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+                h = (1 - z) * torch.tanh(xn + r * hn) + z * h
+            else:
+                h = torch.relu(gx + gh) if relu else torch.tanh(gx + gh)
+            return (h,), h.clone()
+
+        init = (h0, h0.clone()) if cell == "lstm" else (h0,)
+        return scan(step, init, gates_x)[1].transpose(0, 1)
+
+
+def _gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x[n, index[n, j]]`` (N, J, H) for (N, T, H) ``x`` and (N, J) ``index``."""
+    return x.gather(1, index[:, :, None].expand(-1, -1, x.size(2)))
+
+
+def _pool(out: torch.Tensor, mask: torch.Tensor, pool: str) -> torch.Tensor:
+    """Mean or max of ``out`` (N, T, H) over the steps where ``mask`` (N, T) is true. ``where``
+    rather than a product: a padded step may hold anything, NaN included."""
+    keep = mask[:, :, None]
+    if pool == "max":
+        return out.masked_fill(~keep, float("-inf")).amax(dim=1)
+    total = torch.where(keep, out, torch.zeros_like(out)).sum(dim=1)
+    return total / mask.sum(1, keepdim=True).to(out.dtype)
+
+
+class TextCNN(nn.Module):
+    """Embedding → one Conv1d per kernel size ('same' zero padding) → ReLU → max over the real
+    positions → concatenation → (Dropout) → Linear, over right-padded token ids (N, T).
+
+    The embeddings are multiplied by the padding mask, so padding is exactly zero whatever its
+    embedding row holds and a text's windows see the same zeros however much padding follows;
+    a text shorter than a kernel still works.
+
+    >>> m = TextCNN(100, 4, channels=8, kernel_sizes=(2, 3))
+    >>> m(torch.tensor([[4, 8, 0, 0, 0], [16, 23, 42, 7, 9]])).shape
+    torch.Size([2, 4])
+    """
+
+    reads_token_ids = True  # int64 ids (N, T): for the doctor's and exporters' checks
+
+    def __init__(self, vocab_size: int, num_classes: int = 2, *, embed_dim: int = 64,
+                 channels: int = 100, kernel_sizes: Sequence[int] = (3, 4, 5),
+                 dropout: float = 0.0, padding_idx: int = 0):
+        super().__init__()
+        self.kernel_sizes, self.padding_idx = tuple(int(k) for k in kernel_sizes), padding_idx
+        if not self.kernel_sizes or min(self.kernel_sizes) < 1:
+            raise ValueError(f"kernel_sizes must be positive integers; received {kernel_sizes!r}.")
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=padding_idx)
+        self.convs = nn.ModuleList(nn.Conv1d(embed_dim, channels, k) for k in self.kernel_sizes)
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
+        self.classifier = nn.Linear(channels * len(self.kernel_sizes), num_classes)
+
+    def extra_repr(self) -> str:
+        return f"kernel_sizes={self.kernel_sizes}, padding_idx={self.padding_idx}"
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        ids = _check_ids(ids, "TextCNN")
+        mask = padding_mask(ids, self.padding_idx)
+        x = (self.embedding(ids) * mask[:, :, None].to(self.embedding.weight.dtype)).transpose(1, 2)
+        pooled = []
+        for k, conv in zip(self.kernel_sizes, self.convs):
+            # 'same' padding as torch pads it: (k - 1) // 2 before, the rest after
+            y = F.relu(conv(F.pad(x, ((k - 1) // 2, k // 2))))  # (N, C, T)
+            pooled.append(y.masked_fill(~mask[:, None, :], float("-inf")).amax(dim=2))
+        return self.classifier(self.dropout(torch.cat(pooled, dim=1)))
+
+
+class TextTransformer(nn.Module):
+    """Embedding × √d_model + sinusoidal positions → ``nn.TransformerEncoder`` (padding masked
+    out of attention) → mean over the real positions → (Dropout) → Linear, over right-padded
+    token ids (N, T) of at most ``max_length`` positions.
+
+    Padded positions are never read: attention masks them as keys, and the pooling ignores
+    whatever the encoder left there (its fast path may leave anything).
+
+    >>> m = TextTransformer(100, 3, d_model=16, nhead=2, num_layers=1, dim_feedforward=32)
+    >>> m(torch.tensor([[4, 8, 0], [16, 23, 42]])).shape
+    torch.Size([2, 3])
+    """
+
+    reads_token_ids = True  # int64 ids (N, T): for the doctor's and exporters' checks
+
+    def __init__(self, vocab_size: int, num_classes: int = 2, *, d_model: int = 64, nhead: int = 4,
+                 num_layers: int = 2, dim_feedforward: int = 128, dropout: float = 0.1,
+                 max_length: int = 512, padding_idx: int = 0):
+        super().__init__()
+        self.d_model, self.max_length, self.padding_idx = d_model, max_length, padding_idx
+        self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=padding_idx)
+        layer = nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout,
+                                           batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
+        self.classifier = nn.Linear(d_model, num_classes)
+        self.register_buffer("positions", sinusoids(max_length, d_model), persistent=False)
+
+    def extra_repr(self) -> str:
+        return f"max_length={self.max_length}, padding_idx={self.padding_idx}"
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        ids = _check_ids(ids, "TextTransformer")
+        if not exporting() and ids.size(1) > self.max_length:
+            raise ValueError(
+                f"TextTransformer reads at most max_length={self.max_length} positions; received "
+                f"{ids.size(1)}. Fix: truncate the texts, or build it with a larger max_length."
+            )
+        mask = padding_mask(ids, self.padding_idx)
+        x = self.embedding(ids) * math.sqrt(self.d_model) + self.positions[: ids.size(1)]
+        out = self.encoder(x, src_key_padding_mask=~mask)
+        return self.classifier(self.dropout(_pool(out, mask, "mean")))
+
+
+def sinusoids(length: int, dim: int) -> torch.Tensor:
+    """The sinusoidal position encoding of "Attention Is All You Need": (length, dim).
+
+    >>> sinusoids(4, 6).shape
+    torch.Size([4, 6])
+    """
+    position = torch.arange(length, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim)
+    table[:, 0::2] = torch.sin(position * freq)
+    table[:, 1::2] = torch.cos(position * freq[: dim // 2])
+    return table
