@@ -73,6 +73,26 @@ def _flat(X: np.ndarray) -> np.ndarray:
     return X.reshape(len(X), -1)
 
 
+def test_targets(data: Any) -> np.ndarray:
+    """The test split's targets (arrays, or a text dataset's)."""
+    targets = getattr(data.test, "targets", None)
+    return np.asarray(targets) if targets is not None else data.test[1]
+
+
+def text_baseline_outputs(data: Any) -> dict[str, np.ndarray]:
+    """Texts: scikit-learn's character n-gram TF-IDF + logistic regression, fitted on the
+    training texts (benchmarks/languages.py shows it with the validation texts too)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 4), sublinear_tf=True)
+    ytr = np.asarray(data.train.targets).reshape(-1).astype(np.int64)
+    clf = LogisticRegression(C=10, max_iter=2000).fit(vec.fit_transform(data.train.texts), ytr)
+    logp = np.log(np.clip(clf.predict_proba(vec.transform(data.test.texts)), 1e-12, 1.0))
+    return {"TF-IDF char 1-4 + logistic regression": logp[:, 1:] - logp[:, :1]
+            if data.task == "binary" else logp}
+
+
 def baseline_outputs(cfg: Any, data: Any) -> dict[str, np.ndarray]:
     """Each baseline's test-split outputs, shaped like the example model's output."""
     from sklearn.linear_model import LogisticRegression, Ridge
@@ -80,6 +100,8 @@ def baseline_outputs(cfg: Any, data: Any) -> dict[str, np.ndarray]:
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
+    if getattr(data, "text", None) is not None:
+        return text_baseline_outputs(data)
     (Xtr, ytr), (Xte, _) = data.train, data.test
     Xtr, Xte = _flat(Xtr), _flat(Xte)
     outs: dict[str, np.ndarray] = {}
@@ -140,6 +162,9 @@ def train_example(path: Path, overrides: list[str]) -> tuple[dict[str, float], A
 
 def same_rows(a: Any, b: Any) -> bool:
     """Whether two Prepared splits hold the same train and test rows, in the same order."""
+    if getattr(a, "text", None) is not None:  # texts: the same strings and labels
+        return all(pa.texts == pb.texts and np.array_equal(pa.targets, pb.targets)
+                   for pa, pb in ((a.train, b.train), (a.test, b.test)))
     return all(np.array_equal(x, y) for pa, pb in ((a.train, b.train), (a.test, b.test))
                for x, y in zip(pa, pb))
 
@@ -156,7 +181,7 @@ def table(paths: list[Path] | None = None, *, epochs: int | None = None, train: 
             raise SystemExit(f"{path.name}: the config has no test split (data.test is 0).")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # sklearn's and torchmetrics' chatter
-            base = {name: score_outputs(cfg, out, data.test[1])
+            base = {name: score_outputs(cfg, out, test_targets(data))
                     for name, out in baseline_outputs(cfg, data).items()}
         ours, seconds = None, None
         if train:

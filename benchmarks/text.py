@@ -11,7 +11,8 @@ log-normal distribution (median 24 words, a long tail up to 400), as reviews and
   its output at each text's last real step picked out;
 - netwright: the ``word`` tokenizer of ``tokenizers`` (trained and run in Rust), ``TokenIds``
   with per-batch padding and length buckets, ``make_batches``, and the zoo's
-  ``text_classifier`` (packed sequences).
+  ``text_classifier`` (packed sequences); also without length buckets (per-batch padding
+  alone), to show what each part buys.
 
 Tokens are the real (unpadded) tokens of the epoch; the rate counts tokenizing, batching and
 the steps. The pipelines alternate over three rounds; medians and their ratio are printed.
@@ -91,7 +92,7 @@ def tutorial_epoch(texts: list[str], labels: list[int]) -> tuple[int, float]:
     return count, time.perf_counter() - start
 
 
-def netwright_epoch(texts: list[str], labels: list[int]) -> tuple[int, float]:
+def netwright_epoch(texts: list[str], labels: list[int], bucket: bool = True) -> tuple[int, float]:
     from netwright.data.batches import make_batches
     from netwright.data.sources import DatasetSource
     from netwright.data.texts import texts as nw_texts
@@ -100,7 +101,8 @@ def netwright_epoch(texts: list[str], labels: list[int]) -> tuple[int, float]:
     torch.manual_seed(0)
     start = time.perf_counter()
     data = nw_texts(texts, labels, tokenizer={"kind": "word", "vocab_size": 30000,
-                                               "min_frequency": 1}, max_length=512)
+                                               "min_frequency": 1}, max_length=512,
+                    bucket=bucket)
     batches = make_batches(DatasetSource(data), batch_size=64, shuffle=True,
                            device=torch.device("cpu"), generator=torch.Generator().manual_seed(0))
     model = build_zoo("text_classifier", vocab_size=data.vocab_size, num_classes=len(LANGS),
@@ -125,16 +127,20 @@ def main() -> None:
     lengths = [len(t.split()) for t in texts]
     print(f"{len(texts)} texts, {sum(lengths)} words (median {int(np.median(lengths))}, longest "
           f"{max(lengths)}); torch {torch.__version__}, {torch.get_num_threads()} threads")
-    rates = {"tutorial": [], "netwright": []}
+    rates = {"tutorial": [], "netwright": [], "no buckets": []}
+    runs = (("tutorial", tutorial_epoch), ("netwright", netwright_epoch),
+            ("no buckets", lambda t, y: netwright_epoch(t, y, bucket=False)))
     for r in range(args.rounds):
-        for name, fn in (("tutorial", tutorial_epoch), ("netwright", netwright_epoch)):
+        for name, fn in runs:
             count, seconds = fn(texts, labels)
             rates[name].append(count / seconds)
-            print(f"round {r + 1}: {name:9s} {count} tokens in {seconds:.2f} s = "
+            print(f"round {r + 1}: {name:10s} {count} tokens in {seconds:.2f} s = "
                   f"{count / seconds:,.0f} tokens/s")
     med = {k: statistics.median(v) for k, v in rates.items()}
-    print(f"median tokens/s: tutorial {med['tutorial']:,.0f}, netwright {med['netwright']:,.0f}; "
-          f"netwright / tutorial = {med['netwright'] / med['tutorial']:.2f}x")
+    print(f"median tokens/s: tutorial {med['tutorial']:,.0f}, netwright {med['netwright']:,.0f} "
+          f"({med['no buckets']:,.0f} without length buckets); netwright / tutorial = "
+          f"{med['netwright'] / med['tutorial']:.2f}x (per-batch padding alone: "
+          f"{med['no buckets'] / med['tutorial']:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ def test_the_table_has_a_row_per_example_config_and_verdicts_go_the_right_way(ba
         # Score the example as its own first baseline, a little better or worse by its name.
         cfg, data = baselines.split_of(path, overrides)
         first = next(iter(baselines.baseline_outputs(cfg, data).values()))
-        scores = baselines.score_outputs(cfg, first, data.test[1])
+        scores = baselines.score_outputs(cfg, first, baselines.test_targets(data))
         metric = baselines.main_metric(data.task, scores)
         sign = -1 if metric in baselines.LOWER_IS_BETTER else 1
         scores[metric] += sign * (1.0 if path.stem == "diabetes" else -1.0)
@@ -71,7 +71,9 @@ def test_the_table_has_a_row_per_example_config_and_verdicts_go_the_right_way(ba
         return scores, data, 0.0
 
     monkeypatch.setattr(baselines, "train_example", fake_train)
-    paths = [p for p in baselines.example_configs() if p.stem != "mnist_cnn"]  # mnist: seconds more
+    # mnist and the languages words: seconds more each (test_a_text_example_gets_the_tfidf_baseline)
+    paths = [p for p in baselines.example_configs()
+             if p.stem != "mnist_cnn" and not p.stem.startswith("languages")]
     assert {p.stem for p in CONFIGS} - {p.stem for p in baselines.example_configs()} == {
         "mnist_folder", "mnist_resnet18"}  # the image-folder examples: mnist_cnn's data as PNGs
     rows = baselines.table(paths)
@@ -106,3 +108,32 @@ def test_only_refuses_an_unknown_example(baselines, capsys):
     with pytest.raises(SystemExit):
         baselines.main(["--only", "no_such_example", "--no-train"])
     assert "no example 'no_such_example'" in capsys.readouterr().err
+
+
+def test_a_text_example_gets_the_tfidf_baseline_on_its_own_split(baselines, tmp_path):
+    """Text examples are scored against character n-gram TF-IDF + logistic regression, fitted
+    on the run's training texts and scored on its test texts (here a small CSV of real words)."""
+    import csv
+
+    import yaml
+
+    from netwright.data.builtin import load_languages
+
+    words, labels = load_languages()
+    rows = [(w, lab) for w, lab in zip(words, labels) if lab in ("german", "spanish")][::10]
+    with open(tmp_path / "words.csv", "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("word", "lang"), *rows])
+    config = tmp_path / "words.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": {"zoo": "text_classifier", "cell": "gru"}, "loss": "cross_entropy",
+        "metrics": ["accuracy"],
+        "data": {"source": str(tmp_path / "words.csv"), "text": "word", "target": "lang",
+                 "tokenizer": {"kind": "char", "min_frequency": 1}}}))
+    cfg, data = baselines.split_of(config)
+    outs = baselines.baseline_outputs(cfg, data)
+    assert list(outs) == ["TF-IDF char 1-4 + logistic regression"]
+    out = outs["TF-IDF char 1-4 + logistic regression"]
+    assert out.shape == (len(data.test), 2)
+    scores = baselines.score_outputs(cfg, out, baselines.test_targets(data))
+    assert scores["accuracy"] > 0.8  # German against Spanish words: an easy pair
+    assert baselines.same_rows(data, baselines.split_of(config)[1])

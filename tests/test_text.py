@@ -314,3 +314,19 @@ def test_config_errors_name_the_field(tmp_path):
     with pytest.raises(ConfigError, match="regression loss"):
         nw.run({**base, "loss": "mse", "data": {"source": str(path), "text": "review",
                                                  "target": "label"}}, verbose=0)
+
+
+def test_the_report_shows_the_mistaken_texts(text_run):
+    import re
+
+    result = text_run[2]
+    html = (result.run_dir / "report.html").read_text()
+    table = html[html.index('<table id="mistakes">'):]
+    table = table[:table.index("</table>")]
+    assert '<th class="l">text</th>' in table and '<th class="l">features</th>' not in table
+    rows = re.findall(r'<tr><td class="l">(\d+)</td><td class="l">(\w+)</td><td class="l">(\w+)</td>'
+                      r'<td>[\d.]+</td><td class="l">([^<]+)</td></tr>', table)
+    assert rows, table
+    test_texts = result.data.test.texts
+    for index, true, predicted, text in rows:
+        assert test_texts[int(index)] == text and true != predicted

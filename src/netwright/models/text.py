@@ -264,9 +264,9 @@ class TextCNN(nn.Module):
 
 
 class TextTransformer(nn.Module):
-    """Embedding × √d_model + sinusoidal positions → ``nn.TransformerEncoder`` (padding masked
-    out of attention) → mean over the real positions → (Dropout) → Linear, over right-padded
-    token ids (N, T) of at most ``max_length`` positions.
+    """Embedding × √d_model + sinusoidal positions → ``nn.TransformerEncoder`` (pre-norm layers,
+    padding masked out of attention) → LayerNorm → mean over the real positions → (Dropout) →
+    Linear, over right-padded token ids (N, T) of at most ``max_length`` positions.
 
     Padded positions are never read: attention masks them as keys, and the pooling ignores
     whatever the encoder left there (its fast path may leave anything).
@@ -284,9 +284,15 @@ class TextTransformer(nn.Module):
         super().__init__()
         self.d_model, self.max_length, self.padding_idx = d_model, max_length, padding_idx
         self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=padding_idx)
+        # N(0, 1/d) so that the embedding scaled by sqrt(d) has unit size, like the positions;
+        # torch's default N(0, 1) would scale to sqrt(d) and drown the positions.
+        with torch.no_grad():
+            self.embedding.weight.normal_(0.0, d_model ** -0.5)
+            self.embedding.weight[padding_idx].zero_()
         layer = nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout,
-                                           batch_first=True)
+                                           batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d_model)  # pre-norm layers leave the last output unnormalised
         self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
         self.classifier = nn.Linear(d_model, num_classes)
         self.register_buffer("positions", sinusoids(max_length, d_model), persistent=False)
@@ -303,7 +309,7 @@ class TextTransformer(nn.Module):
             )
         mask = padding_mask(ids, self.padding_idx)
         x = self.embedding(ids) * math.sqrt(self.d_model) + self.positions[: ids.size(1)]
-        out = self.encoder(x, src_key_padding_mask=~mask)
+        out = self.norm(self.encoder(x, src_key_padding_mask=~mask))
         return self.classifier(self.dropout(_pool(out, mask, "mean")))
 
 

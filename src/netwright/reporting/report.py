@@ -135,7 +135,12 @@ def _predictions(model: Any, part: Any, task: str, classes: list | None, split: 
     worst = wrong[np.argsort(-probs[wrong, pred[wrong]])][:MISTAKES]
     mistakes = [{"index": int(i), "true": names[truth[i]], "predicted": names[pred[i]],
                  "confidence": float(probs[i, pred[i]])} for i in worst]
-    if images and len(worst):
+    texts = getattr(part, "texts", None)
+    if texts is not None and len(worst):  # text data: the mistaken texts themselves
+        for m in mistakes:
+            text = " ".join(str(texts[m["index"]]).split())
+            m["text"] = text if len(text) <= 200 else text[:199] + "…"
+    elif images and len(worst):
         section["mistake_images"] = plots.thumbnails(
             [_inputs(part, int(i)) for i in worst],
             [f"{m['true']}→{m['predicted']} {m['confidence']:.2f}" for m in mistakes])
