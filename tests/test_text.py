@@ -330,3 +330,42 @@ def test_the_report_shows_the_mistaken_texts(text_run):
     test_texts = result.data.test.texts
     for index, true, predicted, text in rows:
         assert test_texts[int(index)] == text and true != predicted
+
+
+def test_the_summary_of_a_text_model_counts_a_full_length_text():
+    model = nw.build_zoo("text_classifier", (20,), vocab_size=62, num_classes=10, cell="gru",
+                         bidirectional=True, hidden_size=8, embed_dim=4)
+    s = nw.summary(model)
+    rnn = next(r for r in s.rows if r.name == "rnn")
+    assert rnn.output_shape[0] == "packed (20, 16)"  # 20 real steps, not one step of padding
+    short = nw.summary(nw.build_zoo("text_classifier", (10,), vocab_size=62, num_classes=10,
+                                    cell="gru", bidirectional=True, hidden_size=8, embed_dim=4))
+    assert next(r for r in short.rows if r.name == "rnn").flops * 2 == rnn.flops
+
+
+def test_an_interrupted_text_run_resumes_bitwise_through_the_length_buckets(tmp_path):
+    from netwright.checkpoint import load_weights_file
+
+    pairs = _words(40, ("german", "italian"))
+    data = nw.texts([w for w, _ in pairs], [lab for _, lab in pairs],
+                    tokenizer={"kind": "char", "min_frequency": 1})
+
+    class Stop(nw.Callback):
+        def on_batch_end(self, epoch, batch, loss):
+            if (epoch, batch) == (2, 2):
+                raise KeyboardInterrupt
+
+    def fit(run_dir, **kw):
+        torch.manual_seed(0)
+        model = nw.build_zoo("text_classifier", vocab_size=data.vocab_size, num_classes=2,
+                             cell="gru", embed_dim=8, hidden_size=8)
+        return nw.fit(model, data, loss="cross_entropy", epochs=4, batch_size=16, lr=0.01,
+                      run_dir=run_dir, verbose=0, seed=5, checkpoint_every=1, **kw)
+
+    fit(tmp_path / "whole")
+    with pytest.raises(KeyboardInterrupt):
+        fit(tmp_path / "cut", callbacks=[Stop()])
+    fit(tmp_path / "cut", resume=True)
+    a = load_weights_file(tmp_path / "whole" / "weights.safetensors")
+    b = load_weights_file(tmp_path / "cut" / "weights.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

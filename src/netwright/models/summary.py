@@ -115,8 +115,10 @@ class Summary:
         table.add_column("Output shape")
         table.add_column("Params", justify="right")
         table.add_column("FLOPs", justify="right")
-        for cells in self._cells():
-            table.add_row(*cells)
+        from rich.markup import escape
+
+        for cells in self._cells():  # "[...]" in a shape is text, not rich markup
+            table.add_row(*(escape(c) if isinstance(c, str) else c for c in cells))
         return table
 
     def __rich__(self) -> Any:
@@ -134,6 +136,8 @@ def _human(n: float) -> str:
 def _shape_of(out: Any) -> Any:
     if isinstance(out, torch.Tensor):
         return list(out.shape)
+    if isinstance(out, nn.utils.rnn.PackedSequence):  # a text RNN's packed steps: (steps, features)
+        return "packed (" + ", ".join(map(str, out.data.shape)) + ")"
     if isinstance(out, Mapping):
         return {str(k): _shape_of(v) for k, v in out.items()}
     if isinstance(out, (tuple, list)):
@@ -179,8 +183,10 @@ def _example(model: nn.Module, input_shape: Any, input_dtype: Any) -> torch.Tens
         input_dtype = getattr(torch, str(input_dtype).replace("torch.", ""), None)
         if not isinstance(input_dtype, torch.dtype):
             raise ModelSpecError(f"summary: input_dtype must be a torch dtype or its name; received {input_dtype!r}.")
+    # A text model reads id 0 as padding: its example is one text of full length (id 1).
+    fill = 1 if any(getattr(m, "reads_token_ids", False) for m in model.modules()) else 0
     try:
-        return torch.zeros((1, *input_shape), dtype=input_dtype, device=_device(model))
+        return torch.full((1, *input_shape), fill, dtype=input_dtype, device=_device(model))
     except (TypeError, RuntimeError) as exc:
         raise ModelSpecError(
             f"summary: input_shape must be the sizes of one sample, e.g. (20,) or (1, 28, 28); "
