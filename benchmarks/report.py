@@ -67,5 +67,12 @@ def tensorboard_overhead(rounds: int = 3) -> None:
 
 
 if __name__ == "__main__":
-    report_times()
-    tensorboard_overhead()
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="TensorBoard rounds (alternating)")
+    parser.add_argument("--tensorboard-only", action="store_true")
+    args = parser.parse_args()
+    if not args.tensorboard_only:
+        report_times()
+    tensorboard_overhead(args.rounds)

@@ -188,35 +188,84 @@ def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def test_the_report_renders_in_headless_chromium(tmp_path):
-    """A real browser: the page loads with no console error and every image decodes."""
+def _in_chromium(browser: str, pages: list[Path]) -> list[dict]:
+    """Each page loaded in a real headless Chromium: console errors, outside requests, whether
+    every image decoded, and the text of the h1 and of the cells a test reads."""
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright drives Chromium")
+    seen = []
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=browser, args=["--no-sandbox"])
+        try:
+            for path in pages:
+                page = b.new_page()
+                errors, requests = [], []
+                page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                page.on("request", lambda r: requests.append(r.url))
+                page.goto(path.as_uri())
+                seen.append({
+                    "errors": errors,
+                    "outside": [u for u in requests if not u.startswith(("file:", "data:"))],
+                    "decoded": page.evaluate(
+                        "Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)"),
+                    "h1": page.inner_text("h1"),
+                    "cells": page.evaluate(
+                        "Array.from(document.querySelectorAll('td')).map(c => c.innerText)")})
+                page.close()
+        finally:
+            b.close()
+    return seen
+
+
+def test_the_report_and_the_comparison_render_in_headless_chromium(tmp_path):
+    """A real browser: report.html and compare.html load with no console error and no request
+    outside the file, every image decodes, and the headline metrics are results.json's."""
     browser = _chromium()
     if browser is None:
         pytest.skip("headless Chromium is not installed (Debian package 'chromium'; "
                     "scripts/setup.sh installs it where it can)")
-    playwright = pytest.importorskip("playwright.sync_api", reason="playwright drives Chromium")
+    pytest.importorskip("playwright.sync_api", reason="playwright drives Chromium")
     result = _run(tmp_path, "breast_cancer", "bce_with_logits", ["accuracy"], epochs=2)
-    report = result.run_dir / "report.html"
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=browser, args=["--no-sandbox"])
-        try:
-            page = b.new_page()
-            errors, requests = [], []
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("request", lambda r: requests.append(r.url))
-            page.goto(report.as_uri())
-            decoded = page.evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
-            heading = page.inner_text("h1")
-            accuracy = page.inner_text('td[data-split="test"][data-metric="accuracy"]')
-        finally:
-            b.close()
+    other = _run(tmp_path, "breast_cancer", "bce_with_logits", ["accuracy"], epochs=2,
+                 name="onecycle", scheduler="onecycle")
+    res = _cli("compare", str(result.run_dir), str(other.run_dir), "--out", "cmp.html", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    report, compare = _in_chromium(browser, [result.run_dir / "report.html", tmp_path / "cmp.html"])
     results = json.loads((result.run_dir / "results.json").read_text())
-    assert errors == []
-    assert decoded and all(decoded)
-    assert [u for u in requests if not u.startswith(("file:", "data:"))] == []
-    assert heading == "breast_cancer"
-    assert accuracy == f"{results['scores']['test']['accuracy']:.4f}"
+    for seen in (report, compare):
+        assert seen["errors"] == [] and seen["outside"] == []
+        assert seen["decoded"] and all(seen["decoded"])
+    assert report["h1"] == "breast_cancer"
+    assert f"{results['scores']['test']['accuracy']:.4f}" in report["cells"]
+    for run in (result, other):  # the comparison's score table holds both runs' test accuracy
+        assert f"{run.scores['test']['accuracy']:.4f}" in compare["cells"]
+
+
+def test_a_schedule_stepped_per_batch_is_drawn_per_step(tmp_path):
+    """onecycle moves the learning rate every batch: lr_steps.csv holds it (at most 50 points
+    an epoch, the last step of each epoch included) and the report draws it per step."""
+    from netwright.reporting.report import read_metrics_csv
+
+    result = _run(tmp_path, "digits", "cross_entropy", ["accuracy"], epochs=3,
+                  scheduler={"name": "onecycle", "max_lr": 0.01}, train={"epochs": 3, "batch_size": 16})
+    steps = read_metrics_csv(result.run_dir / "lr_steps.csv")
+    per_epoch = -(-result.data.sizes["train"] // 16)
+    assert 3 * 40 <= len(steps) <= 3 * 51
+    assert steps[-1]["step"] == 3 * per_epoch and steps[-1]["epoch"] == 3.0
+    lrs = [s["lr"] for s in steps]
+    peak = lrs.index(max(lrs))
+    assert max(lrs) == pytest.approx(0.01, rel=0.05) and 0 < peak < len(lrs) - 1
+    assert lrs[0] < 0.01 / 10 and lrs[-1] < 0.01 / 100  # warm-up from max_lr/25, annealed to ~0
+    metrics = read_metrics_csv(result.run_dir / "metrics.csv")
+    assert metrics[0]["lr"] == pytest.approx(0.01 / 25)  # metrics.csv: the rate an epoch began with
+    for row in metrics[1:]:  # ... which the previous epoch's last step set
+        last = [s for s in steps if s["epoch"] == float(row["epoch"] - 1)][-1]
+        assert last["lr"] == pytest.approx(row["lr"])
+    html = (result.run_dir / "report.html").read_text()
+    assert 'alt="learning rate per optimizer step"' in html and 'alt="learning rate per epoch"' not in html
+    plain = _run(tmp_path, "digits", "cross_entropy", ["accuracy"], epochs=2, name="plain")
+    assert not (plain.run_dir / "lr_steps.csv").exists()  # no schedule: the per-epoch curve
+    assert 'alt="learning rate per epoch"' in (plain.run_dir / "report.html").read_text()
 
 
 def test_compare_shows_the_differing_keys_metrics_and_curves(tmp_path):

@@ -32,7 +32,8 @@ def png_uri(fig: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def curves(rows: Sequence[dict], key: str, best_epoch: int | None, *, log: bool = False) -> str | None:
+def curves(rows: Sequence[dict], key: str, best_epoch: int | None, *, log: bool = False,
+           title: str | None = None) -> str | None:
     """``train_<key>`` and ``val_<key>`` per epoch (or ``key`` alone, such as ``lr``), the best
     epoch marked."""
     epochs = [r.get("epoch") for r in rows]
@@ -50,7 +51,7 @@ def curves(rows: Sequence[dict], key: str, best_epoch: int | None, *, log: bool 
     if log:
         ax.set_yscale("log")
     ax.set_xlabel("epoch")
-    ax.set_title(key)
+    ax.set_title(title or key)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return png_uri(fig)

@@ -38,7 +38,7 @@ def read_metrics_csv(path: Path) -> list[dict]:
         parsed = {}
         for k, v in row.items():
             try:
-                parsed[k] = int(v) if k == "epoch" else float(v)
+                parsed[k] = int(v) if k in ("epoch", "step") and str(v).isdigit() else float(v)
             except (TypeError, ValueError):
                 parsed[k] = v
         rows.append(parsed)
@@ -182,7 +182,11 @@ def render_report(run_dir: str | Path, *, model: Any = None, data: Any = None,
         uri = plots.curves(rows, key, best_epoch)
         if uri:
             charts.append({"title": key, "uri": uri})
-    if rows and any(isinstance(r.get("lr"), float) for r in rows):
+    steps = read_metrics_csv(folder / "lr_steps.csv")  # a schedule stepped per batch
+    if steps:
+        charts.append({"title": "learning rate", "alt": "learning rate per optimizer step",
+                       "uri": plots.curves(steps, "lr", best_epoch, title="lr per optimizer step")})
+    elif rows and any(isinstance(r.get("lr"), float) for r in rows):
         charts.append({"title": "learning rate", "uri": plots.curves(rows, "lr", best_epoch)})
     prediction = None
     if model is not None and data is not None:

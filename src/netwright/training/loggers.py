@@ -17,7 +17,10 @@ from typing import Any
 from ..errors import ConfigError
 from .callbacks import Callback, FitInfo
 
-__all__ = ["TensorBoardLogger", "LOGGERS", "STEPS_PER_EPOCH", "make_loggers"]
+__all__ = ["TensorBoardLogger", "StepLRLogger", "LOGGERS", "STEPS_PER_EPOCH", "LR_STEPS_FILE",
+           "make_loggers"]
+
+LR_STEPS_FILE = "lr_steps.csv"
 
 LOGGERS = ("csv", "tensorboard")
 STEPS_PER_EPOCH = 50
@@ -97,6 +100,56 @@ class TensorBoardLogger(Callback):
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+
+class StepLRLogger(Callback):
+    """``lr_steps.csv`` in a run directory whose schedule changes the learning rate within
+    epochs (onecycle, cosine or warm-up stepped per batch): the rate at no more than
+    :data:`STEPS_PER_EPOCH` evenly spread optimizer steps an epoch, as ``step, epoch, lr``
+    (``epoch`` fractional: step ``i`` of epoch ``e``, counted from 0, is at ``e + (i + 1) /
+    batches``, so the end of an epoch falls on metrics.csv's epoch number). Rewritten
+    atomically each epoch; a resumed run continues it.
+
+    >>> StepLRLogger("runs/x/lr_steps.csv").path.name
+    'lr_steps.csv'
+    """
+
+    def __init__(self, path: str | Path, *, steps_per_epoch: int = STEPS_PER_EPOCH):
+        self.path = Path(path)
+        self.steps_per_epoch = steps_per_epoch
+        self.rows: list[list] = []
+        self.optimizer: Any = None
+        self.batches = 1
+        self.every = 1
+
+    def on_fit_start(self, info: FitInfo) -> None:
+        self.optimizer = info.optimizer
+        self.batches = max(1, info.batches_per_epoch)
+        self.every = max(1, math.ceil(self.batches / self.steps_per_epoch))
+
+    def on_batch_end(self, epoch: int, i: int, loss: Any) -> None:
+        if i % self.every == 0 or i + 1 == self.batches:
+            lr = float(self.optimizer.param_groups[0]["lr"])
+            self.rows.append([epoch * self.batches + i + 1, round(epoch + (i + 1) / self.batches, 6), lr])
+
+    def on_epoch_end(self, epoch: int, logs: dict, model: Any) -> bool:
+        import csv
+        import io
+
+        from ..atomic import atomic_write_text
+
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["step", "epoch", "lr"])
+        writer.writerows(self.rows)
+        atomic_write_text(self.path, buf.getvalue())
+        return False
+
+    def state_dict(self) -> dict:
+        return {"rows": [list(r) for r in self.rows]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rows = [list(r) for r in state["rows"]]
 
 
 def make_loggers(names: Any, run_dir: Path | None) -> list:

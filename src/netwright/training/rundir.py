@@ -24,10 +24,10 @@ def own_files(run_files: Mapping[str, str]) -> list[str]:
     """The names netwright writes in a run directory (``overwrite=True`` replaces these).
 
     >>> own_files({"model.json": "{}"})
-    ['config.yaml', 'model.json', 'metrics.csv', 'weights.safetensors', 'checkpoints/']
+    ['config.yaml', 'model.json', 'metrics.csv', 'lr_steps.csv', 'weights.safetensors', 'checkpoints/']
     """
-    return list(dict.fromkeys(["config.yaml", *run_files, "metrics.csv", "weights.safetensors",
-                               "checkpoints/"]))
+    return list(dict.fromkeys(["config.yaml", *run_files, "metrics.csv", "lr_steps.csv",
+                               "weights.safetensors", "checkpoints/"]))
 
 
 def prepare_run_dir(run_dir: Path | None, *, overwrite: bool, resume: bool,
@@ -62,6 +62,8 @@ def prepare_run_dir(run_dir: Path | None, *, overwrite: bool, resume: bool,
             )
         if entries:
             remove_bundles(run_dir)  # an earlier run's checkpoints must not be resumed from
+            # nor its per-step learning rates shown (this run may not write them)
+            (run_dir / "lr_steps.csv").unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
 
 

@@ -34,7 +34,7 @@ from .devices import resolve_device, seed_everything
 from .distributed import distributed_line, reduce_epoch, restarted, world_for
 from .finetune import plan_finetune
 from .inference import evaluate, evaluate_batches, predict
-from .loggers import make_loggers
+from .loggers import LR_STEPS_FILE, StepLRLogger, make_loggers
 from .result import FitResult
 from .rundir import prepare_run_dir, resume_bundle
 from .step import (NonFiniteLoss, StepContext, accumulation_plan, autocast_for, batch_stats,
@@ -297,6 +297,8 @@ class Trainer:
             callbacks.append(CSVLogger(self.run_dir / "metrics.csv"))
         if world.main:
             callbacks += make_loggers([n for n in self.options.loggers if n != "csv"], self.run_dir)
+            if self.run_dir is not None and self.schedule.per_batch:  # the lr moves within epochs
+                callbacks.append(StepLRLogger(self.run_dir / LR_STEPS_FILE))
         if world.active and self.resume:
             bundle = world.broadcast(bundle)  # rank 0 read it; every rank continues from it
         if self.options.verbose > 0 and world.main:
