@@ -369,3 +369,92 @@ def test_an_interrupted_text_run_resumes_bitwise_through_the_length_buckets(tmp_
     a = load_weights_file(tmp_path / "whole" / "weights.safetensors")
     b = load_weights_file(tmp_path / "cut" / "weights.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# --- the review's cases ----------------------------------------------------------------------
+
+
+def test_a_literal_special_token_in_a_text_is_text_not_padding(text_run):
+    tok = train_tokenizer(["hello world", "pad"], kind="word", min_frequency=1)
+    ids = encode_texts(tok, ["hello [PAD] world [UNK]"], 16).row(0).tolist()
+    assert PAD not in ids and len(ids) == 8  # hello [ pad ] world [ unk ]: never id 0
+    again = load_tokenizer(tok.to_str(), "tokenizer.json")  # set again on every load
+    assert encode_texts(again, ["hello [PAD] world [UNK]"], 16).row(0).tolist() == ids
+
+
+def test_drop_last_drops_random_texts_not_the_longest(tmp_path):
+    lengths = np.arange(100)
+    dropped = []
+    for seed in range(4):
+        kept = {i for b in BucketBatches(lengths, 8, torch.Generator().manual_seed(seed), drop_last=True)
+                for i in b}
+        assert len(kept) == 96
+        dropped.append(frozenset(set(range(100)) - kept))
+    assert len(set(dropped)) > 1 and any(max(d) < 96 for d in dropped)
+
+
+def test_empty_inputs_and_file_names_are_explained(tmp_path):
+    (tmp_path / "head.csv").write_text("review,label\n", encoding="utf-8")
+    with pytest.raises(DataError, match="no texts to read"):
+        read_texts(tmp_path / "head.csv", text="review", target="label")
+    (tmp_path / "lines.json").write_text('{"text": "a", "label": 1}\n{"text": "b", "label": 2}\n')
+    with pytest.raises(DataError, match="name the file .jsonl"):
+        read_texts(tmp_path / "lines.json", text="text", target="label")
+    for label, name in (("pos", "A.TXT"), ("neg", "b.txt")):
+        (tmp_path / "upper" / label).mkdir(parents=True)
+        (tmp_path / "upper" / label / name).write_text("some words", encoding="utf-8")
+    assert sorted(read_texts(tmp_path / "upper").classes) == ["neg", "pos"]
+    numbers = _write_csv(tmp_path / "n.csv", [("a", "10"), ("b", "2"), ("c", "2")])
+    assert read_texts(numbers, text="review", target="label").classes == [2, 10]
+
+
+def test_predict_reads_lines_and_strings_as_a_user_means_them(text_run, tmp_path):
+    from netwright.data.tokenize import texts_to_predict
+
+    path = tmp_path / "w.txt"
+    path.write_bytes("bonjour\r\nfeed\x0cline\r\nhola\r\n".encode())
+    values, where = texts_to_predict(path)
+    assert values == ["bonjour", "feed\x0cline", "hola"] and where[2] == "w.txt line 3"
+    assert texts_to_predict("see the notes.txt")[0] == ["see the notes.txt"]  # a sentence
+    with pytest.raises(DataError, match="does not exist"):
+        texts_to_predict("missing.txt")
+    run = text_run[2].run_dir
+    sub = torch.utils.data.Subset(nw.texts(["ab", "abc", "a"], [0, 1, 0],
+                                           tokenizer={"kind": "char", "min_frequency": 1}), [0, 1])
+    from netwright.data.batches import make_batches
+    from netwright.data.sources import DatasetSource
+
+    x, _ = next(iter(make_batches(DatasetSource(sub), batch_size=2, shuffle=False,
+                                  device=torch.device("cpu"), generator=None)))
+    assert x.shape == (2, 3)  # padded per batch through the Subset
+    assert len(nw.predict(run, "bonjour")) == 1
+
+
+def test_a_finished_run_remakes_its_splits_with_its_own_tokenizer(text_run, monkeypatch):
+    import netwright.data.texts as texts_module
+    from netwright.runner import open_run
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a new tokenizer was trained")
+
+    monkeypatch.setattr(texts_module, "train_tokenizer", refuse)
+    data = open_run(text_run[2].run_dir).data()
+    assert data.test.texts == text_run[2].data.test.texts
+    assert torch.equal(data.test.ids, text_run[2].data.test.ids)
+
+
+def test_validation_texts_keep_the_training_class_ids():
+    train = nw.texts(["aa", "bb", "cc", "ab"], ["neg", "neu", "pos", "neg"],
+                     tokenizer={"kind": "char", "min_frequency": 1})
+    val = nw.texts(["ac", "ba"], ["pos", "neg"], tokenizer=train)
+    assert val.classes == ["neg", "neu", "pos"] and val.targets.tolist() == [2, 0]
+    assert val.tokenizer is train.tokenizer
+
+
+def test_a_transformer_shorter_than_the_texts_is_refused(tmp_path):
+    path = _write_csv(tmp_path / "t.csv", _words(10))
+    with pytest.raises(ConfigError, match="model.max_length: 8 positions, but data.max_length"):
+        nw.run({"model": {"zoo": "text_transformer", "max_length": 8}, "loss": "cross_entropy",
+                "data": {"source": str(path), "text": "review", "target": "label", "max_length": 16,
+                         "tokenizer": {"kind": "char", "min_frequency": 1}},
+                "run_dir": str(tmp_path / "runs")}, verbose=0)

@@ -305,7 +305,10 @@ def predict_cmd(
         if onnx:
             from netwright.serve import predict_table_onnx
 
-            header, rows = predict_table_onnx(run_dir, inputs)
+            notes: list = []
+            header, rows = predict_table_onnx(run_dir, inputs, notes)
+            for note in notes:
+                print(f"note: {note}", file=sys.stderr)
         else:
             from netwright.runner import open_run
 

@@ -115,8 +115,8 @@ class DataConfig(StrictModel):
     std: Optional[list[float]] = Field(None, description="images: per-channel std to normalise "
                                        "with (default: fitted on the training split)")
 
-    text: Optional[str] = Field(None, description="texts: the column of a .csv/.parquet/.jsonl "
-                                "file that holds the texts")
+    text: Optional[str] = Field(None, description="texts: the column of a .csv/.parquet/.jsonl/"
+                                ".json file that holds the texts")
     tokenizer: Optional[TokenizerConfig] = Field(
         None, description="texts: {kind: bpe|wordpiece|word|char, vocab_size, lowercase, "
                           "min_frequency}, trained on the training split (default: bpe, 8000, "

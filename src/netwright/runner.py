@@ -87,6 +87,12 @@ def _fill_head(spec: dict, data: Prepared) -> dict:
             spec["vocab_size"] = int(data.text["vocab_size"])
         if "max_length" in params and "max_length" not in spec:
             spec["max_length"] = int(data.text["max_length"])
+        elif "max_length" in params and int(spec["max_length"]) < int(data.text["max_length"]):
+            raise ConfigError(
+                f"model.max_length: {spec['max_length']} positions, but data.max_length lets texts "
+                f"be {data.text['max_length']} tokens long; a longer text would not fit the model "
+                f"at prediction. Fix: leave model.max_length out (it follows data.max_length), or "
+                f"set data.max_length: {spec['max_length']}.")
     if "num_classes" in spec or "outputs" in spec or "out_features" in spec:
         return spec
     if data.task == "multiclass":

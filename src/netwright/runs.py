@@ -46,7 +46,8 @@ class LoadedRun:
     def data(self) -> Prepared:
         """The run's data, split exactly as in training (the config fixes the seeds)."""
         _, info = resolve_loss(self.config.loss)
-        return prepare_data(self.config.data, info.task, info.name)
+        return prepare_data(self.config.data, info.task, info.name,
+                            tokenizer=self.tokenizer() if self.text is not None else None)
 
     def evaluate_on(self, *, split: str | None = None, path: Any = None) -> tuple[dict, int]:
         """(scores, samples) on one of the run's own splits, or on a file: features with their
@@ -206,9 +207,10 @@ class LoadedRun:
         cfg = self.config.data
         listed = read_texts(path, text=cfg.text if not Path(path).is_dir() else None,
                             target=cfg.target, encoding_errors=cfg.encoding_errors,
-                            classes=self.meta.get("classes"))
+                            skip_bad=cfg.skip_bad, classes=self.meta.get("classes"))
         encoded = encode_texts(self.tokenizer(), listed.texts, int(self.text["max_length"]))
-        return TokenIds(encoded, listed.labels, binary=self.task == "binary", bucket=False)
+        return TokenIds(encoded, listed.labels, binary=self.task == "binary", bucket=False,
+                        texts=listed.texts)
 
     def predict_texts(self, data: Any) -> tuple[list[str], list[list[Any]]]:
         """Rows ``text, label, p_<class>...`` (see :meth:`read_texts`)."""

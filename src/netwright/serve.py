@@ -80,8 +80,10 @@ def read_inputs(path: str | os.PathLike, data_config: dict, meta: dict) -> np.nd
     return X
 
 
-def predict_table_onnx(run_dir: str | os.PathLike, inputs: str | os.PathLike) -> tuple[list[str], list[list[Any]]]:
-    """Predictions of ``RUN_DIR/exports/model.onnx`` for a features file."""
+def predict_table_onnx(run_dir: str | os.PathLike, inputs: str | os.PathLike,
+                       notes: list | None = None) -> tuple[list[str], list[list[Any]]]:
+    """Predictions of ``RUN_DIR/exports/model.onnx`` for a features file (image files, texts);
+    what reading the inputs stated (texts cut to max_length) is appended to ``notes``."""
     from .exporting import predict_onnx
 
     folder = Path(run_dir)
@@ -98,7 +100,10 @@ def predict_table_onnx(run_dir: str | os.PathLike, inputs: str | os.PathLike) ->
     images = meta.get("images")
     texts = None
     if isinstance(meta.get("text"), dict):
-        texts, X = read_texts(folder, inputs, config["data"], meta["text"])
+        texts, X, cut = read_texts(folder, inputs, config["data"], meta["text"])
+        if cut and notes is not None:
+            notes.append(f"{cut} text(s) longer than {meta['text'].get('max_length')} tokens were "
+                         f"cut to it")
     elif isinstance(images, dict):
         paths, X = read_images(inputs, images)
     else:
@@ -114,9 +119,11 @@ def predict_table_onnx(run_dir: str | os.PathLike, inputs: str | os.PathLike) ->
     return header, rows
 
 
-def read_texts(run_dir: Path, inputs: Any, data_config: dict, text: dict) -> tuple[list[str], np.ndarray]:
+def read_texts(run_dir: Path, inputs: Any, data_config: dict,
+               text: dict) -> tuple[list[str], np.ndarray, int]:
     """Texts (a .txt file, one per line, or a table's text column) tokenized by the run's
-    tokenizer.json into right-padded int64 ids (the exported model finds the padding itself)."""
+    tokenizer.json into right-padded int64 ids (the exported model finds the padding itself),
+    and how many were cut to max_length."""
     from .data.tokenize import encode_texts, load_tokenizer, texts_to_predict
 
     path = run_dir / "tokenizer.json"
@@ -127,7 +134,7 @@ def read_texts(run_dir: Path, inputs: Any, data_config: dict, text: dict) -> tup
     values, _ = texts_to_predict(Path(inputs), column=data_config.get("text"),
                                  errors=data_config.get("encoding_errors") or "strict")
     encoded = encode_texts(tokenizer, values, int(text.get("max_length") or 256))
-    return values, encoded.padded()
+    return values, encoded.padded(), encoded.truncated
 
 
 def read_images(inputs: str | os.PathLike, images: dict) -> tuple[list[Path], np.ndarray]:

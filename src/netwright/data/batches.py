@@ -240,7 +240,7 @@ def make_batches(source: Source, *, batch_size: int, shuffle: bool, device: torc
         sampler = batch_sampler = None
         # A dataset may bring its own collate (texts: pad each batch to its longest) and, for
         # shuffled training batches, its own batch sampler (texts: similar lengths together).
-        collate = getattr(source.dataset, "collate", None)
+        collate = _inner_hook(source.dataset, "collate")  # also through a Subset of the dataset
         bucket = getattr(source.dataset, "bucket_sampler", None)
         if shuffle and not shard and not iterable and not batched and callable(bucket):
             batch_sampler = bucket(batch_size, generator, drop_last)
@@ -264,6 +264,21 @@ def make_batches(source: Source, *, batch_size: int, shuffle: bool, device: torc
                 drop_last=drop_last and not batched, **common)
         return LoaderBatches(loader, device, targets=targets)
     raise DataError(f"data: unsupported source {describe(source)}.")
+
+
+def _inner_hook(dataset: Any, name: str) -> Any:
+    """``dataset.<name>``, or that of the dataset a ``Subset`` (or ``ConcatDataset``) wraps."""
+    for _ in range(8):
+        found = getattr(dataset, name, None)
+        if found is not None:
+            return found
+        inner = getattr(dataset, "dataset", None)
+        if inner is None and getattr(dataset, "datasets", None):
+            inner = dataset.datasets[0]
+        if inner is None:
+            return None
+        dataset = inner
+    return None
 
 
 class _Stride(Sampler):

@@ -311,12 +311,14 @@ def check_task(y: Any, loss_task: str, cfg: DataConfig, loss_name: str | None) -
         )
 
 
-def prepare_data(cfg: DataConfig, loss_task: str, loss_name: str | None = None) -> Prepared:
+def prepare_data(cfg: DataConfig, loss_task: str, loss_name: str | None = None, *,
+                 tokenizer: Any = None) -> Prepared:
     """Load, window, encode, split and measure the data of a run config.
 
     ``loss_task`` is what the loss implies (``LossInfo.task``): multiclass, binary, regression,
     or custom (then integer targets mean classes); it must agree with the targets (see
-    :func:`check_task`). ``loss_name`` is for messages.
+    :func:`check_task`). ``loss_name`` is for messages. ``tokenizer``: texts only, a finished
+    run's own tokenizer (else one is trained on the training split).
     """
     if cfg.streaming:
         from .streaming import prepare_stream
@@ -326,7 +328,7 @@ def prepare_data(cfg: DataConfig, loss_task: str, loss_name: str | None = None) 
     from .texts import is_text_source, prepare_texts
 
     if is_text_source(cfg):
-        return prepare_texts(cfg, loss_task, loss_name)
+        return prepare_texts(cfg, loss_task, loss_name, tokenizer)
     if is_image_source(cfg):
         return prepare_images(cfg, loss_task, loss_name)
     image_only = sorted(k for k in ("image_size", "channels", "augment", "mean", "std",

@@ -109,7 +109,7 @@ def _read_folder_texts(root: Path, errors: str) -> tuple[list[str], list[str], l
                         f"its .txt files (root/positive/1.txt); found no sub-folders.")
     texts, labels, where, empty, replaced = [], [], [], [], 0
     for sub in subs:
-        files = sorted(p for p in sub.rglob("*.txt") if p.is_file())
+        files = sorted(p for p in sub.rglob("*") if p.is_file() and p.suffix.lower() == ".txt")
         if not files:
             empty.append(sub.name)
         for f in files:
@@ -127,6 +127,12 @@ def _read_folder_texts(root: Path, errors: str) -> tuple[list[str], list[str], l
 
 def _encode_labels(names: list[Any], where: list[str], classes: Sequence[Any] | None,
                    what: str) -> tuple[np.ndarray, list]:
+    if not names:
+        raise DataError(f"{what}: no texts to read (none in the file, or every one left out as "
+                        f"empty). Fix: give texts with their labels.")
+    # Labels read from a CSV are strings: "10" and "2" are the numbers 10 and 2 (sorted so).
+    if all(isinstance(v, str) and v.lstrip("-").isdigit() and str(int(v)) == v for v in names):
+        names = [int(v) for v in names]
     missing = [i for i, v in enumerate(names) if v is None or (isinstance(v, float) and v != v)
                or (isinstance(v, str) and not v.strip())]
     if missing:
@@ -247,19 +253,19 @@ class BucketBatches(Sampler):
         g = torch.Generator().manual_seed(seed)
         n, bs = len(self.lengths), self.batch_size
         perm = torch.randperm(n, generator=g).numpy()
+        # The short last batch is drawn at random before sorting, so drop_last does not drop
+        # the longest texts every epoch.
+        short, perm = perm[n - n % bs:], perm[:n - n % bs]
         pool = bs * BUCKET_POOL
-        batches = []
-        for start in range(0, n, pool):
+        full = []
+        for start in range(0, len(perm), pool):
             part = perm[start:start + pool]
             part = part[np.argsort(self.lengths[part], kind="stable")]
-            batches += [part[i:i + bs] for i in range(0, len(part), bs)]
-        short = [b for b in batches if len(b) < bs]
-        full = [b for b in batches if len(b) == bs]
-        order = torch.randperm(len(full), generator=g).tolist()
-        for i in order:
+            full += [part[i:i + bs] for i in range(0, len(part), bs)]
+        for i in torch.randperm(len(full), generator=g).tolist():
             yield full[i].tolist()
-        if short and not self.drop_last:
-            yield short[0].tolist()
+        if len(short) and not self.drop_last:
+            yield short.tolist()
 
 
 class TokenIds(Dataset):
@@ -313,14 +319,18 @@ def texts(values: Sequence[str] | str | os.PathLike, labels: Sequence[Any] | Non
           classes: Sequence[Any] | None = None, text: str | None = None,
           target: str | None = None) -> TokenIds:
     """The Python entry (``nw.texts``): strings (with labels), or a table/folder/``"languages"``,
-    as a :class:`TokenIds` dataset for ``nw.fit``. ``tokenizer``: a trained tokenizer (reuse the
-    training set's for validation data), a dict such as ``{"kind": "char"}``, or None (BPE).
+    as a :class:`TokenIds` dataset for ``nw.fit``. ``tokenizer``: the training set (a
+    :class:`TokenIds`: its tokenizer and its classes, what validation data needs), a trained
+    tokenizer, a dict such as ``{"kind": "char"}``, or None (BPE).
 
     >>> ds = texts(["good film", "bad film", "great", "awful"], ["pos", "neg", "pos", "neg"],
     ...            tokenizer={"kind": "word", "min_frequency": 1})
     >>> len(ds), ds.classes, ds[0][0].tolist() != ds[1][0].tolist()
     (4, ['neg', 'pos'], True)
     """
+    if isinstance(tokenizer, TokenIds):  # the training set: the same tokenizer and class ids
+        classes = classes if classes is not None else tokenizer.classes
+        tokenizer = tokenizer.tokenizer
     if isinstance(values, (str, os.PathLike)):
         listed = read_texts(values, text=text, target=target, classes=classes)
     else:
@@ -347,7 +357,8 @@ def texts(values: Sequence[str] | str | os.PathLike, labels: Sequence[Any] | Non
                     texts=listed.texts, bucket=bucket)
 
 
-def prepare_texts(cfg: Any, loss_task: str, loss_name: str | None = None) -> Any:
+def prepare_texts(cfg: Any, loss_task: str, loss_name: str | None = None,
+                  tokenizer: Any = None) -> Any:
     """A config's texts → :class:`~netwright.data.prepare.Prepared` whose splits are
     :class:`TokenIds` (stratified by class, seeded), with the tokenizer trained on the
     training split and what tokenizing found (truncations, unknown tokens) in ``text``."""
@@ -377,7 +388,8 @@ def prepare_texts(cfg: Any, loss_task: str, loss_name: str | None = None) -> Any
                                     mode, cfg.seed + 1, "val")
     train_idx, val_idx = rest[keep], rest[val_local]
     options = (cfg.tokenizer or TokenizerConfig()).model_dump()
-    tokenizer = train_tokenizer([listed.texts[i] for i in train_idx], **options)
+    if tokenizer is None:
+        tokenizer = train_tokenizer([listed.texts[i] for i in train_idx], **options)
     binary = loss_task == "binary"
     found: dict[str, dict] = {"truncated": {}, "unknown_share": {}}
     longest = 1
@@ -404,6 +416,9 @@ def prepare_texts(cfg: Any, loss_task: str, loss_name: str | None = None) -> Any
     vocab = int(tokenizer.get_vocab_size())
     notes.append(f"tokenizer: {options['kind']}, {vocab} tokens (trained on the {len(train_idx)} "
                  f"training texts)")
+    if cfg.bucket and len(train_idx):
+        notes.append("training batches are bucketed by length (except when the run is split "
+                     "among processes: then each process pads its own shuffled batches)")
     return Prepared(
         train=train, val=val, test=test,
         task=loss_task if loss_task != "custom" else "multiclass",

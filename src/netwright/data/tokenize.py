@@ -77,6 +77,14 @@ def train_tokenizer(texts: Sequence[str], *, kind: str = "bpe", vocab_size: int 
     tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
     if (tok.token_to_id("[PAD]"), tok.token_to_id("[UNK]")) != (PAD, UNK):  # pragma: no cover
         raise ConfigError("data.tokenizer: the trained tokenizer does not have [PAD]=0, [UNK]=1.")
+    return _plain_specials(tok)
+
+
+def _plain_specials(tok: Any) -> Any:
+    """A literal "[PAD]" or "[UNK]" inside a text is text, never id 0 (padding) or 1: the
+    models read id 0 as the end of a text. (Not kept in tokenizer.json: set on every load.)"""
+    if hasattr(tok, "encode_special_tokens"):
+        tok.encode_special_tokens = True
     return tok
 
 
@@ -91,7 +99,7 @@ def load_tokenizer(text: str, where: str) -> Any:
     if (tok.token_to_id("[PAD]"), tok.token_to_id("[UNK]")) != (PAD, UNK):
         raise ConfigError(f"{where}: the tokenizer must have [PAD] at id 0 and [UNK] at id 1; "
                           f"received {tok.token_to_id('[PAD]')} and {tok.token_to_id('[UNK]')}.")
-    return tok
+    return _plain_specials(tok)
 
 
 def decode_bytes(raw: bytes, where: str, errors: str = "strict") -> tuple[str, int]:
@@ -117,9 +125,13 @@ def decode_bytes(raw: bytes, where: str, errors: str = "strict") -> tuple[str, i
 def texts_to_predict(data: Any, *, column: str | None = None,
                      errors: str = "strict") -> tuple[list[str], list[str]]:
     """(texts, where each came from) to predict on: a list of strings, one string, a ``.txt``
-    file (one text per line) or a table's ``column`` (default ``text``). Empty texts are named.
+    file (one text per line) or a table's ``column`` (default ``text``). A string is a file when
+    one exists at that path, or when it ends in a text-file suffix and holds no space (then a
+    missing file is an error); any other string is one text. Empty texts are named.
     Only NumPy and pandas are used (no torch: ``predict --onnx`` reads texts too)."""
-    if isinstance(data, os.PathLike) or (isinstance(data, str) and Path(data).suffix.lower() in TEXT_FILES):
+    if isinstance(data, os.PathLike) or (isinstance(data, str) and (
+            Path(data).is_file() or (Path(data).suffix.lower() in TEXT_FILES and not any(
+                c.isspace() for c in data)))):
         path = Path(data)
         if not path.is_file():
             raise DataError(f"texts file {str(path)!r} does not exist.")
@@ -127,7 +139,10 @@ def texts_to_predict(data: Any, *, column: str | None = None,
             raise DataError(f"texts file {str(path)!r}: expected one of {', '.join(TEXT_FILES)}.")
         if path.suffix.lower() == ".txt":
             text, _ = decode_bytes(path.read_bytes(), f"texts file {str(path)!r}", errors)
-            values = text.splitlines()
+            # Lines end at "\n" (and "\r\n") only: a form feed or U+2028 inside a text stays.
+            values = [line.removesuffix("\r") for line in text.split("\n")]
+            if values and values[-1] == "":
+                values.pop()
             where = [f"{path.name} line {i + 1}" for i in range(len(values))]
         else:
             df, _ = read_text_table(path, errors)
@@ -163,8 +178,12 @@ def read_text_table(path: Path, errors: str = "strict") -> tuple[Any, int]:
         else:
             df = pd.read_json(io.StringIO(decoded), lines=suffix == ".jsonl", dtype=False)
     except ValueError as exc:
+        hint = {".csv": "a header row naming the columns, then one row per text",
+                ".json": "a list of records [{\"text\": ..., \"label\": ...}, ...]; one record "
+                         "per line is JSON lines: name the file .jsonl",
+                ".jsonl": "one JSON record per line, {\"text\": ..., \"label\": ...}"}[suffix]
         raise DataError(f"data file {str(path)!r}: not a readable {suffix[1:].upper()} table "
-                        f"({exc}).") from None
+                        f"({exc}). Fix: {hint}.") from None
     df.columns = [str(c) for c in df.columns]
     return df, replaced
 

@@ -104,11 +104,12 @@ class TensorBoardLogger(Callback):
 
 class StepLRLogger(Callback):
     """``lr_steps.csv`` in a run directory whose schedule changes the learning rate within
-    epochs (onecycle, cosine or warm-up stepped per batch): the rate at no more than
-    :data:`STEPS_PER_EPOCH` evenly spread optimizer steps an epoch, as ``step, epoch, lr``
-    (``epoch`` fractional: step ``i`` of epoch ``e``, counted from 0, is at ``e + (i + 1) /
-    batches``, so the end of an epoch falls on metrics.csv's epoch number). Rewritten
-    atomically each epoch; a resumed run continues it.
+    epochs (onecycle, cosine or warm-up stepped per batch): the rate after no more than
+    :data:`STEPS_PER_EPOCH` evenly spread batches an epoch (the rate the next optimizer step
+    uses), as ``step, epoch, lr``: ``step`` counts batches, ``epoch`` is fractional (batch ``i``
+    of epoch ``e``, counted from 0, is at ``e + (i + 1) / batches``, so the end of an epoch
+    falls on metrics.csv's epoch number). Rewritten atomically each epoch; a resumed run
+    continues it.
 
     >>> StepLRLogger("runs/x/lr_steps.csv").path.name
     'lr_steps.csv'
