@@ -458,3 +458,27 @@ def test_a_transformer_shorter_than_the_texts_is_refused(tmp_path):
                 "data": {"source": str(path), "text": "review", "target": "label", "max_length": 16,
                          "tokenizer": {"kind": "char", "min_frequency": 1}},
                 "run_dir": str(tmp_path / "runs")}, verbose=0)
+
+
+def test_datasets_show_prints_training_texts_as_tokens(tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from netwright.cli import app
+
+    path = _write_csv(tmp_path / "t.csv", _words(20))
+    config = tmp_path / "t.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": {"zoo": "text_classifier"}, "loss": "cross_entropy",
+        "data": {"source": str(path), "text": "review", "target": "label", "max_length": 6,
+                 "tokenizer": {"kind": "char", "min_frequency": 1}}}))
+    res = CliRunner().invoke(app, ["datasets", "show", str(config), "--count", "4"],
+                             env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    rows = [line for line in res.output.splitlines() if line.startswith("│")]
+    assert len(rows) == 4
+    words = {w for w, _ in _words(20)}
+    for line in rows:
+        label, text, tokens, n = [c.strip() for c in line.strip("│").split("│")]
+        assert text in words and label in ("french", "german", "spanish")
+        assert tokens.split() == list(text)[:6] and int(n) == min(6, len(text))

@@ -41,7 +41,8 @@ def _public_kind(exc: Exception) -> str:
     return next((cls.__name__ for cls in mro if not cls.__name__.startswith("_")), type(exc).__name__)
 
 
-def _fail(exc: Exception) -> None:
+def fail(exc: Exception) -> None:
+    """Print a netwright error the way every command does (kind, message, fix) and exit 2."""
     from rich.console import Console
 
     from rich.markup import escape
@@ -101,7 +102,7 @@ def quickstart(
         took = time.perf_counter() - t0
         scores = nw.evaluate(model, (Xs[test], y_t[test]), loss=loss, metrics=metrics)
     except NetwrightError as exc:
-        _fail(exc)
+        fail(exc)
         return
     from rich.console import Console
     from rich.table import Table
@@ -119,67 +120,9 @@ def quickstart(
                   + (f"; run directory: {run_dir}" if run_dir else ""))
 
 
-datasets_app = typer.Typer(help="Built-in data sets: list them, write the image sets as files, "
-                                "look at augmented training images.", no_args_is_help=False,
-                           invoke_without_command=True)
+from .cli_datasets import datasets_app  # noqa: E402 - `netwright datasets ...`
+
 app.add_typer(datasets_app, name="datasets")
-
-
-@datasets_app.callback()
-def datasets(ctx: typer.Context) -> None:
-    """List the built-in data sets (real data shipped inside installed packages)."""
-    if ctx.invoked_subcommand is not None:
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    from netwright.data.builtin import BUILTIN
-
-    table = Table(title="built-in data sets (data.source in a config)")
-    for col in ("name", "task", "kind", "ships in", "description"):
-        table.add_column(col)
-    for b in BUILTIN.values():
-        table.add_row(b.name, b.task, b.kind, b.package, b.description)
-    Console().print(table)
-
-
-@datasets_app.command("export")
-def datasets_export(
-    name: str = typer.Argument(..., help="mnist or digits."),
-    folder: Path = typer.Argument(..., help="A new folder: FOLDER/<label>/<n>.png."),
-) -> None:
-    """Write a built-in image data set as PNG files in class folders (an image-folder data
-    source for `data.source`)."""
-    from netwright.errors import NetwrightError
-
-    try:
-        from netwright.data.images import export_images
-
-        counts = export_images(name, folder)
-    except NetwrightError as exc:
-        _fail(exc)
-        return
-    print(f"{sum(counts.values())} images in {len(counts)} class folders written to {folder}")
-
-
-@datasets_app.command("show")
-def datasets_show(
-    config: Path = typer.Argument(..., help="A run config (YAML) whose data is images."),
-    overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides"),
-    out: Path = typer.Option(..., "--out", help="The PNG file to write (never overwritten)."),
-    count: int = typer.Option(32, "--count", min=1, max=256, help="Images in the grid."),
-) -> None:
-    """A grid of augmented training images with their labels: what the model sees."""
-    from netwright.errors import NetwrightError
-
-    try:
-        from netwright.reporting.grids import show_grid
-
-        shown = show_grid(config, list(overrides or []), out, count)
-    except NetwrightError as exc:
-        _fail(exc)
-        return
-    print(f"{shown} augmented training images written to {out}")
 
 
 def _scores_table(scores: dict, title: str):
@@ -236,14 +179,14 @@ def train(
                           rdzv_endpoint=rdzv_endpoint, max_restarts=max_restarts,
                           rdzv_id=Path(config).stem)
         except NetwrightError as exc:
-            _fail(exc)
+            fail(exc)
             return
         raise typer.Exit(code=code)
     try:
         result = run(config, overrides or [], verbose=0 if quiet else 1, resume=resume, force=force,
                      trust_code=trust_code)
     except NetwrightError as exc:
-        _fail(exc)
+        fail(exc)
         return
     if os.environ.get("RANK", "0") != "0" or quiet:
         return  # one of several processes (rank 0 prints the results), or --quiet: errors only
@@ -276,7 +219,7 @@ def evaluate_cmd(
         scores, n = loaded.evaluate_on(split=None if data is not None else split, path=data)
         where = str(data) if data is not None else split
     except NetwrightError as exc:
-        _fail(exc)
+        fail(exc)
         return
     console = Console()
     console.print(f"{run_dir}: {where}, {n} samples", soft_wrap=True)
@@ -322,7 +265,7 @@ def predict_cmd(
             raise ConfigError(f"--out: {str(out)!r} already exists; netwright does not overwrite it. "
                               f"Fix: choose another file name.")
     except NetwrightError as exc:
-        _fail(exc)
+        fail(exc)
         return
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -360,7 +303,7 @@ def export_cmd(
                              [f.strip() for f in format.split(",") if f.strip()],
                              example=shape or None, overwrite=overwrite)
     except NetwrightError as exc:
-        _fail(exc)
+        fail(exc)
         return
     table = Table(title=f"{run_dir}/exports (verified in a fresh process)")
     for col in ("format", "file", "max abs diff", "batch 1 vs eager", "batch 64 vs eager"):
@@ -403,7 +346,7 @@ def report_cmd(
             note = " (no final weights yet: curves and headline only)"
         path = write_report(run_dir, model=model, data=data)
     except NetwrightError as exc:
-        _fail(exc)
+        fail(exc)
         return
     print(f"report written to {path}{note}")
 
@@ -430,7 +373,7 @@ def compare_cmd(
 
             found = compare_runs(run_dirs)
     except NetwrightError as exc:
-        _fail(exc)
+        fail(exc)
         return
     table = Table(title="runs")
     table.add_column("run")
@@ -486,7 +429,7 @@ def summary_cmd(
             model, shape = build_model(cfg, data, trust_code=trust_code), data.input_shape
         report = summary(unwrap(model), shape)
     except NetwrightError as exc:
-        _fail(exc)
+        fail(exc)
         return
     console = Console()
     console.print(report.to_table() if hasattr(report, "to_table") else str(report))
@@ -524,7 +467,7 @@ def doctor_cmd(
                         monitor=cfg.train.monitor, val=data.val, deep=not quick,
                         compile=bool(cfg.train.compile))
     except NetwrightError as exc:
-        _fail(exc)
+        fail(exc)
         return
     if json_out:
         print(report.to_json())
@@ -599,10 +542,10 @@ def init(
     from netwright.errors import ConfigError, did_you_mean
 
     if template not in _TEMPLATES:
-        _fail(ConfigError(f"--template: unknown template {template!r}.{did_you_mean(template, _TEMPLATES)} "
+        fail(ConfigError(f"--template: unknown template {template!r}.{did_you_mean(template, _TEMPLATES)} "
                           f"Expected one of: {', '.join(_TEMPLATES)}."))
     if path.exists():
-        _fail(ConfigError(f"{str(path)!r} already exists; netwright does not overwrite it. Fix: "
+        fail(ConfigError(f"{str(path)!r} already exists; netwright does not overwrite it. Fix: "
                           f"give another path, e.g. `netwright init my_run.yaml`."))
     text = _TEMPLATES[template].format(path=path)
     # The run is named after the config file (my_run.yaml -> runs/my_run), not the template.

@@ -29,7 +29,7 @@ from .tokenize import (PAD, Encoded, decode_bytes, encode_texts, read_text_table
                        table_column, train_tokenizer)
 
 __all__ = ["TextList", "TokenIds", "BucketBatches", "pad_batch", "read_texts", "texts",
-           "prepare_texts", "is_text_source", "folder_kind", "TEXT_SUFFIXES"]
+           "prepare_texts", "is_text_source", "folder_kind", "sample_tokens", "TEXT_SUFFIXES"]
 
 TEXT_SUFFIXES = (".csv", ".parquet", ".jsonl", ".json")  # tables of texts and labels
 # Training batches are drawn from pools of this many batches, sorted by length within a pool.
@@ -355,6 +355,22 @@ def texts(values: Sequence[str] | str | os.PathLike, labels: Sequence[Any] | Non
     encoded = encode_texts(tokenizer, listed.texts, max_length)
     return TokenIds(encoded, listed.labels, tokenizer=tokenizer, classes=listed.classes,
                     texts=listed.texts, bucket=bucket)
+
+
+def sample_tokens(data: Any, count: int, seed: int = 0) -> list[dict]:
+    """``count`` training texts (a seeded draw) with their label and the tokens the run's
+    tokenizer makes of them (cut to max_length as in training), for ``netwright datasets show``."""
+    train = data.train
+    pick = np.random.default_rng(seed).permutation(len(train))[:count]
+    limit = int((data.text or {}).get("max_length") or 10**9)
+    rows = []
+    for i in pick.tolist():
+        text = train.texts[i]
+        tokens = data.tokenizer.encode(text, add_special_tokens=False).tokens[:limit]
+        label = int(train.targets[i].reshape(-1)[0])
+        rows.append({"text": " ".join(text.split())[:120], "label": (data.classes or [])[label]
+                     if data.classes else label, "tokens": tokens})
+    return rows
 
 
 def prepare_texts(cfg: Any, loss_task: str, loss_name: str | None = None,
