@@ -25,8 +25,8 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset, Sampler
 
 from ..errors import ConfigError, DataError
-from .tokenize import (PAD, Encoded, decode_bytes, encode_texts, read_text_table, row_names,
-                       table_column, train_tokenizer)
+from .tokenize import (PAD, Encoded, decode_bytes, encode_texts, read_text_table, refuse_empty,
+                       row_names, table_column, train_tokenizer)
 
 __all__ = ["TextList", "TokenIds", "BucketBatches", "pad_batch", "read_texts", "texts",
            "prepare_texts", "is_text_source", "folder_kind", "sample_tokens", "TEXT_SUFFIXES"]
@@ -335,11 +335,8 @@ def texts(values: Sequence[str] | str | os.PathLike, labels: Sequence[Any] | Non
         listed = read_texts(values, text=text, target=target, classes=classes)
     else:
         values = list(values)
-        where = [f"text {i}" for i in range(len(values))]
-        bad = [i for i, v in enumerate(values) if not isinstance(v, str) or not v.strip()]
-        if bad:
-            raise DataError(f"texts: text {bad[0]} is {values[bad[0]]!r}: empty or not a string "
-                            f"({len(bad)} such). Fix: remove them.")
+        where = [f"texts: text {i}" for i in range(len(values))]
+        refuse_empty(values, where, "a classifier learns nothing from it. Fix: remove such texts")
         ids, found = (None, classes)
         if labels is not None:
             labels = list(labels)

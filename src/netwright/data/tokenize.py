@@ -21,7 +21,7 @@ from ..errors import ConfigError, DataError
 
 __all__ = ["PAD", "UNK", "SPECIAL_TOKENS", "Encoded", "train_tokenizer", "load_tokenizer",
            "encode_texts", "require_tokenizers", "decode_bytes", "texts_to_predict", "TEXT_FILES",
-           "read_text_table", "table_column", "row_names"]
+           "read_text_table", "table_column", "row_names", "refuse_empty"]
 
 # Files that hold texts to predict on: one text per line (.txt), or a table's text column.
 TEXT_FILES = (".txt", ".csv", ".parquet", ".jsonl", ".json")
@@ -153,12 +153,17 @@ def texts_to_predict(data: Any, *, column: str | None = None,
     else:
         values = list(data)
         where = [f"text {i}" for i in range(len(values))]
+    refuse_empty(values, where, "there is nothing to predict from. Fix: remove it (a .txt file "
+                                "holds one text per line, no blank lines)")
+    return values, where
+
+
+def refuse_empty(values: Sequence[Any], where: Sequence[str], why_and_fix: str) -> None:
+    """An error naming the first of ``values`` that is empty, whitespace only or not a string."""
     bad = [i for i, v in enumerate(values) if not isinstance(v, str) or not v.strip()]
     if bad:
         raise DataError(f"{where[bad[0]]}: {values[bad[0]]!r} is empty or not a text ({len(bad)} "
-                        f"such); there is nothing to predict from. Fix: remove it (a .txt file "
-                        f"holds one text per line, no blank lines).")
-    return values, where
+                        f"such); {why_and_fix}.")
 
 
 def read_text_table(path: Path, errors: str = "strict") -> tuple[Any, int]:
