@@ -64,6 +64,7 @@ _EXPORTS = {
     "stream": "netwright.data.streaming",
     "images": "netwright.data.images",
     "texts": "netwright.data.texts",
+    "audio": "netwright.data.audio",
     # errors
     "NetwrightError": "netwright.errors",
     "ConfigError": "netwright.errors",
@@ -99,6 +100,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .data.streaming import stream
     from .data.images import images
     from .data.texts import texts
+    from .data.audio import audio
     from .diagnosis import DoctorError, Finding, Report, doctor, preflight
     from .exporting import ExportReport, export, export_all, predict_onnx
     from .models.builder import build

@@ -205,7 +205,7 @@ def evaluate_cmd(
     run_dir: Path = typer.Argument(..., help="A run directory written by `netwright train`."),
     split: str = typer.Option("test", help="test, val or train: the run's own split."),
     data: Optional[Path] = typer.Option(None, help="Evaluate on this .csv/.parquet/.npz file instead "
-                                        "(image and text runs: a folder of class folders)."),
+                                        "(image, sound and text runs: a folder of class folders)."),
     trust_code: bool = typer.Option(False, "--trust-code", help=_TRUST_HELP),
 ) -> None:
     """Loss and metrics of a trained run on one of its splits or on a file."""
@@ -230,7 +230,7 @@ def evaluate_cmd(
 def predict_cmd(
     run_dir: Path = typer.Argument(..., help="A run directory written by `netwright train`."),
     inputs: Path = typer.Argument(..., help="Features: .csv/.parquet (the training columns), .npz or "
-                                  ".npy; for a run trained on images, an image file or a folder; "
+                                  ".npy; for a run trained on images or sounds, a file or a folder; "
                                   "on texts, a .txt file (one text per line) or a table."),
     out: Optional[Path] = typer.Option(None, help="Write the predictions to this CSV (default: print)."),
     onnx: bool = typer.Option(False, "--onnx", help="Serve with RUN_DIR/exports/model.onnx and "

@@ -366,9 +366,16 @@ def _semantic_errors(raw: Mapping) -> list[str]:
     augment = data.get("augment")
     if isinstance(augment, list) and augment:
         from .data.augment import build_augment
+        from .data.sound_augment import SOUND_AUGMENTS, build_sound_augment
 
+        names = [next(iter(a)) if isinstance(a, Mapping) and len(a) == 1 else a for a in augment]
         try:  # names and arguments now; sizes and channels once the images are known
-            build_augment(augment)
+            sounds = data.get("audio") is not None or str(data.get("source")).strip().lower() \
+                == "spoken_digits" or any(isinstance(n, str) and n in SOUND_AUGMENTS for n in names)
+            if sounds:
+                build_sound_augment(augment, 16000, load=False)  # sounds: noise files later
+            else:
+                build_augment(augment)
         except ConfigError as exc:
             errors.append(str(exc))
     src = data.get("source")

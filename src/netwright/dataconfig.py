@@ -102,14 +102,16 @@ class DataConfig(StrictModel):
         None, description="images: 1 (grey), 3 (RGB) or 4 (RGBA); default: 1 when every image is "
                           "grey, else 3")
     cache: Literal["none", "memory"] = Field(
-        "none", description="images: 'memory' keeps the decoded, resized images in RAM (uint8), "
-                            "so later epochs decode nothing")
-    skip_bad: StrictBool = Field(False, description="images and texts: leave out unreadable files "
-                                 "and empty texts (counted and listed in the log) instead of "
-                                 "stopping")
+        "none", description="images and sounds: 'memory' keeps the decoded, resized images (uint8) "
+                            "or the resampled clips in RAM, so later epochs decode nothing")
+    skip_bad: StrictBool = Field(False, description="images, sounds and texts: leave out "
+                                 "unreadable files and empty texts (counted and listed in the "
+                                 "log) instead of stopping")
     augment: Optional[list[Union[str, dict[str, Any]]]] = Field(
-        None, description="images: torchvision.transforms.v2 transforms applied to training batches, "
-                          "e.g. [horizontal_flip, {random_resized_crop: {size: 28, scale: [0.8, 1]}}]")
+        None, description="training data only. Images: torchvision.transforms.v2 transforms, e.g. "
+                          "[horizontal_flip, {random_resized_crop: {size: 28, scale: [0.8, 1]}}]; "
+                          "sounds: time_shift, gain, noise, e.g. [{time_shift: 0.1}, {noise: "
+                          "{snr: [10, 30]}}]")
     mean: Optional[list[float]] = Field(None, description="images: per-channel mean to normalise "
                                         "with (default: fitted on the training split)")
     std: Optional[list[float]] = Field(None, description="images: per-channel std to normalise "
@@ -128,6 +130,18 @@ class DataConfig(StrictModel):
     encoding_errors: Literal["strict", "replace"] = Field(
         "strict", description="texts: bytes that are not UTF-8 stop with the file and line "
                               "('strict') or become U+FFFD, counted ('replace')")
+
+    audio: Optional[str] = Field(None, description="sounds: the column of a .csv/.parquet file "
+                                 "that holds sound-file paths (relative ones resolve against the file)")
+    sample_rate: Optional[Whole] = Field(
+        None, ge=1, description="sounds: clips are resampled to this rate in Hz (soxr); default: "
+                                "the files' own rate when they share one, else 16000")
+    duration: Optional[float] = Field(
+        None, gt=0, description="sounds: every clip is cut (random crop in training, centre "
+                                "otherwise) or padded to this many seconds; default: the longest")
+    group: Optional[str] = Field(
+        None, description="a column of the table (e.g. the speaker) whose groups never share a "
+                          "split: each is in train, val or test only; spoken_digits: voice")
 
     @field_validator("shape")
     @classmethod

@@ -93,6 +93,16 @@ def _fill_head(spec: dict, data: Prepared) -> dict:
                 f"be {data.text['max_length']} tokens long; a longer text would not fit the model "
                 f"at prediction. Fix: leave model.max_length out (it follows data.max_length), or "
                 f"set data.max_length: {spec['max_length']}.")
+    if data.audio is not None and "sample_rate" in params:  # a sound model: the clips' rate
+        rate = int(data.audio["sample_rate"])
+        if "sample_rate" not in spec:
+            spec["sample_rate"] = rate
+        elif int(spec["sample_rate"]) != rate:
+            raise ConfigError(
+                f"model.sample_rate: {spec['sample_rate']} Hz, but the clips are read at {rate} Hz "
+                f"(data.sample_rate); the model's features would put every sound at the wrong "
+                f"frequencies. Fix: leave model.sample_rate out (it follows the data), or set "
+                f"data.sample_rate: {spec['sample_rate']}.")
     if "num_classes" in spec or "outputs" in spec or "out_features" in spec:
         return spec
     if data.task == "multiclass":
@@ -225,6 +235,8 @@ def run(config: str | os.PathLike | Mapping | RunConfig, overrides: Sequence[str
                        "feature_names": data.feature_names})
     if data.images is not None:  # what prediction needs to read new image files the same way
         model_json["images"] = data.images
+    if data.audio is not None:  # what prediction needs to read new sound files the same way
+        model_json["audio"] = {k: data.audio[k] for k in ("sample_rate", "duration", "num_samples")}
     files = {"config.yaml": yaml.safe_dump(config_to_dict(cfg), sort_keys=False),
              "model.json": json.dumps(model_json, indent=2) + "\n"}
     if data.tokenizer is not None:  # prediction tokenizes new texts with the run's own tokenizer

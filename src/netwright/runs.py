@@ -56,6 +56,8 @@ class LoadedRun:
         if path is not None:
             if self.text is not None:
                 data = self.read_labelled_texts(path)
+            elif self.audio is not None:
+                data = self.read_audio(path, labelled=True)
             elif self.images is not None:
                 data = self.read_labelled_images(path)
             else:
@@ -134,35 +136,57 @@ class LoadedRun:
     def read_images(self, files: Any) -> Any:
         """Image files (a file, a folder searched recursively, or a list of files) as a Dataset
         decoded like the training images; ``.path(i)`` names each."""
-        from .data.images import IMAGE_SUFFIXES, ImageFiles, ImageList, image_files_in, check_images
+        from .data.images import ImageFiles, ImageList, check_images, files_from
 
         info = self.images
         if info is None:
             raise DataError(f"run {str(self.run_dir)!r} was not trained on image files; it "
                             f"predicts from features (.csv/.parquet/.npz/.npy).")
-        items = [files] if isinstance(files, (str, os.PathLike)) else list(files)
-        paths: list[Path] = []
-        for item in items:
-            p = Path(item)
-            if p.is_dir():
-                found = image_files_in(p)
-                if not found:
-                    raise DataError(f"folder {str(p)!r} holds no image files ({', '.join(IMAGE_SUFFIXES)}).")
-                paths += found
-            elif not p.is_file():
-                raise DataError(f"image {str(p)!r} does not exist.")
-            else:
-                paths.append(p)
+        paths = files_from(files)
         check_images(paths, skip_bad=False)
         listed = ImageList(paths, np.zeros(len(paths), dtype=np.int64), list(self.meta.get("classes") or []),
                            tuple(info["size"]), int(info["channels"]))
         return ImageFiles(listed)
 
     def predict_images(self, files: Any) -> tuple[list[str], list[list[Any]]]:
-        """Rows ``path, label, p_<class>...`` for image files (see :meth:`read_images`)."""
-        data = self.read_images(files)
+        """Rows ``path, label, p_<class>...`` for image files (see :meth:`read_images`), or
+        for sound files in a run trained on sounds (see :meth:`read_audio`)."""
+        data = self.read_audio(files) if self.audio is not None else self.read_images(files)
         header, rows = self.predict_table(data)
         return ["path"] + header, [[str(data.path(i))] + row for i, row in enumerate(rows)]
+
+    @property
+    def audio(self) -> dict | None:
+        """``{"sample_rate": hz, "duration": s, "num_samples": n}`` for a model trained on
+        sound files, else None."""
+        return self.meta.get("audio")
+
+    def read_audio(self, files: Any, *, labelled: bool = False) -> Any:
+        """Sound files as a Dataset read like the evaluation clips of training (resampled, the
+        centre cut or padded to the run's length). ``files``: a file, a folder searched
+        recursively, or a list of files; ``labelled``: a folder of class folders or a table
+        like the training one, whose labels are the run's classes. ``.path(i)`` names each."""
+        from .data.audio import SOUNDS, AudioFiles, AudioList, check_audio, conversion_notes, list_audio
+        from .data.images import files_from
+
+        info = self.audio
+        if info is None:
+            raise DataError(f"run {str(self.run_dir)!r} was not trained on sound files.")
+        rate, length = int(info["sample_rate"]), int(info["num_samples"])
+        if labelled:
+            cfg, is_file = self.config.data, Path(files).is_file()
+            listed = list_audio(files, audio=(cfg.audio or "path") if is_file else None,
+                                target=(cfg.target or "label") if is_file else None,
+                                sample_rate=rate, duration=length / rate,
+                                classes=self.meta.get("classes"))
+            self.notes = list(listed.notes)
+            return AudioFiles(listed, binary=self.task == "binary")
+        paths = files_from(files, SOUNDS)
+        _, infos, _ = check_audio(paths, skip_bad=False)
+        listed = AudioList(paths, np.zeros(len(paths), dtype=np.int64),
+                           list(self.meta.get("classes") or []), rate, length)
+        self.notes = conversion_notes(infos, rate, length)
+        return AudioFiles(listed)
 
     @property
     def text(self) -> dict | None:
@@ -225,7 +249,7 @@ class LoadedRun:
             return self.predict_table(data)
         if self.text is not None:
             return self.predict_texts(data)
-        if self.images is not None:
+        if self.images is not None or self.audio is not None:
             return self.predict_images(data)
         if isinstance(data, (str, os.PathLike)):
             X, _ = self.read_features(data)

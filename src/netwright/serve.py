@@ -2,7 +2,7 @@
 
 ``netwright predict RUN_DIR INPUT --onnx`` reads the run's ``config.yaml``/``model.json``,
 the input file and ``exports/model.onnx``, and runs onnxruntime: numpy, pandas and
-onnxruntime only — torch is never imported on this path. The run's standardisation is inside
+onnxruntime only — for features files torch is never imported on this path. The run's standardisation is inside
 the exported graph (the ``Scaled`` wrapper), so raw features go in and data-unit outputs come
 out, exactly as with the torch model.
 """
@@ -19,7 +19,8 @@ from .atomic import read_json
 from .config import read_yaml_file
 from .errors import ConfigError, DataError
 
-__all__ = ["prediction_rows", "read_inputs", "read_images", "read_texts", "predict_table_onnx"]
+__all__ = ["prediction_rows", "read_inputs", "read_images", "read_texts", "read_sounds",
+           "predict_table_onnx"]
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -104,6 +105,8 @@ def predict_table_onnx(run_dir: str | os.PathLike, inputs: str | os.PathLike,
         if cut and notes is not None:
             notes.append(f"{cut} text(s) longer than {meta['text'].get('max_length')} tokens were "
                          f"cut to it")
+    elif isinstance(meta.get("audio"), dict):
+        paths, X = read_sounds(inputs, meta["audio"])
     elif isinstance(images, dict):
         paths, X = read_images(inputs, images)
     else:
@@ -114,7 +117,7 @@ def predict_table_onnx(run_dir: str | os.PathLike, inputs: str | os.PathLike,
     header, rows = prediction_rows(out, meta.get("task", "regression"), meta.get("classes"))
     if texts is not None:
         return ["text"] + header, [[t] + row for t, row in zip(texts, rows)]
-    if isinstance(images, dict):
+    if isinstance(images, dict) or isinstance(meta.get("audio"), dict):
         return ["path"] + header, [[str(p)] + row for p, row in zip(paths, rows)]
     return header, rows
 
@@ -140,13 +143,9 @@ def read_texts(run_dir: Path, inputs: Any, data_config: dict,
 def read_images(inputs: str | os.PathLike, images: dict) -> tuple[list[Path], np.ndarray]:
     """Image files (a file or a folder) decoded as in training: float32 (N, C, H, W) in [0, 1]
     (torchvision decodes them; the ONNX model then runs without torch)."""
-    from .data.images import check_images, decode, image_files_in
+    from .data.images import check_images, decode, files_from
 
-    path = Path(inputs)
-    paths = image_files_in(path) if path.is_dir() else [path]
-    if not paths or not paths[0].is_file():
-        raise DataError(f"image {str(path)!r} does not exist." if not path.is_dir() else
-                        f"folder {str(path)!r} holds no image files.")
+    paths = files_from(inputs)
     check_images(paths, skip_bad=False)
     try:
         channels, size = int(images["channels"]), tuple(int(s) for s in images["size"])
@@ -155,3 +154,21 @@ def read_images(inputs: str | os.PathLike, images: dict) -> tuple[list[Path], np
                           f"{images!r}.") from None
     X = np.stack([decode(p, channels, size).numpy() for p in paths]).astype(np.float32) / 255
     return paths, X
+
+
+def read_sounds(inputs: str | os.PathLike, audio: dict) -> tuple[list[Path], np.ndarray]:
+    """Sound files (a file or a folder) read as in evaluation: float32 waveforms (N, 1, L) at
+    the run's sample rate, the centre cut or padded to its length (the ONNX model then computes
+    the features itself)."""
+    from .data.audio import SOUNDS, check_audio, decode, fit_length
+    from .data.images import files_from
+
+    paths = files_from(inputs, SOUNDS)
+    check_audio(paths, skip_bad=False)
+    try:
+        rate, length = int(audio["sample_rate"]), int(audio["num_samples"])
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(f"model.json: 'audio' must be {{sample_rate: hz, num_samples: n}}; "
+                          f"received {audio!r}.") from None
+    X = np.stack([fit_length(decode(p, rate), length) for p in paths])
+    return paths, X[:, None].astype(np.float32)

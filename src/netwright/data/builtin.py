@@ -30,7 +30,7 @@ class Builtin:
     package: str  # the pip package it ships in
     extra: str  # the netwright extra that installs it
     description: str
-    kind: str = "table"  # "table": features and targets; "series": one time series; "text"
+    kind: str = "table"  # "table": features and targets; "series": one time series; "text"; "audio"
 
 
 BUILTIN = {
@@ -46,6 +46,9 @@ BUILTIN = {
                 "yearly sunspot numbers 1700-2008, one series of 309 values", "series"),
         Builtin("languages", "multiclass", "wordfreq", "text",
                 "15,000 common words of 10 languages (1,500 each), which language a word is", "text"),
+        Builtin("spoken_digits", "multiclass", "espeakng-loader", "audio",
+                "the words zero to nine spoken by eSpeak NG in many voices (made on first use "
+                "into the cache); the test split holds voices never heard in training", "audio"),
     )
 }
 
@@ -67,6 +70,9 @@ def load_builtin(name: str) -> tuple[np.ndarray, np.ndarray]:
     if info.kind == "text":
         raise ConfigError(f"data: {key!r} holds texts, not features: read it with "
                           f"netwright.data.builtin.load_languages() or nw.texts('{key}').")
+    if info.kind == "audio":
+        raise ConfigError(f"data: {key!r} holds sounds, not features: use it as data.source in a "
+                          f"config, or nw.audio(netwright.data.speech.spoken_digits_folder()).")
     if info.kind == "series":
         values = load_series(key)
         return values[:, None], values

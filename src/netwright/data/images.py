@@ -25,7 +25,8 @@ from torch.utils.data import Dataset
 
 from ..errors import ConfigError, DataError
 
-__all__ = ["IMAGE_SUFFIXES", "ImageList", "ImageFiles", "scan_folder", "scan_table",
+__all__ = ["IMAGE_SUFFIXES", "FileKind", "IMAGES", "encode_labels", "ImageList", "ImageFiles",
+           "scan_folder", "scan_table", "files_from",
            "list_images", "check_images", "decode", "fit_stats", "images", "prepare_images",
            "export_images", "decode_all"]
 
@@ -51,45 +52,84 @@ class ImageList:
     notes: list[str] = field(default_factory=list)  # stated conversions, for the run's log
 
 
-def image_files_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+def image_files_in(folder: Path, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
 
 
-def scan_folder(root: Path, need_two: bool = True) -> tuple[list[Path], list[str], list[str]]:
-    """(paths, label per path, class names) of an ImageFolder layout: one sub-folder per class."""
+@dataclass(frozen=True)
+class FileKind:
+    """The words the folder and table scanners use for one kind of file."""
+
+    noun: str  # "image", "sound"
+    suffixes: tuple[str, ...]
+    column: str  # the config field naming a table's path column
+    example: str  # a folder layout, for messages
+
+
+IMAGES = FileKind("image", IMAGE_SUFFIXES, "data.image", "root/cat/1.png, root/dog/2.jpg")
+
+
+def files_from(items: Any, kind: FileKind = IMAGES) -> list[Path]:
+    """The files to predict on: a file, a folder (searched recursively for ``kind``'s files),
+    or a list of either; a missing file or an empty folder is an error naming it."""
+    items = [items] if isinstance(items, (str, os.PathLike)) else list(items)
+    paths: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            found = image_files_in(p, kind.suffixes)
+            if not found:
+                raise DataError(f"folder {str(p)!r} holds no {kind.noun} files "
+                                f"({', '.join(kind.suffixes)}).")
+            paths += found
+        elif not p.is_file():
+            raise DataError(f"{kind.noun} {str(p)!r} does not exist.")
+        else:
+            paths.append(p)
+    if not paths:
+        raise DataError(f"predict: no {kind.noun} files given.")
+    return paths
+
+
+def scan_folder(root: Path, need_two: bool = True, kind: FileKind = IMAGES,
+                ) -> tuple[list[Path], list[str], list[str]]:
+    """(paths, label per path, class names) of an ImageFolder layout: one sub-folder per class
+    (of images, or of the files ``kind`` names)."""
     if not root.is_dir():
         raise DataError(f"data.source {str(root)!r}: no such folder.")
+    noun, suffixes = kind.noun, kind.suffixes
     subs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    loose = [p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    loose = [p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in suffixes]
     if not subs:
-        hint = (f" It holds {len(loose)} image file(s) directly ({loose[0]!r}, ...), but no class "
-                f"folders." if loose else "")
+        hint = (f" It holds {len(loose)} {noun} file(s) directly ({loose[0]!r}, ...), but no "
+                f"class folders." if loose else "")
         raise DataError(
-            f"data.source {str(root)!r}: expected one sub-folder per class holding its images "
-            f"(root/cat/1.png, root/dog/2.jpg); found no sub-folders.{hint} Fix: sort the images "
-            f"into class folders, or list them in a CSV with data.image and data.target.")
+            f"data.source {str(root)!r}: expected one sub-folder per class holding its {noun}s "
+            f"({kind.example}); found no sub-folders.{hint} Fix: sort the {noun}s into class "
+            f"folders, or list them in a CSV with {kind.column} and data.target.")
     paths, labels, empty = [], [], []
     for sub in subs:
-        files = image_files_in(sub)
+        files = image_files_in(sub, suffixes)
         if not files:
             empty.append(sub.name)
         paths += files
         labels += [sub.name] * len(files)
     if empty:
         raise DataError(
-            f"data.source {str(root)!r}: class folder(s) {empty[:5]} hold no images (files ending "
-            f"in {', '.join(IMAGE_SUFFIXES)}). Fix: add images, or remove the empty folder(s).")
+            f"data.source {str(root)!r}: class folder(s) {empty[:5]} hold no {noun}s (files "
+            f"ending in {', '.join(suffixes)}). Fix: add {noun}s, or remove the empty folder(s).")
     classes = [s.name for s in subs]
     if len(classes) < 2 and need_two:
         raise DataError(
             f"data.source {str(root)!r}: found only one class folder ({classes[0]!r}, "
-            f"{len(paths)} images); a classifier needs at least two. Fix: add a folder per class.")
+            f"{len(paths)} {noun}s); a classifier needs at least two. Fix: add a folder per class.")
     return paths, labels, classes
 
 
-def scan_table(path: Path, image: str, target: str | None) -> tuple[list[Path], list[Any] | None]:
-    """(paths, labels or None) from a CSV/Parquet file's image and label columns; relative
-    paths resolve against the file's folder."""
+def scan_table(path: Path, image: str, target: str | None, kind: FileKind = IMAGES,
+               ) -> tuple[list[Path], list[Any] | None]:
+    """(paths, labels or None) from a CSV/Parquet file's path and label columns (images, or the
+    files ``kind`` names); relative paths resolve against the file's folder."""
     from .prepare import read_table
 
     if not path.is_file():
@@ -97,7 +137,8 @@ def scan_table(path: Path, image: str, target: str | None) -> tuple[list[Path], 
     df = read_table(path)
     columns = [str(c) for c in df.columns]
     df.columns = columns
-    for what, col in (("data.image", image), ("data.target", target)):
+    noun = kind.noun
+    for what, col in ((kind.column, image), ("data.target", target)):
         if col is not None and col not in columns:
             raise DataError(f"{what}: column {col!r} is not in {str(path)!r}; its columns are "
                             f"{columns[:20]}. Fix: set {what} to one of them.")
@@ -106,7 +147,7 @@ def scan_table(path: Path, image: str, target: str | None) -> tuple[list[Path], 
     for row, value in enumerate(df[image].tolist()):
         if not isinstance(value, str) or not value.strip():
             raise DataError(f"data file {str(path)!r}, row {row + 2} (counting the header as row "
-                            f"1): column {image!r} holds {value!r}, not an image path.")
+                            f"1): column {image!r} holds {value!r}, not a path to a file.")
         p = Path(value)
         p = p if p.is_absolute() else base / p
         if not p.is_file():
@@ -115,7 +156,7 @@ def scan_table(path: Path, image: str, target: str | None) -> tuple[list[Path], 
     if missing:
         row, value = missing[0]
         raise DataError(
-            f"data file {str(path)!r}, row {row}: image {value!r} does not exist (looked for "
+            f"data file {str(path)!r}, row {row}: {noun} {value!r} does not exist (looked for "
             f"{str(paths[row - 2])!r}; {len(missing)} missing in all). Fix: correct the paths "
             f"(relative ones are read from the CSV's folder), or remove those rows.")
     labels = None
@@ -123,7 +164,7 @@ def scan_table(path: Path, image: str, target: str | None) -> tuple[list[Path], 
         labels = df[target].tolist()
         bad = [i for i, v in enumerate(labels) if v is None or (isinstance(v, float) and v != v)]
         if bad:
-            raise DataError(f"data file {str(path)!r}, row {bad[0] + 2}: image "
+            raise DataError(f"data file {str(path)!r}, row {bad[0] + 2}: {noun} "
                             f"{str(df[image].iloc[bad[0]])!r} has no label (column {target!r} is "
                             f"empty; {len(bad)} such rows). Fix: label it, or remove the row.")
     return paths, labels
@@ -231,7 +272,7 @@ def list_images(source: str | os.PathLike, *, image: str | None = None, target: 
         labels = np.zeros(len(paths), dtype=np.int64)
         classes = list(classes or [])
     else:  # a folder's classes are its sub-folders, sorted (as torchvision's ImageFolder)
-        labels, classes = _encode(names, classes if classes is not None else found, path)
+        labels, classes = encode_labels(names, classes if classes is not None else found, path)
     if skipped:
         notes.append(f"skipped {len(skipped)} unreadable file(s): " + "; ".join(
             f"{f} ({why})" for f, why in skipped[:20]) + (" ..." if len(skipped) > 20 else ""))
@@ -239,11 +280,14 @@ def list_images(source: str | os.PathLike, *, image: str | None = None, target: 
                      skipped, notes)
 
 
-def _encode(names: list[Any], classes: Sequence[str] | None, where: Path) -> tuple[np.ndarray, list]:
+def encode_labels(names: list[Any], classes: Sequence[str] | None, where: Path,
+                  noun: str = "image") -> tuple[np.ndarray, list]:
+    """Class ids of ``names`` and the class list (sorted names when ``classes`` is None; a name
+    outside a given list is an error naming it)."""
     if classes is None:
         found = sorted(set(names), key=lambda v: (str(type(v)), v))
         if len(found) < 2:
-            raise DataError(f"data.source {str(where)!r}: every image has the label {found[0]!r}; "
+            raise DataError(f"data.source {str(where)!r}: every {noun} has the label {found[0]!r}; "
                             f"a classifier needs at least two classes.")
         classes = found
     lookup = {c: i for i, c in enumerate(classes)}
@@ -506,11 +550,12 @@ def is_image_source(cfg: Any) -> bool:
 
     if cfg.image is not None:
         return True
-    if cfg.streaming or cfg.source.strip().lower() in BUILTIN or cfg.text is not None:
+    if cfg.streaming or cfg.source.strip().lower() in BUILTIN or cfg.text is not None \
+            or cfg.audio is not None:
         return False
     from .texts import folder_kind
 
-    return Path(cfg.source).is_dir() and folder_kind(Path(cfg.source)) != "text"
+    return Path(cfg.source).is_dir() and folder_kind(Path(cfg.source)) not in ("text", "audio")
 
 
 # Built-in data sets that are images: (height, width, largest pixel value).

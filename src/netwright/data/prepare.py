@@ -41,6 +41,7 @@ class Prepared:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # files left out, and why
     workers: int | None = None  # loader processes this data wants when the config is silent
     images: dict | None = None  # image data: {"size": [h, w], "channels": c, "range": [0, 1]}
+    audio: dict | None = None  # sound data: {"sample_rate", "duration", "num_samples", "levels"}
     text: dict | None = None  # text data: tokenizer options, vocabulary, truncations, unknowns
     tokenizer: Any = None  # text data: the tokenizer trained on the training split
 
@@ -324,18 +325,24 @@ def prepare_data(cfg: DataConfig, loss_task: str, loss_name: str | None = None, 
         from .streaming import prepare_stream
 
         return prepare_stream(cfg, loss_task, loss_name)
+    from .audio import is_audio_source, prepare_audio
     from .images import is_image_source, prepare_images
     from .texts import is_text_source, prepare_texts
 
+    if is_audio_source(cfg):
+        return prepare_audio(cfg, loss_task, loss_name)
     if is_text_source(cfg):
         return prepare_texts(cfg, loss_task, loss_name, tokenizer)
     if is_image_source(cfg):
         return prepare_images(cfg, loss_task, loss_name)
     image_only = sorted(k for k in ("image_size", "channels", "augment", "mean", "std",
-                                    "tokenizer") if getattr(cfg, k) is not None)
+                                    "tokenizer", "sample_rate", "duration", "group")
+                        if getattr(cfg, k) is not None)
     if image_only or cfg.cache != "none":
         what = ("texts (a folder of class folders of .txt files, or a table with data.text)"
                 if image_only[:1] == ["tokenizer"] else
+                "sounds (a folder of class folders of sound files, or a table with data.audio)"
+                if image_only[0] in ("sample_rate", "duration", "group") else
                 "images (a folder of class folders, or a table with data.image)")
         raise ConfigError(f"data.{(image_only or ['cache'])[0]}: only for {what}; "
                           f"{cfg.source!r} is not one.")

@@ -52,10 +52,11 @@ def _class_labels(y: torch.Tensor | None) -> torch.Tensor | None:
     return y.long()
 
 
-def _is_image_files(dataset: object) -> bool:
+def _is_files(dataset: object) -> bool:
+    from .audio import AudioFiles
     from .images import ImageFiles
 
-    return isinstance(dataset, ImageFiles)
+    return isinstance(dataset, (ImageFiles, AudioFiles))
 
 
 def split_fraction(source: Source, fraction: float, *, seed: int, stratify: bool, arg: str = "val") -> tuple[Source, Source]:
@@ -70,8 +71,9 @@ def split_fraction(source: Source, fraction: float, *, seed: int, stratify: bool
             f"{arg}={fraction}: a DataLoader cannot be split. Fix: pass its Dataset instead, or "
             f"a separate {arg} loader."
         )
-    if isinstance(source, DatasetSource) and _is_image_files(source.dataset):
-        # nw.images(...): stratified by class, and the held-out part is never augmented.
+    if isinstance(source, DatasetSource) and _is_files(source.dataset):
+        # nw.images(...), nw.audio(...): stratified by class, and the held-out part is never
+        # augmented (nor, for sounds, cropped at random).
         data = source.dataset
         labels = _class_labels(data.targets) if stratify else None
         if labels is not None:
@@ -80,9 +82,10 @@ def split_fraction(source: Source, fraction: float, *, seed: int, stratify: bool
             perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
             held, keep = perm[:max(1, int(round(len(data) * fraction)))], perm[max(1, int(round(len(data) * fraction))):]
         if len(keep) == 0 or len(held) == 0:
-            raise DataError(f"{arg}={fraction}: {len(data)} images cannot be split into two "
-                            f"non-empty parts. Fix: more images, or separate {arg} data.")
-        return (DatasetSource(data.subset(keep.numpy(), augment=data.augment)),
+            raise DataError(f"{arg}={fraction}: {len(data)} files cannot be split into two "
+                            f"non-empty parts. Fix: more files, or separate {arg} data.")
+        mode = {"train": data.train} if hasattr(data, "train") else {}
+        return (DatasetSource(data.subset(keep.numpy(), augment=data.augment, **mode)),
                 DatasetSource(data.subset(held.numpy())))
     if isinstance(source, DatasetSource):
         n = len(source.dataset)

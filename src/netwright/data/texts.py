@@ -49,8 +49,10 @@ class TextList:
 
 
 def folder_kind(root: Path) -> str | None:
-    """"text" when the class sub-folders of ``root`` hold ``.txt`` files (and no images),
-    "images" when they hold images, None when it cannot be told (no files)."""
+    """"text" when the class sub-folders of ``root`` hold ``.txt`` files only, "audio" when
+    they hold sound files only, "images" when they hold images, None when it cannot be told
+    (no files)."""
+    from .audio import AUDIO_SUFFIXES
     from .images import IMAGE_SUFFIXES
 
     seen = 0
@@ -62,6 +64,8 @@ def folder_kind(root: Path) -> str | None:
                 kinds.add("text")
             elif suffix in IMAGE_SUFFIXES:
                 kinds.add("images")
+            elif suffix in AUDIO_SUFFIXES:
+                kinds.add("audio")
             seen += 1
             if seen >= 200:
                 break
@@ -69,6 +73,8 @@ def folder_kind(root: Path) -> str | None:
             break
     if kinds == {"text"}:
         return "text"
+    if kinds == {"audio"}:
+        return "audio"
     return "images" if kinds else None
 
 

@@ -16,6 +16,7 @@ from ..errors import DataError, ModelSpecError, describe
 from ..losses import LossInfo, resolve_loss
 from ..optim import Schedule, build_scheduler
 from ..util import model_device
+from .audio_checks import audio_findings, data_audio
 from .data_checks import class_findings, data_findings, nonfinite_finding
 from .deep import deep_findings, optimizer_factory
 from .model_checks import (batchnorm_findings, eval_randomness_findings, forward_failure,
@@ -79,14 +80,15 @@ def preflight(model: nn.Module, x: Any, y: Any, *, loss_fn: Callable, loss_info:
               optimizer: torch.optim.Optimizer | None = None, schedule: Schedule | None = None,
               log_keys: Sequence[str] | None = None, steps_per_epoch: int | None = None,
               epochs: int | None = None, data: tuple[Any, Any] | None = None,
-              batch_sizes: Sequence[int] | None = None) -> Report:
+              batch_sizes: Sequence[int] | None = None, audio: dict | None = None) -> Report:
     """The cheap checks on one batch ``(x, y)``, as ``fit`` runs them before training.
 
     One forward in eval mode under ``no_grad`` plus tensor reductions; the model's weights,
     buffers and the train/eval mode of every submodule are left as they were, and so is the
     global RNG. ``data`` is the whole in-memory ``(features, targets)`` when available (NaN
     anywhere, constant features, missing classes, imbalance); ``batch_sizes`` are the sizes of
-    the epoch's batches (a last batch of 1 sample breaks BatchNorm).
+    the epoch's batches (a last batch of 1 sample breaks BatchNorm); ``audio`` what sound data
+    states of itself (its sample rate and level check, see ``audio_checks.data_audio``).
 
     >>> from netwright.losses import resolve_loss
     >>> fn, info = resolve_loss("cross_entropy")
@@ -99,6 +101,7 @@ def preflight(model: nn.Module, x: Any, y: Any, *, loss_fn: Callable, loss_info:
     whole_x, whole_y = data if data is not None else (x, y)
     found += data_findings(whole_x, whole_y, loss_info, model, whole=data is not None)
     found += text_findings(model, x)
+    found += audio_findings(model, x, audio)
     inputs_finite = not any(f.code == "NW301" for f in found)
     try:
         rows = first_len(x)
@@ -197,7 +200,8 @@ def doctor(model: nn.Module, data: Any, *, loss: Any, optimizer: Any = None, sch
 
     found = list(preflight(model, x, y, loss_fn=loss_fn, loss_info=info, optimizer=opt_instance,
                            schedule=schedule, log_keys=log_keys, steps_per_epoch=steps,
-                           epochs=epochs_, data=whole, batch_sizes=sizes))
+                           epochs=epochs_, data=whole, batch_sizes=sizes,
+                           audio=data_audio(source)))
     if monitor is not None and monitor not in log_keys:
         found.append(finding(
             "NW414", f"monitor {monitor!r} (early stopping and the best checkpoint) is never logged; "

@@ -141,6 +141,7 @@ class Trainer:
         """The doctor's cheap checks on one batch: errors stop fit (a DoctorError carrying the
         report), warnings are returned to be shown once."""
         from ..diagnosis import preflight
+        from ..diagnosis.audio_checks import data_audio
 
         head = batches.peek()
         if head is None:
@@ -150,7 +151,8 @@ class Trainer:
                            loss_info=self.loss_info, optimizer=self.optimizer,
                            schedule=self.schedule, log_keys=log_keys,
                            steps_per_epoch=steps_per_epoch, epochs=self.options.epochs, data=whole,
-                           batch_sizes=batches.sizes())
+                           batch_sizes=batches.sizes(),
+                           audio=data_audio(source))
         report.raise_for_errors()
         return report
 
