@@ -12,6 +12,13 @@ import torch.nn.functional as F
 # conftest.py of its own folder: a second conftest module would shadow this one's imports.
 collect_ignore = ["distributed/worker.py"]
 
+# Data sets netwright makes on first use (spoken_digits) go to a cache of this test session,
+# never the user's own (~/.cache/netwright); subprocesses inherit it.
+if "NETWRIGHT_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["NETWRIGHT_CACHE"] = tempfile.mkdtemp(prefix="netwright-cache-")
+
 
 class SimpleNet(nn.Module):
     """The article's SimpleNet, verbatim (it ends in softmax)."""

@@ -426,6 +426,51 @@ def case_nw307():
     return _ce(build_zoo("text_classifier", vocab_size=50, num_classes=3), ids, y)
 
 
+def _sound_folder(*, loud: bool = False, silent: bool = False) -> Path:
+    """Two classes of real WAV files (16 kHz, 0.5 s tones with noise); one clipped or one
+    silent file more when asked."""
+    import tempfile
+
+    sf = pytest.importorskip("soundfile", reason="soundfile comes with the audio extra")
+    root = Path(tempfile.mkdtemp()) / "sounds"
+    rng = np.random.default_rng(0)
+    t = np.arange(8000) / 16000
+    for label, freq in (("high", 2000.0), ("low", 300.0)):
+        (root / label).mkdir(parents=True)
+        for i in range(8):
+            wave = 0.4 * np.sin(2 * np.pi * freq * t) + rng.normal(0, 0.02, len(t))
+            sf.write(root / label / f"{i}.wav", wave.astype(np.float32), 16000)
+    if loud:
+        sf.write(root / "low" / "loud.wav", np.clip(3 * np.sin(2 * np.pi * 300 * t), -1, 1), 16000)
+    if silent:
+        sf.write(root / "high" / "quiet.wav", np.zeros(8000, dtype=np.float32), 16000)
+    return root
+
+
+def case_nw214():
+    data = nw.audio(_sound_folder())  # 16 kHz
+    model = build_zoo("audio_cnn", (1, 8000), num_classes=2, sample_rate=8000, channels=[4, 4])
+    return dict(model=model, data=data, loss="cross_entropy", batch_size=8)
+
+
+def case_nw215():
+    data = nw.audio(_sound_folder())  # 0.5 s: 8000 samples
+    model = build_zoo("audio_cnn", (1, 16000), num_classes=2, channels=[4, 4])
+    return dict(model=model, data=data, loss="cross_entropy", batch_size=8)
+
+
+def case_nw308():
+    data = nw.audio(_sound_folder(loud=True))
+    model = build_zoo("audio_cnn", (1, 8000), num_classes=2, channels=[4, 4])
+    return dict(model=model, data=data, loss="cross_entropy", batch_size=8)
+
+
+def case_nw309():
+    data = nw.audio(_sound_folder(silent=True))
+    model = build_zoo("audio_cnn", (1, 8000), num_classes=2, channels=[4, 4])
+    return dict(model=model, data=data, loss="cross_entropy", batch_size=8)
+
+
 def case_nw301():
     X, y = cls_data()
     X[40, 3] = float("nan")
@@ -650,6 +695,14 @@ def zoo_setup(name):
         return (build_zoo(name, (12,), vocab_size=50, num_classes=3, d_model=8, nhead=2,
                           num_layers=1, dim_feedforward=16),
                 (torch.randint(1, 50, (64, 12), generator=g), y3), "cross_entropy")
+    if name in ("audio_cnn", "m5"):  # a tone whose pitch is the class, in a little noise
+        length = 4000 if name == "audio_cnn" else 7000
+        t = torch.arange(length) / 8000
+        pitch = torch.tensor([300.0, 900.0, 2000.0])[y3]
+        x = torch.sin(2 * torch.pi * pitch[:, None] * t) + 0.1 * torch.randn(64, length, generator=g)
+        args = {"n_mels": 16, "channels": [4, 8]} if name == "audio_cnn" else {"channels": 4}
+        return (build_zoo(name, (1, length), num_classes=3, sample_rate=8000, **args),
+                (x[:, None].float(), y3), "cross_entropy")
     raise AssertionError(f"no healthy setup for zoo model {name!r}: add one here")
 
 

@@ -29,6 +29,8 @@ ZOO_INPUTS = {
     "text_classifier": ((9,), {"vocab_size": 50, "num_classes": 2, "padding_idx": 0}),
     "text_cnn": ((9,), {"vocab_size": 50, "channels": 4, "kernel_sizes": [2, 3]}),
     "text_transformer": ((9,), {"vocab_size": 50, "d_model": 8, "nhead": 2, "num_layers": 1}),
+    "audio_cnn": ((1, 2000), {"num_classes": 3, "n_mels": 16, "channels": [4], "spec_augment": False}),
+    "m5": ((7000,), {"num_classes": 3, "channels": 4, "stride": 16}),
 }
 
 

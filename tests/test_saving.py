@@ -22,6 +22,8 @@ ZOO_INPUTS = {
     "text_classifier": ((9,), {"vocab_size": 50, "num_classes": 2}),
     "text_cnn": ((9,), {"vocab_size": 50, "channels": 4}),
     "text_transformer": ((9,), {"vocab_size": 50, "d_model": 8, "nhead": 2}),
+    "audio_cnn": ((1, 4000), {"num_classes": 3, "channels": [4, 8]}),
+    "m5": ((1, 7000), {"channels": 4}),
 }
 
 

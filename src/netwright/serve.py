@@ -106,7 +106,7 @@ def predict_table_onnx(run_dir: str | os.PathLike, inputs: str | os.PathLike,
             notes.append(f"{cut} text(s) longer than {meta['text'].get('max_length')} tokens were "
                          f"cut to it")
     elif isinstance(meta.get("audio"), dict):
-        paths, X = read_sounds(inputs, meta["audio"])
+        paths, X = read_sounds(inputs, meta["audio"], notes)
     elif isinstance(images, dict):
         paths, X = read_images(inputs, images)
     else:
@@ -156,19 +156,22 @@ def read_images(inputs: str | os.PathLike, images: dict) -> tuple[list[Path], np
     return paths, X
 
 
-def read_sounds(inputs: str | os.PathLike, audio: dict) -> tuple[list[Path], np.ndarray]:
+def read_sounds(inputs: str | os.PathLike, audio: dict,
+                notes: list | None = None) -> tuple[list[Path], np.ndarray]:
     """Sound files (a file or a folder) read as in evaluation: float32 waveforms (N, 1, L) at
     the run's sample rate, the centre cut or padded to its length (the ONNX model then computes
-    the features itself)."""
-    from .data.audio import SOUNDS, check_audio, decode, fit_length
+    the features itself). What reading them did (resampled, padded...) goes to ``notes``."""
+    from .data.audio import SOUNDS, check_audio, conversion_notes, decode, fit_length
     from .data.images import files_from
 
     paths = files_from(inputs, SOUNDS)
-    check_audio(paths, skip_bad=False)
+    _, infos, _ = check_audio(paths, skip_bad=False)
     try:
         rate, length = int(audio["sample_rate"]), int(audio["num_samples"])
     except (KeyError, TypeError, ValueError):
         raise ConfigError(f"model.json: 'audio' must be {{sample_rate: hz, num_samples: n}}; "
                           f"received {audio!r}.") from None
     X = np.stack([fit_length(decode(p, rate), length) for p in paths])
+    if notes is not None:
+        notes += conversion_notes(infos, rate, length)
     return paths, X[:, None].astype(np.float32)

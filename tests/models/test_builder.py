@@ -148,6 +148,11 @@ LAYER_CASES = {
     "tanh": (["tanh"], (4,)),
     "softmax": (["softmax"], (4,)),
     "log_softmax": (["log_softmax"], (4,)),
+    "mel_spectrogram": ([{"mel_spectrogram": 16}], (1, 1000)),
+    "log_mel": ([{"log_mel": 16}], (1000,)),
+    "mfcc": ([{"mfcc": 8}], (1, 1000)),
+    "amplitude_to_db": (["amplitude_to_db"], (1, 8, 5)),
+    "spec_augment": (["spec_augment"], (8, 5)),
 }
 
 

@@ -30,6 +30,10 @@ CASES = {
     "text_transformer": ((10,), {"vocab_size": 40, "num_classes": 3, "d_model": 8, "nhead": 2,
                                  "num_layers": 1, "dim_feedforward": 16},
                          lambda n: torch.randint(0, 40, (n, 10))),
+    "audio_cnn": ((1, 4000), {"num_classes": 3, "n_mels": 16, "channels": [4, 8], "hop_length": 128},
+                  lambda n: torch.randn(n, 1, 4000)),
+    "m5": ((1, 7000), {"num_classes": 3, "channels": 4, "sample_rate": 8000},
+           lambda n: torch.randn(n, 1, 7000)),
 }
 
 

@@ -514,7 +514,9 @@ class _Builder:
             raise ModelSpecError(
                 f"{label} ({info.torch_name}) cannot be made with {kwargs}: "
                 f"{first_line(exc, limit=None)}. "
-                f"Fix: check the values against torch's documentation of {info.cls.__name__}."
+                f"Fix: check the values against "
+                f"{'torch' if info.torch_name.startswith('torch.') else 'netwright'}'s "
+                f"documentation of {info.cls.__name__}."
             ) from None
         return module, self.trace(module, x, path, repr(name))
 

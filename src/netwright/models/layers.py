@@ -4,7 +4,9 @@ Each name maps to a :class:`LayerInfo`: the torch class, its *main* arguments (w
 value such as ``{"linear": 64}`` fills in), the argument that can be inferred from the incoming
 shape, and the input form the layer needs. The modules defined here (``Reshape``, ``RNN``,
 ``LSTM``, ``GRU``, ``Repeat``, ``Branches``, ``Heads``, ``Residual``) are ordinary
-``nn.Module`` s: a built model has no dependency on the builder once it exists.
+``nn.Module`` s: a built model has no dependency on the builder once it exists. The audio
+feature layers (``mel_spectrogram``, ``log_mel``, ``mfcc``, ``amplitude_to_db``,
+``spec_augment``) are those of :mod:`netwright.models.audio`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from .audio import MFCC, AmplitudeToDB, LogMel, MelSpectrogram, SpecAugment
 
 __all__ = [
     "LayerInfo", "LAYERS", "CONTAINERS", "RNN_OUTPUTS", "accepted_args",
@@ -266,6 +270,8 @@ def accepted_args(info: LayerInfo) -> tuple[str, ...]:
 _RNN_ARGS = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout",
              "bidirectional", "output")
 _SEQ = "(N, T, F): a batch of sequences of T steps with F features"
+_WAVE = "(N, L) or (N, C, L): float waveforms of L samples"
+_SPEC = "(N, F, T) or (N, C, F, T): spectrograms of F bands and T frames"
 
 LAYERS: dict[str, LayerInfo] = {info.name: info for info in [
     LayerInfo("linear", nn.Linear, ("out_features",), "in_features", (2, 3), "(N, F) or (N, T, F)"),
@@ -301,4 +307,12 @@ LAYERS: dict[str, LayerInfo] = {info.name: info for info in [
     # torch's own default (dim=None) is deprecated and warns.
     LayerInfo("softmax", nn.Softmax, ("dim",), defaults={"dim": 1}),
     LayerInfo("log_softmax", nn.LogSoftmax, ("dim",), defaults={"dim": 1}),
+    # audio features (netwright.models.audio): (N, L) → (N, n_mels, T) for conv1d,
+    # (N, 1, L) → (N, 1, n_mels, T) for conv2d
+    LayerInfo("mel_spectrogram", MelSpectrogram, ("n_mels",), None, (2, 3), _WAVE),
+    LayerInfo("log_mel", LogMel, ("n_mels",), None, (2, 3), _WAVE),
+    LayerInfo("mfcc", MFCC, ("n_mfcc",), None, (2, 3), _WAVE),
+    LayerInfo("amplitude_to_db", AmplitudeToDB, ("stype",), None, (3, 4), _SPEC),
+    LayerInfo("spec_augment", SpecAugment, ("freq_masks", "freq_width", "time_masks", "time_width"),
+              None, (3, 4), _SPEC),
 ]}

@@ -3,7 +3,8 @@
 
 Most zoo models are layer specs (so they print with readable names and rebuild exactly from
 ``{"zoo": name, **args}``); ``resnet`` is a small class because its shortcuts change shape, and
-the text models are classes of :mod:`netwright.models.text` (they derive a padding mask). Every
+the text models are classes of :mod:`netwright.models.text` (they derive a padding mask), the
+audio models (``audio_cnn``, ``m5``) classes of :mod:`netwright.models.audio`. Every
 one is an ordinary ``nn.Module`` that carries ``{"zoo": name, **args}`` (see
 :func:`netwright.models.builder.spec_of`).
 """
@@ -20,12 +21,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ModelSpecError, did_you_mean
+from .audio import M5, AudioCNN, m5_min_samples
 from .builder import build
 from .text import TextCNN, TextRNN, TextTransformer
 
 __all__ = ["ZOO", "ZooEntry", "build_zoo", "make", "resolve_args", "ResNet", "BasicBlock",
            "simplenet", "mlp", "cnn", "resnet", "rnn", "lstm", "gru", "text_classifier",
-           "text_cnn", "text_transformer"]
+           "text_cnn", "text_transformer", "audio_cnn", "m5"]
 
 
 class _ArgError(Exception):
@@ -373,6 +375,72 @@ def text_transformer(input_shape: Sequence[int] | None = None, *, vocab_size: in
                  padding_idx=padding_idx)
 
 
+def _waveform_length(kind: str, input_shape: Sequence[int] | None) -> int | None:
+    """L of a mono waveform input_shape (1, L) or (L,); None when no shape is given."""
+    if input_shape is None:
+        return None
+    shape = tuple(input_shape)
+    if len(shape) == 1 or (len(shape) == 2 and shape[0] == 1):
+        return shape[-1]
+    raise _ArgError(f"{kind} reads mono waveforms (1, L) or (L,) per sample; received input_shape "
+                    f"{shape}. Fix: e.g. input_shape=(1, 16000) for one second at 16 kHz, with the "
+                    f"channels mixed down to one.")
+
+
+def audio_cnn(input_shape: Sequence[int] | None = None, *, num_classes: int = 2,
+              sample_rate: int = 16000, n_mels: int = 40, n_fft: int = 512, hop_length: int = 160,
+              channels: Sequence[int] = (32, 64, 128), dropout: float = 0.1,
+              spec_augment: bool = True) -> nn.Module:
+    """A log-mel CNN over mono waveforms (1, L) or (L,) of any length ``L >= n_fft``
+    (:class:`~netwright.models.audio.AudioCNN`): log-mel spectrogram → SpecAugment (training
+    only) → per-clip standardisation (InstanceNorm) → Conv2d 3×3/BatchNorm/ReLU/MaxPool 2 per entry of
+    ``channels`` → global average pool → Dropout → Linear. The spectrogram is inside the model
+    (and its exports); ``model.sample_rate`` and ``model.num_samples`` say what data it expects.
+
+    >>> m = build_zoo("audio_cnn", (1, 8000), num_classes=3, channels=[8, 16])
+    >>> m(torch.randn(2, 1, 8000)).shape, m.sample_rate, m.num_samples
+    (torch.Size([2, 3]), 16000, 8000)
+    """
+    length = _waveform_length("audio_cnn", input_shape)
+    n_fft = _positive_int("n_fft", n_fft)
+    if length is not None and length < n_fft:
+        raise _ArgError(f"input_shape {tuple(input_shape or ())} holds {length} samples, fewer than "
+                        f"n_fft={n_fft}. Fix: longer clips, or a smaller n_fft.")
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise _ArgError(f"dropout must be a probability in [0, 1); received {dropout!r}.")
+    try:
+        return AudioCNN(_positive_int("num_classes", num_classes), sample_rate,
+                        _positive_int("n_mels", n_mels), n_fft, _positive_int("hop_length", hop_length),
+                        _int_list("channels", channels), float(dropout), bool(spec_augment),
+                        num_samples=length)
+    except ValueError as exc:
+        raise _ArgError(str(exc)) from None
+
+
+def m5(input_shape: Sequence[int] | None = None, *, num_classes: int = 2, sample_rate: int = 16000,
+       channels: int = 32, stride: int = 16) -> nn.Module:
+    """M5, the raw-waveform 1-D CNN of Dai et al. 2017 as in PyTorch's speech-command tutorial
+    (:class:`~netwright.models.audio.M5`), over mono waveforms (1, L) or (L,) of at least
+    :func:`~netwright.models.audio.m5_min_samples` samples (6848 at stride 16).
+    ``model.sample_rate`` and ``model.num_samples`` say what data it expects.
+
+    >>> m = build_zoo("m5", (1, 8000), num_classes=35, sample_rate=8000)
+    >>> m(torch.randn(2, 1, 8000)).shape, m.num_samples
+    (torch.Size([2, 35]), 8000)
+    """
+    length = _waveform_length("m5", input_shape)
+    stride = _positive_int("stride", stride)
+    if length is not None and length < m5_min_samples(stride):
+        raise _ArgError(f"input_shape {tuple(input_shape or ())} holds {length} samples; M5 at "
+                        f"stride {stride} needs at least {m5_min_samples(stride)}. Fix: longer "
+                        f"clips, or a smaller stride.")
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float)) or sample_rate <= 0:
+        raise _ArgError(f"sample_rate must be a positive number of samples per second; received "
+                        f"{sample_rate!r}.")
+    return M5(_positive_int("num_classes", num_classes), sample_rate,
+              _positive_int("channels", channels), stride, num_samples=length)
+
+
 # --- the registry -------------------------------------------------------------------------------
 
 
@@ -402,6 +470,8 @@ ZOO: dict[str, ZooEntry] = {e.name: e for e in [
     ZooEntry("text_classifier", text_classifier, "(T,) int64 token ids"),
     ZooEntry("text_cnn", text_cnn, "(T,) int64 token ids"),
     ZooEntry("text_transformer", text_transformer, "(T,) int64 token ids"),
+    ZooEntry("audio_cnn", audio_cnn, "(1, L) or (L,) mono waveforms"),
+    ZooEntry("m5", m5, "(1, L) or (L,) mono waveforms"),
 ]}
 
 
