@@ -93,6 +93,43 @@ def text_baseline_outputs(data: Any) -> dict[str, np.ndarray]:
             if data.task == "binary" else logp}
 
 
+def mfcc_summary(clips: Any, sample_rate: int) -> np.ndarray:
+    """Per clip, the mean and standard deviation over time of 20 MFCCs and of their frame-to-
+    frame differences (80 numbers): the classical fixed-length description of a sound."""
+    import torch
+
+    from netwright.models.audio import MFCC
+
+    mfcc = MFCC(sample_rate, n_mfcc=20, n_mels=40, hop_length=sample_rate // 100)
+    rows = []
+    with torch.no_grad():
+        for start in range(0, len(clips), 256):
+            x = torch.stack([clips[i][0] for i in range(start, min(len(clips), start + 256))])
+            c = mfcc(x[:, 0])  # (N, 20, T)
+            d = c[..., 1:] - c[..., :-1]
+            rows.append(torch.cat([c.mean(-1), c.std(-1), d.mean(-1), d.std(-1)], 1).numpy())
+    return np.concatenate(rows)
+
+
+def audio_baseline_outputs(data: Any) -> dict[str, np.ndarray]:
+    """Sounds: MFCC statistics + logistic regression and SVC, fitted on the training clips read
+    as the evaluation reads them (the centre, not augmented)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    rate = int(data.audio["sample_rate"])
+    plain = data.train.subset(np.arange(len(data.train)))  # centre crops, no augmentation
+    Xtr, Xte = mfcc_summary(plain, rate), mfcc_summary(data.test, rate)
+    ytr = np.asarray(data.train.targets).reshape(-1).astype(np.int64)
+    logreg = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)).fit(Xtr, ytr)
+    svc = make_pipeline(StandardScaler(), SVC(break_ties=True)).fit(Xtr, ytr)
+    return {"MFCC statistics + logistic regression":
+            np.log(np.clip(logreg.predict_proba(Xte), 1e-12, 1.0)),
+            "MFCC statistics + SVC (RBF)": svc.decision_function(Xte)}
+
+
 def baseline_outputs(cfg: Any, data: Any) -> dict[str, np.ndarray]:
     """Each baseline's test-split outputs, shaped like the example model's output."""
     from sklearn.linear_model import LogisticRegression, Ridge
@@ -102,6 +139,8 @@ def baseline_outputs(cfg: Any, data: Any) -> dict[str, np.ndarray]:
 
     if getattr(data, "text", None) is not None:
         return text_baseline_outputs(data)
+    if getattr(data, "audio", None) is not None:
+        return audio_baseline_outputs(data)
     (Xtr, ytr), (Xte, _) = data.train, data.test
     Xtr, Xte = _flat(Xtr), _flat(Xte)
     outs: dict[str, np.ndarray] = {}
@@ -164,6 +203,10 @@ def same_rows(a: Any, b: Any) -> bool:
     """Whether two Prepared splits hold the same train and test rows, in the same order."""
     if getattr(a, "text", None) is not None:  # texts: the same strings and labels
         return all(pa.texts == pb.texts and np.array_equal(pa.targets, pb.targets)
+                   for pa, pb in ((a.train, b.train), (a.test, b.test)))
+    if getattr(a, "audio", None) is not None:  # sounds: the same files and labels
+        return all([str(pa.path(i)) for i in range(len(pa))] == [str(pb.path(i)) for i in range(len(pb))]
+                   and np.array_equal(pa.targets, pb.targets)
                    for pa, pb in ((a.train, b.train), (a.test, b.test)))
     return all(np.array_equal(x, y) for pa, pb in ((a.train, b.train), (a.test, b.test))
                for x, y in zip(pa, pb))

@@ -426,6 +426,109 @@ def case_nw307():
     return _ce(build_zoo("text_classifier", vocab_size=50, num_classes=3), ids, y)
 
 
+class ListOfLayers(nn.Module):
+    """The article's containers lesson, ignored: layers in a plain list are not registered."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = [nn.Linear(20, 16), nn.Linear(16, 16)]
+        self.out = nn.Linear(16, 3)
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = torch.relu(layer(x))
+        return self.out(x)
+
+
+class TensorWeight(nn.Module):
+    def __init__(self, requires_grad):
+        super().__init__()
+        self.scale = torch.ones(20, requires_grad=requires_grad)  # not an nn.Parameter / buffer
+        self.fc = nn.Linear(20, 3)
+
+    def forward(self, x):
+        return self.fc(x * self.scale)
+
+
+class SquareFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * x  # wrong: d(x*x)/dx is 2x
+
+
+class Square(nn.Module):
+    def forward(self, x):
+        return SquareFn.apply(x)
+
+
+def case_nw113():
+    X, y = cls_data()
+    return _ce(nn.Sequential(nn.Linear(20, 3), nn.Softmax(dim=0)), X, y)
+
+
+def case_nw216():
+    X, y = cls_data()
+    torch.manual_seed(0)
+    return _ce(ListOfLayers(), X, y)
+
+
+def case_nw217():
+    X, y = cls_data()
+    torch.manual_seed(0)
+    return _ce(TensorWeight(True), X, y)
+
+
+def case_nw218():
+    X, y = cls_data()
+    torch.manual_seed(0)
+    return _ce(TensorWeight(False), X, y)
+
+
+def case_nw219():
+    X, y = cls_data()
+    net = mlp()
+    for layer in (net[0], net[2]):
+        nn.init.zeros_(layer.weight)
+    return _ce(net, X, y)
+
+
+def case_nw310():
+    X, y = cls_data(n=96)
+    return _ce(mlp(), X, y, val=(X[:32].clone(), y[:32].clone()))  # validation rows from training
+
+
+def case_nw311():
+    X, y = cls_data()
+    X = X.clone()
+    X[:, 7] = y.float() * 2 + 1  # the label in disguise
+    return _ce(mlp(), X, y)
+
+
+def case_nw404():
+    X, y = cls_data()
+    order = torch.argsort(y, stable=True)
+    return _ce(mlp(), X[order], y[order], shuffle=False)
+
+
+def case_nw405():
+    X, y = cls_data()
+    net = mlp()
+    net[0].requires_grad_(False)  # half the model frozen
+    return _ce(net, X, y)
+
+
+def case_nw509():
+    X, y = cls_data()
+    torch.manual_seed(0)
+    return _ce(nn.Sequential(nn.Linear(20, 8), Square(), nn.Linear(8, 3)), X, y, deep=True)
+
+
 def _sound_folder(*, loud: bool = False, silent: bool = False) -> Path:
     """Two classes of real WAV files (16 kHz, 0.5 s tones with noise); one clipped or one
     silent file more when asked."""

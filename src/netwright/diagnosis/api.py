@@ -18,6 +18,8 @@ from ..optim import Schedule, build_scheduler
 from ..util import model_device
 from .audio_checks import audio_findings, data_audio
 from .data_checks import class_findings, data_findings, nonfinite_finding
+from .leak_checks import split_findings
+from .structure_checks import structure_findings
 from .deep import deep_findings, optimizer_factory
 from .model_checks import (batchnorm_findings, eval_randomness_findings, forward_failure,
                            nonfinite_output_findings, success_layer_findings)
@@ -32,6 +34,13 @@ from .tracing import RngGuard, tensors, traced_forward
 # optimizer, scheduler, BatchNorm batch sizes, input scale, class balance) do not apply, and the
 # state of the weights is not the caller's mistake: a diverged model is scored, not refused.
 _WEIGHTS_STATE = ("NW191", "NW209")
+
+
+def structure_errors(model: nn.Module) -> Report:
+    """The errors of how the model holds its parts (NW216, NW217) and of nothing to train
+    (NW403), which fit checks before building its optimizer: no forward needed."""
+    return Report(f for f in structure_findings(model) + param_findings(model, None)
+                  if f.severity == "error")
 
 
 def check_batch(model: nn.Module, x: Any, y: Any = None, *, loss_fn: Callable | None = None,
@@ -80,7 +89,8 @@ def preflight(model: nn.Module, x: Any, y: Any, *, loss_fn: Callable, loss_info:
               optimizer: torch.optim.Optimizer | None = None, schedule: Schedule | None = None,
               log_keys: Sequence[str] | None = None, steps_per_epoch: int | None = None,
               epochs: int | None = None, data: tuple[Any, Any] | None = None,
-              batch_sizes: Sequence[int] | None = None, audio: dict | None = None) -> Report:
+              batch_sizes: Sequence[int] | None = None, audio: dict | None = None,
+              sources: tuple[Any, Any] | None = None, shuffle: bool = True) -> Report:
     """The cheap checks on one batch ``(x, y)``, as ``fit`` runs them before training.
 
     One forward in eval mode under ``no_grad`` plus tensor reductions; the model's weights,
@@ -88,7 +98,10 @@ def preflight(model: nn.Module, x: Any, y: Any, *, loss_fn: Callable, loss_info:
     global RNG. ``data`` is the whole in-memory ``(features, targets)`` when available (NaN
     anywhere, constant features, missing classes, imbalance); ``batch_sizes`` are the sizes of
     the epoch's batches (a last batch of 1 sample breaks BatchNorm); ``audio`` what sound data
-    states of itself (its sample rate and level check, see ``audio_checks.data_audio``).
+    states of itself (its sample rate and level check, see ``audio_checks.data_audio``);
+    ``sources`` fit's (training, validation) data sources (the validation one may be None) and
+    ``shuffle`` whether training batches are shuffled: for the checks of duplicated rows across
+    them, features that are the target in disguise and labels in sorted order.
 
     >>> from netwright.losses import resolve_loss
     >>> fn, info = resolve_loss("cross_entropy")
@@ -98,6 +111,9 @@ def preflight(model: nn.Module, x: Any, y: Any, *, loss_fn: Callable, loss_info:
     """
     found: list[Finding] = []
     found += param_findings(model, optimizer)
+    found += structure_findings(model)
+    if sources is not None:
+        found += split_findings(sources[0], sources[1], shuffle=shuffle, task=loss_info.task)
     whole_x, whole_y = data if data is not None else (x, y)
     found += data_findings(whole_x, whole_y, loss_info, model, whole=data is not None)
     found += text_findings(model, x)
@@ -130,21 +146,21 @@ def preflight(model: nn.Module, x: Any, y: Any, *, loss_fn: Callable, loss_info:
     return report
 
 
-def doctor(model: nn.Module, data: Any, *, loss: Any, optimizer: Any = None, scheduler: Any = None,
-           metrics: Any = None, epochs: int | None = None, batch_size: int = 32, deep: bool = False,
-           monitor: str | None = None, val: Any = None, lr: float | None = None,
-           compile: bool = False) -> Report:
+def doctor(model: nn.Module, data: Any, *, val: Any = None, deep: bool = False,
+           **options: Any) -> Report:
     """Check a model, its data and its training setup before training; returns a :class:`Report`.
 
-    Takes what :func:`netwright.fit` takes: ``data`` as ``(X, y)`` arrays/tensors, a
-    ``Dataset`` or a ``DataLoader``; ``loss`` by name, mapping or callable; ``optimizer`` a name,
-    mapping or instance (an instance is checked for missing parameters); ``scheduler`` a name,
-    mapping or torch scheduler; ``val`` the validation data or fraction (only whether there is
-    one matters: it decides the logged values); ``epochs`` defaults to fit's 10. ``deep=True``
-    adds the deep checks on a copy of the model: a gradient check per layer and a few steps
-    overfitting one batch; with ``compile=True`` (a run that will use ``torch.compile``) also the
-    forward's graph breaks, each by the line that causes it. The model itself is never changed. Bad arguments (an unknown loss or
-    optimizer name, unreadable data) raise as they would in ``fit``.
+    Takes what :func:`netwright.fit` takes, checked by the same option schema (an unknown or
+    mistyped option is a ``ConfigError`` with a "did you mean"): ``data`` as ``(X, y)``
+    arrays/tensors, a ``Dataset`` or a ``DataLoader``; ``val`` the validation data or a fraction
+    to hold out (split as fit splits it); ``loss`` by name, mapping or callable; ``optimizer`` a
+    name, mapping or instance (an instance is checked for missing parameters); ``scheduler``,
+    ``metrics``, ``epochs``, ``batch_size``, ``shuffle``, ``monitor``, ``lr``, ``target``,
+    ``compile`` ... as in fit. ``deep=True`` adds the deep checks on a copy of the model: a
+    gradient check per layer, a numerical check of every custom layer's backward, the first step
+    and a few steps overfitting one batch; with ``compile`` also the forward's graph breaks, each
+    by the line that causes it. The model itself is never changed. Bad arguments (an unknown
+    loss or optimizer name, unreadable data) raise as they would in ``fit``.
 
     >>> net = nn.Sequential(nn.Linear(4, 3), nn.Softmax(dim=1))
     >>> X = torch.rand(64, 4); y = torch.randint(0, 3, (64, 1)).float()
@@ -154,16 +170,28 @@ def doctor(model: nn.Module, data: Any, *, loss: Any, optimizer: Any = None, sch
     >>> report.ok
     False
     """
+    from ..config import fit_options
+    from ..data.splits import split_fraction
+
     if not isinstance(model, nn.Module):
         raise ModelSpecError(
             f"model: expected a torch.nn.Module, received {describe(model)}. Fix: pass an instance, "
             f"e.g. SimpleNet() rather than SimpleNet.")
-    loss_fn, info = resolve_loss(loss)
-    source = to_source(data, arg="data")
+    opts = fit_options(options, where="doctor")
+    optimizer, scheduler, metrics, monitor = opts.optimizer, opts.scheduler, opts.metrics, opts.monitor
+    batch_size, lr, compile = int(opts.batch_size), opts.lr, opts.compile
+    loss_fn, info = resolve_loss(opts.loss)
+    source = to_source(data, arg="data", target=opts.target)
+    val_source = None
+    if isinstance(val, float):
+        stratify = info.task in ("multiclass", "binary", "custom")
+        source, val_source = split_fraction(source, val, seed=int(opts.seed or 0), stratify=stratify)
+    elif val is not None:
+        val_source = to_source(val, arg="val", target=opts.target)
     device = model_device(model)
     if isinstance(loss_fn, nn.Module):
         loss_fn = copy.deepcopy(loss_fn).to(device)  # the user's loss object stays where it is
-    epochs_ = int(epochs) if epochs is not None else 10
+    epochs_ = int(opts.epochs)
     batches = make_batches(source, batch_size=batch_size, shuffle=False, device=device, generator=None)
     head = batches.peek()
     if head is None:
@@ -174,10 +202,7 @@ def doctor(model: nn.Module, data: Any, *, loss: Any, optimizer: Any = None, sch
     whole = None
     if isinstance(source, InMemory):
         whole = (source.x, source.y)
-        n = len(source)
-        if isinstance(val, float) and 0 < val < 1:
-            n -= int(round(n * val))  # fit holds this many out first
-        full, rest = divmod(n, batch_size)
+        full, rest = divmod(len(source), batch_size)
         sizes = [batch_size] * full + ([rest] if rest else [])
     steps = max(1, len(sizes) if sizes else len(batches))
 
@@ -201,7 +226,8 @@ def doctor(model: nn.Module, data: Any, *, loss: Any, optimizer: Any = None, sch
     found = list(preflight(model, x, y, loss_fn=loss_fn, loss_info=info, optimizer=opt_instance,
                            schedule=schedule, log_keys=log_keys, steps_per_epoch=steps,
                            epochs=epochs_, data=whole, batch_sizes=sizes,
-                           audio=data_audio(source)))
+                           audio=data_audio(source), sources=(source, val_source),
+                           shuffle=opts.shuffle))
     if monitor is not None and monitor not in log_keys:
         found.append(finding(
             "NW414", f"monitor {monitor!r} (early stopping and the best checkpoint) is never logged; "

@@ -140,7 +140,16 @@ def class_findings(info: LossInfo, loss_fn: Any, out: torch.Tensor, y_all: torch
     if info.task == "multiclass" and not y.is_floating_point() and out.ndim >= 2:
         classes = out.shape[1]
         labels = y.reshape(-1).cpu()
-        labels = labels[(labels >= 0) & (labels < classes)]
+        labels = labels[labels != getattr(loss_fn, "ignore_index", -100)]
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= classes):
+            low, high = int(labels.min()), int(labels.max())
+            outside = int(((labels < 0) | (labels >= classes)).sum())
+            return [finding(
+                "NW108", f"loss '{info.name}': class targets must lie in [0, {classes}) for a model "
+                f"with {classes} outputs; the data has labels from {low} to {high} ({outside} of "
+                f"{labels.numel()} outside; the first batch happened to hold none of them).",
+                f"map labels to 0..C-1 (e.g. y - {low} for labels {low}..{high}), or give the last "
+                f"layer {high + 1} outputs", "targets")]
         if labels.numel() < 2 or classes < 2:
             return found
         counts = torch.bincount(labels, minlength=classes)
@@ -168,6 +177,13 @@ def class_findings(info: LossInfo, loss_fn: Any, out: torch.Tensor, y_all: torch
                     f"it by f1_macro or recall, not accuracy", "targets"))
     elif info.task == "binary" and y.is_floating_point() and y.numel():
         cols = y.reshape(y.shape[0], -1).float()
+        low, high = float(cols.min()), float(cols.max())
+        if low < 0 or high > 1:
+            return [finding(
+                "NW123", f"loss '{info.name}' expects targets in [0, 1]; the data has values from "
+                f"{num(low)} to {num(high)} (the first batch happened to hold none outside).",
+                "binary labels must be 0 or 1 (or probabilities); for several classes use "
+                "'cross_entropy' with integer labels", "targets")]
         hard = bool(((cols == 0) | (cols == 1)).all())
         if not hard or cols.shape[0] < 2:
             return found

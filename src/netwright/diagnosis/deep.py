@@ -1,6 +1,8 @@
 """The deep checks (NW5xx), run by ``doctor(deep=True)`` on copies of the model: a gradient
 check per layer (disconnected, dead, NaN/Inf), the first optimizer step against the weights'
-norm, and a few steps overfitting one batch (a loss that does not fall, or diverges)."""
+norm, a few steps overfitting one batch (a loss that does not fall, or diverges), and custom
+layers and autograd Functions whose backward disagrees with their forward's numerical gradient
+(NW509, in gradcheck.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from torch import nn
 
 from ..optim import build_optimizer
 from ..util import call_model
+from .gradcheck import gradcheck_findings
 from .report import Finding, error_line, finding, fmt, listed, num
 from .tracing import DROPOUTS
 
@@ -81,6 +84,11 @@ def deep_findings(model: nn.Module, x: Any, y: torch.Tensor, loss_fn: Callable,
     if norms and not nonfinite:
         found += _first_step_findings(net, norms, make_optimizer)
     del net
+    if not nonfinite:  # NaN/Inf gradients would make every numerical comparison fail
+        try:
+            found += gradcheck_findings(model, x)
+        except Exception:  # noqa: BLE001 - a check that cannot run says nothing
+            pass
     if not nonfinite:
         found += _overfit_findings(model, x, y, loss_fn, make_optimizer)
     return found

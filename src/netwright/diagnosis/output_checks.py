@@ -191,6 +191,30 @@ def _shape_findings(info: LossInfo, out: torch.Tensor, y: torch.Tensor) -> list[
         fix, "targets")]
 
 
+def batch_softmax_findings(out: Any, trace: Trace) -> list[Finding]:
+    """NW113: outputs (N, C) whose columns sum to 1 over the batch while the rows do not:
+    ``softmax(dim=0)`` (or ``nn.Softmax(dim=0)``), a probability per sample instead of per class."""
+    if not (isinstance(out, torch.Tensor) and out.is_floating_point() and out.ndim == 2
+            and out.shape[0] >= 2 and out.shape[1] >= 2):
+        return []
+    o = out.detach().float()
+    log = float(o.max()) <= 1e-4 and float(o.min()) < 0  # log-probabilities (log_softmax)
+    if log:
+        o = o.exp()
+    if not _is_distribution(o, dim=0) or _is_distribution(o, dim=1):
+        return []
+    last = trace.final_module(out)
+    what = (f"{type(last).__name__}(dim={last.dim})" if isinstance(last, (nn.Softmax, nn.LogSoftmax))
+            else "the output" if not log else "exp(output)")
+    return [finding(
+        "NW113", f"{what} sums to 1 down each column over the batch ({fmt(out)}), not across "
+        f"each row: the softmax runs along dim 0, the samples, so a sample's 'probabilities' "
+        f"depend on the other samples of its batch and its classes do not compete.",
+        f"{'log_' if log else ''}softmax over the classes: F.{'log_' if log else ''}softmax(z, "
+        f"dim=1) (or nn.{'Log' if log else ''}Softmax(dim=1)); before cross_entropy, return the "
+        f"logits and drop the softmax", "output")]
+
+
 def output_findings(model: nn.Module, x: Any, y: Any, out: Any, info: LossInfo, loss_fn: Any,
                     trace: Trace, finite: bool = True) -> list[Finding]:
     """Output vs targets vs loss. ``finite`` is False when a NaN/Inf was already found in the
@@ -198,6 +222,9 @@ def output_findings(model: nn.Module, x: Any, y: Any, out: Any, info: LossInfo, 
     found: list[Finding] = []
     if y is None:
         return found
+    batch = batch_softmax_findings(out, trace)
+    if batch:
+        return batch  # every loss and target check would only restate it
     if (isinstance(out, torch.Tensor) and isinstance(y, torch.Tensor) and out.is_floating_point()
             and info.task != "custom"):
         if info.task == "multiclass":

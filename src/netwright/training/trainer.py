@@ -137,7 +137,7 @@ class Trainer:
         return None
 
     def _preflight(self, batches: Batches, source: Source, log_keys: list[str],
-                   steps_per_epoch: int) -> Any:
+                   steps_per_epoch: int, val: Source | None) -> Any:
         """The doctor's cheap checks on one batch: errors stop fit (a DoctorError carrying the
         report), warnings are returned to be shown once."""
         from ..diagnosis import preflight
@@ -151,8 +151,8 @@ class Trainer:
                            loss_info=self.loss_info, optimizer=self.optimizer,
                            schedule=self.schedule, log_keys=log_keys,
                            steps_per_epoch=steps_per_epoch, epochs=self.options.epochs, data=whole,
-                           batch_sizes=batches.sizes(),
-                           audio=data_audio(source))
+                           batch_sizes=batches.sizes(), audio=data_audio(source),
+                           sources=(source, val), shuffle=self.options.shuffle)
         report.raise_for_errors()
         return report
 
@@ -224,6 +224,10 @@ class Trainer:
         if nb == 0 and self.options.accumulate > 1:
             raise ConfigError("accumulate: needs a training loader whose length is known (len(loader)).")
 
+        if self.options.check:  # a model fit cannot train is named before the optimizer refuses it
+            from ..diagnosis.api import structure_errors
+
+            structure_errors(model).raise_for_errors()
         self.optimizer = build_optimizer(self.options.optimizer, model, lr=self.options.lr,
                                          weight_decay=self.options.weight_decay,
                                          decay_norm_and_bias=self.options.decay_norm_and_bias,
@@ -239,10 +243,9 @@ class Trainer:
             log_keys.append("nonfinite_skipped")
         monitor = self.options.monitor or ("val_loss" if val_batches else "train_loss")
         if monitor not in log_keys:
-            raise ConfigError(
-                f"monitor: {monitor!r} is not a logged value; each epoch logs {log_keys}. "
-                f"Fix: monitor one of those (val_* values need val data)."
-            )
+            _refuse("NW414", f"monitor: {monitor!r} is not a logged value; each epoch logs "
+                    f"{log_keys}.", "monitor one of those (val_* values need val data)", "monitor",
+                    self.options.check)
         mode = metric_mode(monitor)
         self.schedule = build_scheduler(self.options.scheduler, self.optimizer, epochs=self.options.epochs,
                                         steps_per_epoch=steps_per_epoch, default_monitor=monitor)
@@ -251,13 +254,18 @@ class Trainer:
                 f"scheduler '{self.schedule.name}': monitor {self.schedule.monitor!r} will never be "
                 f"logged; each epoch logs {log_keys}. Fix: monitor one of those."
             )
-        self.findings = self._preflight(train_batches, train_src, log_keys, steps_per_epoch) if self.options.check else None
+        self.findings = self._preflight(train_batches, train_src, log_keys, steps_per_epoch,
+                                        val_src) if self.options.check else None
         self.task = self._infer_task(train_batches)
         metrics = None
         if self.options.metrics:
             if self.task is None:
                 raise ConfigError("metrics: the task could not be inferred from the data. Fix: pass task=.")
-            metrics = MetricSet(self.options.metrics, self.task).to(device)
+            try:
+                metrics = MetricSet(self.options.metrics, self.task).to(device)
+            except ConfigError as exc:
+                message, _, fix = str(exc).partition(" Fix: ")
+                _refuse("NW415", message, fix.rstrip("."), "metrics", self.options.check)
         scaler = None
         if self.options.precision == "16-mixed":
             scaler = torch.amp.GradScaler(device.type)
@@ -578,6 +586,16 @@ def _as_list(spec: Any) -> list:
 def _notice(callbacks: list, message: str) -> None:
     for cb in callbacks:
         _hook(cb, "on_notice", message)
+
+
+def _refuse(code: str, message: str, fix: str, where: str, coded: bool) -> None:
+    """A setup fit refuses: as the doctor's finding ``code`` (a DoctorError that is also a
+    ConfigError) when the checks are on, else as a plain ConfigError."""
+    if not coded:
+        raise ConfigError(f"{message} Fix: {fix}.")
+    from ..diagnosis.report import Report, finding
+
+    Report([finding(code, message, fix, where)]).raise_for_errors()
 
 
 def _hook(cb: Any, name: str, *args: Any) -> Any:

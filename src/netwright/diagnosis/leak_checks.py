@@ -1,0 +1,217 @@
+"""Checks of data that gives the answer away or hides it (NW310, NW311, NW404): the same rows
+in the training and the validation data (validation scores then measure memory, not
+learning), a feature that is the target in disguise (a column equal to the label, or a
+perfect function of it: the model learns that column, and fails on real data that lacks it),
+and training data sorted by label with shuffling off (each stretch of batches holds one class,
+so the model chases the class of the moment and ends biased to the last one).
+
+All three are cheap: row hashes (one pass, vectorised), per-class minima and maxima of each
+feature over at most ``_ROWS`` rows, and the count of label changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from .report import Finding, finding, listed
+
+_ROWS = 4096  # rows the leakage check reads (evenly spaced over the data)
+_SAMPLE = 512  # items of a Dataset hashed for the duplicate check
+_MIN_ROWS = 30  # fewer rows prove nothing about a feature and the target
+
+
+def _row_hashes(x: torch.Tensor) -> np.ndarray:
+    """One 64-bit hash per row of ``x`` (its bytes, so -0.0 and 0.0 differ; NaN rows equal)."""
+    a = np.ascontiguousarray(x.detach().cpu().reshape(len(x), -1).numpy())
+    raw = a.view(np.uint8).reshape(len(a), -1)
+    pad = (-raw.shape[1]) % 8
+    if pad:
+        raw = np.concatenate([raw, np.zeros((len(raw), pad), np.uint8)], axis=1)
+    words = raw.view(np.uint64)
+    weights = np.random.default_rng(12345).integers(1, 2 ** 63, words.shape[1], dtype=np.uint64) | 1
+    with np.errstate(over="ignore"):
+        return (words * weights).sum(axis=1, dtype=np.uint64) ^ np.uint64(words.shape[1])
+
+
+def _dataset_rows(data: Any, limit: int = _SAMPLE) -> tuple[torch.Tensor | None, int]:
+    """Up to ``limit`` evenly spaced inputs of a map-style Dataset as one tensor, and its size."""
+    try:
+        n = len(data)
+    except TypeError:
+        return None, 0
+    if n == 0:
+        return None, 0
+    picks = np.unique(np.linspace(0, n - 1, min(n, limit)).astype(int))
+    rows = []
+    for i in picks:
+        item = data[int(i)]
+        x = item[0] if isinstance(item, (tuple, list)) else item
+        if not isinstance(x, torch.Tensor):
+            return None, n
+        rows.append(x.reshape(-1))
+    if len({r.shape for r in rows}) != 1:
+        return None, n
+    return torch.stack(rows), n
+
+
+def _paths(data: Any) -> list[str] | None:
+    """The file of each item of netwright's file datasets (images, sounds), else None."""
+    inner = getattr(data, "dataset", data)
+    if hasattr(inner, "path") and hasattr(inner, "index"):
+        positions = getattr(data, "indices", range(len(inner)))
+        return [str(inner.path(int(i))) for i in positions]
+    return None
+
+
+def duplicate_findings(train: Any, val: Any) -> list[Finding]:
+    """NW310: rows (or files) of the validation data that are also in the training data.
+    ``train``/``val``: input tensors (in memory) or Datasets (a sample is hashed)."""
+    if train is None or val is None:
+        return []
+    how = "rows"
+    train_paths, val_paths = _paths(train), _paths(val)
+    if train_paths is not None and val_paths is not None:
+        seen = set(train_paths)
+        shared = [p for p in val_paths if p in seen]
+        total, how, examples = len(val_paths), "files", shared[:3]
+        count = len(shared)
+    else:
+        if isinstance(train, torch.Tensor) and isinstance(val, torch.Tensor):
+            tx, vx, total = train, val, len(val)
+        else:
+            tx, _ = (train, len(train)) if isinstance(train, torch.Tensor) else _dataset_rows(train, 4 * _SAMPLE)
+            vx, total = (val, len(val)) if isinstance(val, torch.Tensor) else _dataset_rows(val)
+            if tx is not None and vx is not None and not isinstance(val, torch.Tensor):
+                how = f"rows of a sample of {len(vx)}"
+                total = len(vx)
+        if tx is None or vx is None or tx.shape[1:] != vx.shape[1:] or not len(vx) or not len(tx):
+            return []
+        vh = _row_hashes(vx)
+        hit = np.isin(vh, _row_hashes(tx))
+        count = int(hit.sum())
+        examples = [int(i) for i in np.nonzero(hit)[0][:3]]
+    if not count:
+        return []
+    share = 100 * count / max(1, total)
+    return [finding(
+        "NW310", f"{count} of {total} validation {how} ({share:.0f}%) are also in the training "
+        f"data (e.g. {', '.join(map(str, examples))}): validation scores on them measure memory, not "
+        f"learning, and early stopping and the best epoch follow them.",
+        "split before any copying or augmentation, drop duplicates first (e.g. "
+        "np.unique(X, axis=0, return_index=True)), and keep the same source out of both splits",
+        "val")]
+
+
+def _feature_matrix(x: Any) -> torch.Tensor | None:
+    if not isinstance(x, torch.Tensor) or x.ndim != 2 or not x.is_floating_point():
+        return None
+    return x
+
+
+def leakage_findings(x: Any, y: Any, task: str | None) -> list[Finding]:
+    """NW311: a feature column equal to the target or a perfect function of it (constant within
+    each class while differing between classes; for values, correlation |r| > 0.9999)."""
+    X = _feature_matrix(x)
+    if X is None or not isinstance(y, torch.Tensor) or len(X) < _MIN_ROWS or len(y) != len(X):
+        return []
+    step = max(1, len(X) // _ROWS)
+    X = X[::step].detach().double()
+    t = y[::step].detach()
+    leaks: list[tuple[int, str]] = []
+    if task == "regression" or (t.is_floating_point() and t.reshape(len(t), -1).shape[1] == 1
+                                and len(torch.unique(t)) > 30):
+        v = t.reshape(len(t), -1)[:, 0].double()
+        xc, vc = X - X.mean(0), v - v.mean()
+        denom = xc.norm(dim=0) * vc.norm()
+        r = (xc * vc[:, None]).sum(0) / torch.where(denom > 0, denom, torch.ones_like(denom))
+        leaks = [(int(j), f"correlation {float(r[j]):.5f} with the target")
+                 for j in torch.nonzero(r.abs() > 0.9999).flatten().tolist()]
+    else:
+        if t.numel() != len(t):
+            return []  # one-hot, soft or multi-label targets: not one class per row
+        labels = t.reshape(-1).long()
+        classes, ids = torch.unique(labels, return_inverse=True)
+        if len(classes) < 2 or torch.bincount(ids).min() < 2:
+            return []
+        k = len(classes)
+        idx = ids[:, None].expand_as(X)
+        lo = torch.full((k, X.shape[1]), float("inf"), dtype=X.dtype).scatter_reduce(0, idx, X, "amin")
+        hi = torch.full((k, X.shape[1]), float("-inf"), dtype=X.dtype).scatter_reduce(0, idx, X, "amax")
+        per_class_constant = (lo == hi).all(0)
+        varies = (lo[:, :].amax(0) != lo.amin(0))
+        for j in torch.nonzero(per_class_constant & varies).flatten().tolist():
+            same = bool(torch.equal(lo[:, j], classes.double()))
+            leaks.append((int(j), "equal to the label" if same else
+                          "one value per class (" + ", ".join(
+                              f"{int(c)}→{float(v):g}" for c, v in list(zip(classes, lo[:, j]))[:4])
+                          + (", ..." if k > 4 else "") + ")"))
+    if not leaks:
+        return []
+    cols = [f"column {j} ({why})" for j, why in leaks]
+    return [finding(
+        "NW311", f"{len(leaks)} feature(s) are the target in disguise: {listed(cols, 4)}, over "
+        f"{len(X)} rows. The model will learn that column alone and score perfectly here, then "
+        f"fail on data where it is not known (a label, an id sorted by label, a value computed "
+        f"from the outcome).",
+        "remove the column(s) from the features (or check how they were made)",
+        f"inputs column {leaks[0][0]}")]
+
+
+def order_findings(y: Any, shuffle: bool) -> list[Finding]:
+    """NW404: class labels in a few long runs (sorted by label) while ``shuffle`` is off."""
+    if shuffle or not isinstance(y, torch.Tensor) or y.is_floating_point() and y.ndim > 1 \
+            and y.shape[1] > 1 or len(y) < _MIN_ROWS:
+        return []
+    labels = y.reshape(len(y), -1)[:, 0]
+    if labels.is_floating_point() and len(torch.unique(labels)) > 30:
+        return []  # values, not classes
+    classes = len(torch.unique(labels))
+    changes = int((labels[1:] != labels[:-1]).sum())
+    if classes < 2 or changes > 2 * (classes - 1):
+        return []
+    first = [str(int(v)) if not labels.is_floating_point() else f"{float(v):g}"
+             for v in torch.unique_consecutive(labels)[:6]]
+    return [finding(
+        "NW404", f"the training targets come in {changes + 1} runs of one class each "
+        f"({' then '.join(first)}{' ...' if changes + 1 > 6 else ''}) and shuffle=False: every "
+        f"stretch of batches shows one class, so the model learns the class of the moment and ends "
+        f"biased towards the last one.",
+        "shuffle=True (fit's default), or shuffle the rows once before training", "train")]
+
+
+def _parts(source: Any, shuffle: bool) -> tuple[Any, Any, bool]:
+    """(inputs, targets, shuffled) of a fit data source: tensors in memory; a Dataset and its
+    ``targets`` when it has them; a DataLoader's dataset, shuffled when its sampler is random."""
+    from torch.utils.data import SequentialSampler
+
+    from ..data.sources import DatasetSource, InMemory, LoaderSource
+
+    if isinstance(source, InMemory):
+        x = source.x if isinstance(source.x, torch.Tensor) else None
+        return x, source.y, shuffle
+    if isinstance(source, LoaderSource):
+        loader = source.loader
+        shuffle = not isinstance(getattr(loader, "sampler", None), SequentialSampler)
+        data = loader.dataset
+    elif isinstance(source, DatasetSource):
+        data = source.dataset
+    else:
+        return None, None, True
+    targets = getattr(data, "targets", None)
+    return data, targets if isinstance(targets, torch.Tensor) else None, shuffle
+
+
+def split_findings(train: Any, val: Any, *, shuffle: bool, task: str | None) -> list[Finding]:
+    """NW310, NW311 and NW404 for fit's training and validation sources (``val`` may be None)."""
+    tx, ty, shuffled = _parts(train, shuffle)
+    found: list[Finding] = []
+    if isinstance(tx, torch.Tensor):
+        found += leakage_findings(tx, ty, task)
+    found += order_findings(ty, shuffled)
+    if val is not None:
+        vx, _, _ = _parts(val, False)
+        found += duplicate_findings(tx, vx)
+    return found
