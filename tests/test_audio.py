@@ -15,8 +15,7 @@ import torch
 
 import netwright as nw
 from netwright.config import DataConfig
-from netwright.data.audio import (AudioFiles, fit_length, group_split, level_counts, list_audio,
-                                  prepare_audio)
+from netwright.data.audio import AudioFiles, fit_length, group_split, level_counts, list_audio
 from netwright.data.prepare import prepare_data
 from netwright.data.sound_augment import build_sound_augment
 from netwright.errors import ConfigError, DataError

@@ -462,8 +462,12 @@ def test_doctor_monitor_must_be_logged_naming_what_is():
                val=0.25, monitor="train_f1")
     assert r.codes == ["NW414"]
     assert "each epoch logs ['epoch', 'train_loss', 'val_loss', 'val_f1', 'lr']" in r[0].message
-    assert doctor(_net(), (X, y), loss="cross_entropy", metrics=["f1"], val=(X, y),
+    Xv, yv = _cls(24)
+    assert doctor(_net(), (X, y), loss="cross_entropy", metrics=["f1"], val=(Xv + 0.5, yv),
                   monitor="val_f1").codes == []
+    # validation rows copied from the training rows are named (NW310), not only the monitor
+    assert doctor(_net(), (X, y), loss="cross_entropy", metrics=["f1"], val=(X, y),
+                  monitor="val_f1").codes == ["NW310"]
     assert doctor(_net(), (X, y), loss="cross_entropy", monitor="train_loss").codes == []
     assert doctor(_net(), (X, y), loss="cross_entropy", monitor="lr").codes == []
     assert doctor(_net(), (X, y), loss="cross_entropy", monitor="epoch").codes == []
@@ -514,10 +518,14 @@ def test_doctor_last_batch_of_one_sample_with_batchnorm():
     net = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
     assert "NW208" in doctor(net, (X, y), loss="cross_entropy").codes
     assert "NW208" not in doctor(net, (X, y), loss="cross_entropy", batch_size=13).codes
-    # 81 samples, val=0.2: 16 held out, 65 trained on -> a last batch of 1 again
-    X, y = _cls(81)
+    # The doctor holds val out exactly as fit does (stratified, 5 of each class's 26-27 rows):
+    # 80 samples, val=0.2: 15 held out, 65 trained on -> a last batch of 1 again; 81 samples
+    # train on 66 (32 + 32 + 2), so nothing to report.
+    X, y = _cls(80)
     assert "NW208" in doctor(net, (X, y), loss="cross_entropy", val=0.2).codes
-    assert "NW208" not in doctor(net, (X, y), loss="cross_entropy").codes  # 81 = 32 + 32 + 17
+    assert "NW208" not in doctor(net, (X, y), loss="cross_entropy").codes  # 80 = 32 + 32 + 16
+    X, y = _cls(81)
+    assert "NW208" not in doctor(net, (X, y), loss="cross_entropy", val=0.2).codes
 
 
 def test_doctor_val_fraction_only_between_0_and_1_holds_data_out():

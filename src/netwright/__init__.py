@@ -65,6 +65,8 @@ _EXPORTS = {
     "images": "netwright.data.images",
     "texts": "netwright.data.texts",
     "audio": "netwright.data.audio",
+    "lr_find": "netwright.tuning.lr_find",
+    "tune": "netwright.tuning.search",
     # errors
     "NetwrightError": "netwright.errors",
     "ConfigError": "netwright.errors",
@@ -101,6 +103,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .data.images import images
     from .data.texts import texts
     from .data.audio import audio
+    from .tuning.lr_find import lr_find
+    from .tuning.search import tune
     from .diagnosis import DoctorError, Finding, Report, doctor, preflight
     from .exporting import ExportReport, export, export_all, predict_onnx
     from .models.builder import build

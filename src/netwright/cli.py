@@ -124,6 +124,11 @@ from .cli_datasets import datasets_app  # noqa: E402 - `netwright datasets ...`
 
 app.add_typer(datasets_app, name="datasets")
 
+from .cli_tune import lr_find_cmd, tune_cmd  # noqa: E402 - `netwright lr-find`, `netwright tune`
+
+app.command("lr-find")(lr_find_cmd)
+app.command("tune")(tune_cmd)
+
 
 def _scores_table(scores: dict, title: str):
     from rich.table import Table
@@ -460,12 +465,12 @@ def doctor_cmd(
         cfg = load_config(config, overrides or [])
         data = prepare_data(cfg.data, resolve_loss(cfg.loss)[1].task, resolve_loss(cfg.loss)[1].name)
         model = build_model(cfg, data, trust_code=trust_code)
-        opt = cfg.optimizer.model_dump()
-        report = doctor(model, data.train, loss=cfg.loss, optimizer=opt.pop("name"), lr=opt.pop("lr"),
-                        scheduler=cfg.scheduler, metrics=list(cfg.metrics) or None,
-                        epochs=cfg.train.epochs, batch_size=cfg.train.batch_size,
-                        monitor=cfg.train.monitor, val=data.val, deep=not quick,
-                        compile=bool(cfg.train.compile))
+        opt = cfg.optimizer.model_dump(exclude_none=True)
+        name, lr = opt.pop("name"), opt.pop("lr")
+        train = cfg.train.model_dump(exclude_none=True)  # every training option, as fit gets it
+        report = doctor(model, data.train, val=data.val, deep=not quick, loss=cfg.loss,
+                        optimizer={"name": name, **opt}, lr=lr, scheduler=cfg.scheduler,
+                        metrics=list(cfg.metrics) or None, **train)
     except NetwrightError as exc:
         fail(exc)
         return

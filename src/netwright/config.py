@@ -227,6 +227,10 @@ class RunConfig(StrictModel):
                                    "before training; a classifier head of another size is left "
                                    "as initialised, a grey model's first convolution sums the "
                                    "file's RGB filters")
+    tune: Optional[dict[str, Any]] = Field(
+        None, description="the hyperparameter search space for `netwright tune` (dotted config "
+                          "paths to distributions, plus metric, direction, pruner, sampler, "
+                          "seed); training ignores it")
 
     @field_validator("name")
     @classmethod

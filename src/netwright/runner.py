@@ -159,7 +159,8 @@ def new_run_dir(root: str | os.PathLike, name: str) -> Path:
 
 def _trainer(cfg: RunConfig, model: nn.Module, run_dir: Path | None, verbose: int,
              run_files: dict[str, str] | None = None, resume: bool = False,
-             force: bool = False, workers: int | None = None) -> Trainer:
+             force: bool = False, workers: int | None = None,
+             callbacks: Sequence[Any] | None = None) -> Trainer:
     """The config's training options as one validated :class:`FitOptions`: its ``train:``
     section is FitOptions' TrainConfig part as it is; the other sections fill the rest."""
     opt = cfg.optimizer.model_dump()
@@ -175,6 +176,7 @@ def _trainer(cfg: RunConfig, model: nn.Module, run_dir: Path | None, verbose: in
         "decay_norm_and_bias": dnb, "metrics": list(cfg.metrics) or None,
         "scheduler": cfg.scheduler, "run_dir": run_dir, "verbose": verbose,
         "run_files": run_files, "resume": resume, "force": force,
+        "callbacks": list(callbacks) if callbacks else None,
     })
     return Trainer(model, options)
 
@@ -189,7 +191,8 @@ def latest_run_dir(root: str | os.PathLike, name: str) -> Path | None:
 
 def run(config: str | os.PathLike | Mapping | RunConfig, overrides: Sequence[str] = (), *,
         verbose: int = 1, resume: bool = False, force: bool = False,
-        trust_code: bool | None = None) -> RunResult:
+        trust_code: bool | None = None, callbacks: Sequence[Any] | None = None,
+        report: bool = True) -> RunResult:
     """Run a config: train, score the val and test splits, write the run directory.
 
     ``resume=True`` continues the newest run of this config's name from its newest complete
@@ -197,6 +200,9 @@ def run(config: str | os.PathLike | Mapping | RunConfig, overrides: Sequence[str
     ``force=True``. A config read from a file may name a model ``class`` outside torch.nn,
     torchvision.models and netwright only with ``trust_code=True`` (importing it runs its code);
     a mapping or RunConfig built in Python is trusted unless ``trust_code=False``.
+    ``callbacks`` are added to the trainer's own (each sees every epoch's logs), as fit's are.
+    ``report=False`` leaves report.html out (a tune's trials: `netwright report RUN_DIR` draws
+    it later from the run directory).
 
     >>> import tempfile
     >>> result = run({"model": {"zoo": "mlp", "hidden": [16]}, "data": {"source": "iris"},
@@ -243,7 +249,8 @@ def run(config: str | os.PathLike | Mapping | RunConfig, overrides: Sequence[str
         model_json["text"] = {k: data.text[k] for k in ("tokenizer", "vocab_size", "max_length")}
         files["model.json"] = json.dumps(model_json, indent=2) + "\n"
         files["tokenizer.json"] = data.tokenizer.to_str()
-    trainer = _trainer(cfg, model, run_dir, verbose, files, resume, force, data.workers)
+    trainer = _trainer(cfg, model, run_dir, verbose, files, resume, force, data.workers,
+                       callbacks)
     if verbose and world.main:
         for note in data.notes:
             print(f"data: {note}", file=sys.stderr)
@@ -283,7 +290,8 @@ def run(config: str | os.PathLike | Mapping | RunConfig, overrides: Sequence[str
         **({"skipped_files": [{"file": f, "reason": why} for f, why in data.skipped]}
            if data.skipped else {}),
     })
-    _report(run_dir, model, data, fit_result.findings, verbose)
+    if report:
+        _report(run_dir, model, data, fit_result.findings, verbose)
     return RunResult(run_dir, fit_result, scores, cfg, model, data)
 
 

@@ -90,7 +90,8 @@ def preflight(model: nn.Module, x: Any, y: Any, *, loss_fn: Callable, loss_info:
               log_keys: Sequence[str] | None = None, steps_per_epoch: int | None = None,
               epochs: int | None = None, data: tuple[Any, Any] | None = None,
               batch_sizes: Sequence[int] | None = None, audio: dict | None = None,
-              sources: tuple[Any, Any] | None = None, shuffle: bool = True) -> Report:
+              sources: tuple[Any, Any] | None = None, shuffle: bool = True,
+              sample: bool = False) -> Report:
     """The cheap checks on one batch ``(x, y)``, as ``fit`` runs them before training.
 
     One forward in eval mode under ``no_grad`` plus tensor reductions; the model's weights,
@@ -101,7 +102,9 @@ def preflight(model: nn.Module, x: Any, y: Any, *, loss_fn: Callable, loss_info:
     states of itself (its sample rate and level check, see ``audio_checks.data_audio``);
     ``sources`` fit's (training, validation) data sources (the validation one may be None) and
     ``shuffle`` whether training batches are shuffled: for the checks of duplicated rows across
-    them, features that are the target in disguise and labels in sorted order.
+    them, features that are the target in disguise and labels in sorted order; ``sample``
+    whether items of a Dataset may be read for the duplicate check (``doctor``: yes; ``fit``: no,
+    only in-memory rows and the files of image and sound datasets are compared).
 
     >>> from netwright.losses import resolve_loss
     >>> fn, info = resolve_loss("cross_entropy")
@@ -113,7 +116,8 @@ def preflight(model: nn.Module, x: Any, y: Any, *, loss_fn: Callable, loss_info:
     found += param_findings(model, optimizer)
     found += structure_findings(model)
     if sources is not None:
-        found += split_findings(sources[0], sources[1], shuffle=shuffle, task=loss_info.task)
+        found += split_findings(sources[0], sources[1], shuffle=shuffle, task=loss_info.task,
+                                sample=sample)
     whole_x, whole_y = data if data is not None else (x, y)
     found += data_findings(whole_x, whole_y, loss_info, model, whole=data is not None)
     found += text_findings(model, x)
@@ -183,10 +187,10 @@ def doctor(model: nn.Module, data: Any, *, val: Any = None, deep: bool = False,
     loss_fn, info = resolve_loss(opts.loss)
     source = to_source(data, arg="data", target=opts.target)
     val_source = None
-    if isinstance(val, float):
+    if isinstance(val, float) and 0 < val < 1:
         stratify = info.task in ("multiclass", "binary", "custom")
         source, val_source = split_fraction(source, val, seed=int(opts.seed or 0), stratify=stratify)
-    elif val is not None:
+    elif val is not None and not isinstance(val, float):
         val_source = to_source(val, arg="val", target=opts.target)
     device = model_device(model)
     if isinstance(loss_fn, nn.Module):
@@ -227,7 +231,7 @@ def doctor(model: nn.Module, data: Any, *, val: Any = None, deep: bool = False,
                            schedule=schedule, log_keys=log_keys, steps_per_epoch=steps,
                            epochs=epochs_, data=whole, batch_sizes=sizes,
                            audio=data_audio(source), sources=(source, val_source),
-                           shuffle=opts.shuffle))
+                           shuffle=opts.shuffle, sample=True))
     if monitor is not None and monitor not in log_keys:
         found.append(finding(
             "NW414", f"monitor {monitor!r} (early stopping and the best checkpoint) is never logged; "

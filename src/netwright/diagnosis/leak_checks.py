@@ -66,9 +66,10 @@ def _paths(data: Any) -> list[str] | None:
     return None
 
 
-def duplicate_findings(train: Any, val: Any) -> list[Finding]:
+def duplicate_findings(train: Any, val: Any, *, sample: bool = True) -> list[Finding]:
     """NW310: rows (or files) of the validation data that are also in the training data.
-    ``train``/``val``: input tensors (in memory) or Datasets (a sample is hashed)."""
+    ``train``/``val``: input tensors (in memory) or Datasets (their files compared, or with
+    ``sample`` a sample of their items hashed)."""
     if train is None or val is None:
         return []
     how = "rows"
@@ -81,6 +82,8 @@ def duplicate_findings(train: Any, val: Any) -> list[Finding]:
     else:
         if isinstance(train, torch.Tensor) and isinstance(val, torch.Tensor):
             tx, vx, total = train, val, len(val)
+        elif not sample:
+            return []  # fit's pre-flight reads no items of a user's Dataset (they may be costly)
         else:
             tx, _ = (train, len(train)) if isinstance(train, torch.Tensor) else _dataset_rows(train, 4 * _SAMPLE)
             vx, total = (val, len(val)) if isinstance(val, torch.Tensor) else _dataset_rows(val)
@@ -204,8 +207,11 @@ def _parts(source: Any, shuffle: bool) -> tuple[Any, Any, bool]:
     return data, targets if isinstance(targets, torch.Tensor) else None, shuffle
 
 
-def split_findings(train: Any, val: Any, *, shuffle: bool, task: str | None) -> list[Finding]:
-    """NW310, NW311 and NW404 for fit's training and validation sources (``val`` may be None)."""
+def split_findings(train: Any, val: Any, *, shuffle: bool, task: str | None,
+                   sample: bool = False) -> list[Finding]:
+    """NW310, NW311 and NW404 for fit's training and validation sources (``val`` may be None).
+    ``sample``: also hash a sample of the items of Datasets (``nw.doctor``; fit's pre-flight
+    compares only in-memory rows and the files of image and sound datasets)."""
     tx, ty, shuffled = _parts(train, shuffle)
     found: list[Finding] = []
     if isinstance(tx, torch.Tensor):
@@ -213,5 +219,5 @@ def split_findings(train: Any, val: Any, *, shuffle: bool, task: str | None) -> 
     found += order_findings(ty, shuffled)
     if val is not None:
         vx, _, _ = _parts(val, False)
-        found += duplicate_findings(tx, vx)
+        found += duplicate_findings(tx, vx, sample=sample)
     return found

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from ..optim import Schedule, build_optimizer, build_scheduler, metric_mode, nee
 from ..util import call_model, eval_mode, plain_module
 from .bundles import BundleSaver
 from .callbacks import BestWeights, CSVLogger, EarlyStopping, EpochPrinter, FitInfo, ProgressBar, is_better
+from .checks import preflight_checks, refuse, structure_checks
 from .devices import resolve_device, seed_everything
 from .distributed import distributed_line, reduce_epoch, restarted, world_for
 from .finetune import plan_finetune
@@ -136,26 +137,6 @@ class Trainer:
             return infer_task(self.loss_info, out, y, self.options.task)
         return None
 
-    def _preflight(self, batches: Batches, source: Source, log_keys: list[str],
-                   steps_per_epoch: int, val: Source | None) -> Any:
-        """The doctor's cheap checks on one batch: errors stop fit (a DoctorError carrying the
-        report), warnings are returned to be shown once."""
-        from ..diagnosis import preflight
-        from ..diagnosis.audio_checks import data_audio
-
-        head = batches.peek()
-        if head is None:
-            return None
-        whole = (source.x, source.y) if isinstance(source, InMemory) else None
-        report = preflight(self.model, head[0], head[1], loss_fn=self.loss_fn,
-                           loss_info=self.loss_info, optimizer=self.optimizer,
-                           schedule=self.schedule, log_keys=log_keys,
-                           steps_per_epoch=steps_per_epoch, epochs=self.options.epochs, data=whole,
-                           batch_sizes=batches.sizes(), audio=data_audio(source),
-                           sources=(source, val), shuffle=self.options.shuffle)
-        report.raise_for_errors()
-        return report
-
     def _resolved_config(self) -> dict:
         """The options that decide the result (not where files go or what is printed), as
         plain data for config.yaml; a resume compares them with the interrupted run's."""
@@ -225,9 +206,7 @@ class Trainer:
             raise ConfigError("accumulate: needs a training loader whose length is known (len(loader)).")
 
         if self.options.check:  # a model fit cannot train is named before the optimizer refuses it
-            from ..diagnosis.api import structure_errors
-
-            structure_errors(model).raise_for_errors()
+            structure_checks(model)
         self.optimizer = build_optimizer(self.options.optimizer, model, lr=self.options.lr,
                                          weight_decay=self.options.weight_decay,
                                          decay_norm_and_bias=self.options.decay_norm_and_bias,
@@ -243,7 +222,7 @@ class Trainer:
             log_keys.append("nonfinite_skipped")
         monitor = self.options.monitor or ("val_loss" if val_batches else "train_loss")
         if monitor not in log_keys:
-            _refuse("NW414", f"monitor: {monitor!r} is not a logged value; each epoch logs "
+            refuse("NW414", f"monitor: {monitor!r} is not a logged value; each epoch logs "
                     f"{log_keys}.", "monitor one of those (val_* values need val data)", "monitor",
                     self.options.check)
         mode = metric_mode(monitor)
@@ -254,8 +233,8 @@ class Trainer:
                 f"scheduler '{self.schedule.name}': monitor {self.schedule.monitor!r} will never be "
                 f"logged; each epoch logs {log_keys}. Fix: monitor one of those."
             )
-        self.findings = self._preflight(train_batches, train_src, log_keys, steps_per_epoch,
-                                        val_src) if self.options.check else None
+        self.findings = preflight_checks(self, train_batches, train_src, log_keys,
+                                         steps_per_epoch, val_src) if self.options.check else None
         self.task = self._infer_task(train_batches)
         metrics = None
         if self.options.metrics:
@@ -265,7 +244,7 @@ class Trainer:
                 metrics = MetricSet(self.options.metrics, self.task).to(device)
             except ConfigError as exc:
                 message, _, fix = str(exc).partition(" Fix: ")
-                _refuse("NW415", message, fix.rstrip("."), "metrics", self.options.check)
+                refuse("NW415", message, fix.rstrip("."), "metrics", self.options.check)
         scaler = None
         if self.options.precision == "16-mixed":
             scaler = torch.amp.GradScaler(device.type)
@@ -586,16 +565,6 @@ def _as_list(spec: Any) -> list:
 def _notice(callbacks: list, message: str) -> None:
     for cb in callbacks:
         _hook(cb, "on_notice", message)
-
-
-def _refuse(code: str, message: str, fix: str, where: str, coded: bool) -> None:
-    """A setup fit refuses: as the doctor's finding ``code`` (a DoctorError that is also a
-    ConfigError) when the checks are on, else as a plain ConfigError."""
-    if not coded:
-        raise ConfigError(f"{message} Fix: {fix}.")
-    from ..diagnosis.report import Report, finding
-
-    Report([finding(code, message, fix, where)]).raise_for_errors()
 
 
 def _hook(cb: Any, name: str, *args: Any) -> Any:

@@ -1,0 +1,87 @@
+"""netwright tune on the digits MLP: 20 trials with pruning vs the same 20 without (same seed).
+
+Prints each search's wall time, its best validation accuracy and that config's test accuracy,
+the shipped example's own validation/test accuracy (trained once), and the search overhead:
+the tune's wall time minus the trials' own training seconds (each run's fit seconds), as a % of
+the latter (target < 5 %). The overhead is split into what a run does besides training (data,
+model, scoring, report.html) and what the search itself adds (Optuna, the database, the
+results).
+
+    python benchmarks/tune.py [--trials 20] [--epochs 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+import netwright as nw
+from netwright.runner import run
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACE = {
+    "optimizer.lr": {"log_uniform": [3e-4, 3e-2]},
+    "model.hidden": {"choice": [[64], [128], [256, 128]]},
+    "train.batch_size": {"int": [16, 128], "log": True},
+    "metric": "accuracy",
+    "seed": 0,
+}
+
+
+def search(base: dict, folder: Path, pruner: str, trials: int) -> dict:
+    cfg = copy.deepcopy(base)
+    cfg["run_dir"] = str(folder)
+    cfg["tune"] = {**SPACE, "pruner": pruner}
+    path = folder / "digits_mlp_tune.yaml"
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    t0 = time.perf_counter()
+    result = nw.tune(path, trials=trials, verbose=0)
+    wall = time.perf_counter() - t0
+    fit = sum(t["fit_seconds"] or 0.0 for t in result.trials)
+    runs = sum(t["seconds"] or 0.0 for t in result.trials)
+    best = run(result.tune_dir / "best.yaml", [f"run_dir={folder / 'best'}"], verbose=0)
+    return {"result": result, "wall": wall, "fit": fit, "runs": runs,
+            "test": best.scores["test"]["accuracy"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=12)
+    args = parser.parse_args()
+    base = yaml.safe_load((ROOT / "examples" / "digits_mlp.yaml").read_text())
+    base["train"]["epochs"] = args.epochs
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        shipped = run(ROOT / "examples" / "digits_mlp.yaml", [f"run_dir={tmp / 'shipped'}"],
+                      verbose=0)
+        print(f"shipped examples/digits_mlp.yaml ({len(shipped.fit.history)} epochs, "
+              f"{shipped.fit.seconds:.1f}s): val accuracy {shipped.scores['val']['accuracy']:.4f}, "
+              f"test accuracy {shipped.scores['test']['accuracy']:.4f}")
+        print(f"search: {args.trials} trials, {args.epochs} epochs at most, TPE seed 0; space "
+              f"{', '.join(k for k in SPACE if '.' in k)}")
+        rows = {}
+        for pruner in ("median", "none"):
+            rows[pruner] = r = search(base, tmp / pruner, pruner, args.trials)
+            counts = r["result"].counts()
+            over = r["wall"] - r["fit"]
+            search_only = r["wall"] - r["runs"]
+            print(f"pruner {pruner:>6}: wall {r['wall']:6.1f}s, {counts}, best val accuracy "
+                  f"{r['result'].best_value:.4f} (its config's test accuracy {r['test']:.4f}); "
+                  f"training {r['fit']:.1f}s; overhead {over:.1f}s = {100 * over / r['fit']:.1f} % "
+                  f"of training (runs' own extras {r['runs'] - r['fit']:.1f}s, the search itself "
+                  f"{search_only:.1f}s = {100 * search_only / r['fit']:.1f} %)")
+        saved = 1 - rows["median"]["wall"] / rows["none"]["wall"]
+        print(f"pruning saved {100 * saved:.0f} % of the wall time; best val accuracy "
+              f"{rows['median']['result'].best_value:.4f} (pruned) vs "
+              f"{rows['none']['result'].best_value:.4f} (not)")
+
+
+if __name__ == "__main__":
+    main()

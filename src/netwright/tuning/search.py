@@ -1,0 +1,413 @@
+"""``nw.tune`` / ``netwright tune``: a resumable Optuna search over a config's ``tune:`` section.
+
+Every trial is an ordinary run (:func:`netwright.runner.run`) with a run directory under
+``<run_dir>/<name>-tune/trials/<number>``; the study lives in a database (SQLite in the tune
+directory by default, or any RDB URL shared by several machines), so the same command continues
+an interrupted search: finished trials are kept, a trial whose worker died is marked FAIL (at
+once when its process is gone from this machine, else when its heartbeat goes stale), and the
+study is run until it holds the asked number of finished trials. Optuna is imported only here,
+inside the functions that need it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..atomic import atomic_write_text
+from ..config import RunConfig, apply_overrides, config_to_dict, load_config, read_yaml_file
+from ..errors import ConfigError, NetwrightError
+from .space import Space, apply_params, parse_space
+from .tune_report import TuneResult, trial_rows, write_html
+
+__all__ = ["tune", "TuneResult", "PruneOnMetric", "open_storage"]
+
+HEARTBEAT_S = 5  # a running trial's worker writes a heartbeat this often ...
+GRACE_S = 30  # ... and a trial without one for this long is failed by the next worker
+_FINISHED = ("COMPLETE", "PRUNED", "FAIL")
+
+
+def tune(config: str | os.PathLike | Mapping | RunConfig, overrides: Sequence[str] = (), *,
+         trials: int = 20, jobs: int = 1, timeout: float | None = None,
+         storage: str | None = None, trust_code: bool = False, verbose: int = 1) -> TuneResult:
+    """Search the hyperparameters of ``config``'s ``tune:`` section with Optuna.
+
+    The search runs until the study holds ``trials`` finished trials (complete, pruned or
+    failed; those of an earlier, interrupted search count) or ``timeout`` seconds have passed,
+    in ``jobs`` worker processes on the same study. It writes ``best.yaml`` (the config with the
+    best parameters, ready for ``netwright train``), ``tune.html`` and ``study.db`` (unless
+    ``storage`` names another database) in ``<run_dir>/<name>-tune``. Every problem with the
+    space or the config is a :class:`ConfigError` before the first trial starts.
+    """
+    for name, value in (("trials", trials), ("jobs", jobs)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"tune: {name} expects a whole number >= 1, received {value!r}.")
+    if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
+        raise ConfigError(f"tune: timeout expects a number of seconds > 0, received {timeout!r}.")
+    raw, where = _raw_config(config, overrides)
+    # Read from a file, the messages name the file.
+    cfg = load_config(raw) if where == "config" else load_config(config, overrides)
+    space = parse_space(raw, f"{where}: tune" if where != "config" else "tune")
+    if not cfg.data.val:
+        raise ConfigError(f"{where}: data.val is 0: a search compares trials on validation data. "
+                          f"Fix: hold some out, e.g. data.val: 0.1.")
+    if not trust_code:
+        _check_classes(raw.get("model"), where)
+    tune_dir = (Path(cfg.run_dir) / f"{cfg.name}-tune").resolve()
+    tune_dir.mkdir(parents=True, exist_ok=True)
+    url = storage or f"sqlite:///{tune_dir / 'study.db'}"
+    base = {k: v for k, v in raw.items() if k != "tune"}
+    started = time.perf_counter()
+    study = _open_study(url, cfg.name, space, verbose)
+    job = {"raw": base, "space": space, "url": url, "study": cfg.name, "trials": trials,
+           "deadline": None if timeout is None else time.time() + timeout,
+           "trust_code": trust_code, "verbose": verbose, "tune_dir": str(tune_dir),
+           "parent": os.getpid()}
+    crashed = []
+    if jobs == 1:
+        work(job, 0)
+    else:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        procs = [ctx.Process(target=work, args=(job, k), name=f"netwright-tune-{k}")
+                 for k in range(jobs)]
+        for p in procs:
+            p.start()
+        try:
+            for p in procs:
+                p.join()
+        finally:
+            for p in procs:
+                if p.is_alive():
+                    p.terminate()
+        crashed = [f"worker {k} (exit code {p.exitcode})" for k, p in enumerate(procs) if p.exitcode]
+    result = _finish(study, space, base, tune_dir, url, time.perf_counter() - started)
+    if crashed:
+        raise NetwrightError(f"tune: {', '.join(crashed)} stopped with an error (printed above); "
+                             f"the study keeps its trials. Fix the cause and run the same command "
+                             f"to continue.")
+    return result
+
+
+def _raw_config(config: Any, overrides: Sequence[str]) -> tuple[dict, str]:
+    if isinstance(config, RunConfig):
+        raw, where = config_to_dict(config), "config"
+    elif isinstance(config, Mapping):
+        raw, where = dict(config), "config"
+    else:
+        path = Path(config)
+        where = str(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {where!r} does not exist. Fix: check the path.")
+        raw = read_yaml_file(path) or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config file {where!r}: expected a mapping at the top.")
+    return apply_overrides(raw, overrides), where
+
+
+def _check_classes(spec: Any, where: str) -> None:
+    """A model ``class`` outside the trusted packages is refused now, not in every trial."""
+    from ..errors import UntrustedCodeError
+    from ..models.builder import check_class_target
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, Mapping):
+            if "class" in node and set(node) <= {"class", "args"}:
+                try:
+                    check_class_target(node["class"], path, trust_code=False)
+                except UntrustedCodeError as exc:
+                    raise UntrustedCodeError(f"{where}: {exc}") from None
+            for key, value in node.items():
+                walk(value, f"{path}.{key}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{path}[{i}]")
+
+    walk(spec, "model")
+
+
+# --- the study ----------------------------------------------------------------------------------
+
+
+def open_storage(url: str) -> Any:
+    """Optuna's RDB storage for ``url`` with heartbeats (and, for SQLite, a lock timeout so
+    that several processes can share the file)."""
+    import optuna
+
+    _quiet_optuna()
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S,
+                                          grace_period=GRACE_S)
+    except Exception as exc:  # noqa: BLE001 - a bad URL or an unreachable server, said plainly
+        raise ConfigError(f"tune: cannot open the study storage {url!r}: {type(exc).__name__}: "
+                          f"{exc}. Fix: check --storage (e.g. postgresql://user@host/db; its "
+                          f"driver must be installed).") from None
+
+
+def _quiet_optuna() -> None:
+    """Optuna's INFO lines and its 'experimental feature' warnings (heartbeats) off: the
+    search prints its own one line per trial."""
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def _space_key(space: Space) -> list:
+    return [[p.path, p.kind, p.low, p.high, p.log, p.step, [repr(c) for c in p.choices]]
+            for p in space.params]
+
+
+def _open_study(url: str, name: str, space: Space, verbose: int) -> Any:
+    """Create (or load) the study; an existing one must search the same space and metric. Its
+    trials left RUNNING by a process of this machine that is gone are marked FAIL now."""
+    import optuna
+
+    _quiet_optuna()
+    storage = open_storage(url)
+    study = optuna.create_study(storage=storage, study_name=name, direction=space.direction,
+                                load_if_exists=True)
+    before = study.user_attrs.get("space")
+    now = {"params": _space_key(space), "metric": space.metric, "direction": space.direction}
+    if before is None:
+        study.set_user_attr("space", now)
+    elif before != now:
+        raise ConfigError(f"tune: the study {name!r} in {url} searched another space or metric "
+                          f"({before.get('metric')}, {[p[0] for p in before.get('params', [])]}); "
+                          f"its trials cannot be compared with this one's. Fix: give the config "
+                          f"another name, or delete the old study (its tune directory).")
+    failed = _fail_interrupted(study, storage)
+    optuna.storages.fail_stale_trials(study)
+    if verbose:
+        counts = _counts(study)
+        done = sum(counts.get(s, 0) for s in _FINISHED)
+        note = f"; {failed} interrupted trial(s) marked FAIL" if failed else ""
+        print(f"tune: study {name!r} in {url}: {done} finished trial(s) kept{note}",
+              file=sys.stderr)
+    return study
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return True  # unknown: leave it to the heartbeat
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fail_interrupted(study: Any, storage: Any) -> int:
+    """Trials RUNNING in a process of this machine that no longer exists: FAIL, with why.
+    (Those of other machines fail when their heartbeat is older than the grace period.)"""
+    from optuna.trial import TrialState
+
+    host, n = socket.gethostname(), 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if t.user_attrs.get("host") == host and not _alive(t.user_attrs.get("worker_pid")):
+            trial_id = t._trial_id  # Optuna's storage key for the trial
+            try:
+                storage.set_trial_user_attr(trial_id, "error", "interrupted: its worker process "
+                                            "ended (killed?) while the trial ran")
+                storage.set_trial_state_values(trial_id, TrialState.FAIL)
+                n += 1
+            except Exception:  # noqa: BLE001 - another process finished it first
+                continue
+    return n
+
+
+def _counts(study: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state.name] = counts.get(t.state.name, 0) + 1
+    return counts
+
+
+def _sampler(space: Space, seed: int) -> Any:
+    import optuna
+
+    if space.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def _pruner(space: Space) -> Any:
+    import optuna
+
+    options = {k: v for k, v in space.pruner.items() if k != "name"}
+    try:
+        if space.pruner["name"] == "median":
+            return optuna.pruners.MedianPruner(**options)
+        if space.pruner["name"] == "hyperband":
+            return optuna.pruners.HyperbandPruner(**options)
+        return optuna.pruners.NopPruner(**options)
+    except TypeError as exc:
+        raise ConfigError(f"tune.pruner: {exc}. Fix: use the pruner's own options (median: "
+                          f"n_startup_trials, n_warmup_steps; hyperband: min_resource, "
+                          f"reduction_factor).") from None
+
+
+# --- a worker -----------------------------------------------------------------------------------
+
+
+class PruneOnMetric:
+    """A netwright callback: reports each epoch's metric to the Optuna trial and stops the run
+    (``optuna.TrialPruned``) when the pruner says so. ``seconds`` is the training time so far."""
+
+    def __init__(self, trial: Any, metric: str):
+        self.trial, self.metric = trial, metric
+        self.started = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+    def on_fit_start(self, info: Any) -> None:
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict, model: Any) -> None:
+        value = logs.get(self.metric)
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            return
+        step = int(logs.get("epoch", epoch))
+        self.trial.report(float(value), step)
+        if self.trial.should_prune():
+            import optuna
+
+            why = f"pruned at epoch {step} ({self.metric} {value:.4g})"
+            self.trial.set_user_attr("pruned", why)
+            raise optuna.TrialPruned(why)
+
+
+class _Objective:
+    def __init__(self, job: dict):
+        self.job, self.space = job, job["space"]
+
+    def __call__(self, trial: Any) -> float:
+        import optuna
+
+        from ..runner import run
+
+        job, space = self.job, self.space
+        trial.set_user_attr("worker_pid", os.getpid())
+        trial.set_user_attr("host", socket.gethostname())
+        params = {p.path: p.suggest(trial) for p in space.params}
+        raw = apply_params(job["raw"], params)
+        raw["run_dir"] = str(Path(job["tune_dir"]) / "trials")
+        raw["name"] = str(trial.number)
+        trial.set_user_attr("run_dir", str(Path(raw["run_dir"]) / raw["name"]))
+        pruning = PruneOnMetric(trial, space.metric)
+        try:
+            # A trial's report.html (a second of plots each) is left out: tune.html shows the
+            # trials, and `netwright report RUN_DIR` draws any trial's report from its files.
+            result = run(raw, verbose=0, trust_code=job["trust_code"], callbacks=[pruning],
+                         report=False)
+        except optuna.TrialPruned:
+            trial.set_user_attr("fit_seconds", round(pruning.seconds, 4))
+            raise
+        except NetwrightError as exc:
+            trial.set_user_attr("fit_seconds", round(pruning.seconds, 4))
+            trial.set_user_attr("error", f"{type(exc).__name__}: {str(exc)[:600]}")
+            raise
+        fit = result.fit
+        trial.set_user_attr("fit_seconds", round(fit.seconds, 4))
+        row = next((r for r in fit.history if r.get("epoch") == fit.weights_epoch), fit.final)
+        value = row.get(space.metric)
+        trial.set_user_attr("epoch", row.get("epoch"))
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            why = f"{space.metric} at epoch {row.get('epoch')} is {value!r}"
+            trial.set_user_attr("error", why)
+            raise NetwrightError(f"trial {trial.number}: {why}")
+        return float(value)
+
+
+def _progress(verbose: int) -> Any:
+    def report(study: Any, trial: Any) -> None:
+        if not verbose:
+            return
+        value = "" if trial.value is None or trial.state.name != "COMPLETE" else f" {study.user_attrs['space']['metric']}={trial.value:.4g}"
+        took = trial.duration.total_seconds() if trial.duration else 0.0
+        why = trial.user_attrs.get("error") or trial.user_attrs.get("pruned") or ""
+        params = ", ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
+        print(f"trial {trial.number} {trial.state.name}{value} in {took:.1f}s  {params}"
+              f"{'  (' + why.splitlines()[0][:120] + ')' if why else ''}", file=sys.stderr)
+
+    return report
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def work(job: dict, index: int) -> None:
+    """One worker: trials on the shared study until it holds ``job['trials']`` finished ones,
+    the deadline passes, or the process that started it is gone. Run in the caller's process
+    (one job) or in a spawned one per job."""
+    import optuna
+    from optuna.trial import TrialState
+
+    _quiet_optuna()
+    storage = open_storage(job["url"])
+    space: Space = job["space"]
+    probe = optuna.load_study(study_name=job["study"], storage=storage)
+    # A seed per worker and per start: a resumed search does not repeat its first trials.
+    seed = space.seed + 1009 * index + len(probe.get_trials(deepcopy=False))
+    study = optuna.load_study(study_name=job["study"], storage=storage,
+                              sampler=_sampler(space, seed), pruner=_pruner(space))
+    objective, callbacks = _Objective(job), [_progress(job["verbose"])]
+    finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    while True:
+        if job["deadline"] is not None and time.time() >= job["deadline"]:
+            return
+        if job["parent"] != os.getpid() and os.getppid() != job["parent"]:
+            return  # the tune command that started this worker was killed
+        done = len(study.get_trials(deepcopy=False, states=finished))
+        running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        if done >= job["trials"]:
+            return
+        if done + running >= job["trials"]:  # the last trials are another worker's: wait
+            time.sleep(1.0)
+            optuna.storages.fail_stale_trials(study)
+            continue
+        study.optimize(objective, n_trials=1, catch=(NetwrightError,), callbacks=callbacks,
+                       gc_after_trial=False, show_progress_bar=False)
+
+
+# --- results ------------------------------------------------------------------------------------
+
+
+def _finish(study: Any, space: Space, base: dict, tune_dir: Path, url: str,
+            seconds: float) -> TuneResult:
+    import yaml
+    from optuna.trial import TrialState
+
+    rows = trial_rows(study, space)
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    best_params: dict = {}
+    best_value = best_config = best_number = None
+    if complete:
+        best = study.best_trial
+        best_params = space.decode(best.params)
+        best_value, best_number = best.value, best.number
+        best_config = apply_params(base, best_params)
+        atomic_write_text(tune_dir / "best.yaml", f"# netwright tune: trial {best.number} of study "
+                          f"{study.study_name!r}, {space.metric} {best.value:.6g}\n"
+                          + yaml.safe_dump(best_config, sort_keys=False))
+    result = TuneResult(tune_dir=tune_dir, study_name=study.study_name, storage=url,
+                        metric=space.metric, direction=space.direction, best_params=best_params,
+                        best_value=best_value, best_config=best_config, best_trial=best_number,
+                        trials=rows, seconds=seconds)
+    result.html = write_html(study, space, result)
+    return result

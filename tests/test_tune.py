@@ -1,0 +1,188 @@
+"""nw.tune / netwright tune: the search space and its errors, a real study end to end, pruning,
+diverging trials, several workers, resuming after SIGKILL, the command line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+import netwright as nw
+from netwright.errors import ConfigError
+from netwright.tuning.space import apply_params, parse_space
+
+pytest.importorskip("optuna")
+
+
+def _config(tmp_path: Path, tune: dict, **over) -> dict:
+    cfg = {"name": "iris", "run_dir": str(tmp_path / "runs"),
+           "model": {"zoo": "mlp", "hidden": [8]}, "data": {"source": "iris"},
+           "loss": "cross_entropy", "metrics": ["accuracy"],
+           "optimizer": {"name": "adam", "lr": 0.01}, "train": {"epochs": 2, "batch_size": 16},
+           "tune": tune}
+    for key, value in over.items():
+        cfg[key] = value
+    return cfg
+
+
+def _states(db: Path) -> dict[int, str]:
+    with sqlite3.connect(db, timeout=30) as con:
+        return dict(con.execute("SELECT number, state FROM trials").fetchall())
+
+
+# --- the space and its errors -------------------------------------------------------------------
+
+
+def test_space_parses_every_distribution_and_the_settings(tmp_path):
+    space = parse_space(_config(tmp_path, {
+        "optimizer.lr": {"log_uniform": [1e-4, 1e-1]},
+        "model": {"hidden": {"choice": [[8], [16, 8]]}, "dropout": {"uniform": [0.0, 0.5]}},
+        "train.batch_size": {"int": [8, 64], "log": True},
+        "train.epochs": {"int": [1, 3]},
+        "metric": "accuracy", "pruner": "hyperband", "sampler": "random", "seed": 3}))
+    kinds = {p.path: p.kind for p in space.params}
+    assert kinds == {"optimizer.lr": "log_uniform", "model.hidden": "choice",
+                     "model.dropout": "uniform", "train.batch_size": "int", "train.epochs": "int"}
+    assert (space.metric, space.direction, space.pruner["name"], space.sampler, space.seed) == \
+        ("val_accuracy", "maximize", "hyperband", "random", 3)
+    assert parse_space(_config(tmp_path, {"optimizer.lr": {"uniform": [0.01, 0.1]}})).direction == "minimize"
+    assert apply_params({"model": "mlp", "tune": {}}, {"model.hidden": [4]}) == \
+        {"model": {"zoo": "mlp", "hidden": [4]}}
+
+
+@pytest.mark.parametrize("tune, expected", [
+    ({"optimiser.lr": {"uniform": [0.1, 0.2]}}, "Did you mean 'optimizer'?"),
+    ({"train.batchsize": {"int": [8, 16]}}, "Did you mean 'batch_size'?"),
+    ({"model.hiden": {"choice": [[8]]}}, "Did you mean 'hidden'?"),
+    ({"optimizer.momentun": {"uniform": [0.1, 0.9]}}, "not an option of optimizer 'adam'"),
+    ({"optimizer.lr": {"loguniform": [1e-4, 1e-1]}}, "Did you mean 'log_uniform'?"),
+    ({"optimizer.lr": {"log_uniform": [1e-1, 1e-4]}}, "low < high"),
+    ({"optimizer.lr": {"log_uniform": [0, 1e-1]}}, "log scale needs low > 0"),
+    ({"train.batch_size": {"int": [8.5, 16]}}, "whole bounds"),
+    ({"optimizer.lr": {"choice": []}}, "non-empty list"),
+    ({"optimizer.lr": 0.1}, "expected a distribution"),
+    ({"train.batch_size": {"choice": [16, "big"]}}, "train.batch_size"),  # a type error, at once
+    ({"optimizer.lr": {"uniform": [0.1, 0.2]}, "metric": "f1"}, "not logged by this config"),
+    ({"optimizer.lr": {"uniform": [0.1, 0.2]}, "pruner": "medain"}, "Did you mean 'median'?"),
+])
+def test_every_problem_is_a_config_error_before_any_trial(tmp_path, tune, expected):
+    with pytest.raises(ConfigError) as info:
+        nw.tune(_config(tmp_path, tune), trials=1, verbose=0)
+    assert expected in str(info.value)
+    assert not (tmp_path / "runs" / "iris-tune" / "trials").exists()
+
+
+def test_a_config_without_validation_data_is_refused(tmp_path):
+    cfg = _config(tmp_path, {"optimizer.lr": {"uniform": [0.01, 0.1]}},
+                  data={"source": "iris", "val": 0})
+    with pytest.raises(ConfigError, match="validation data"):
+        nw.tune(cfg, trials=1, verbose=0)
+
+
+# --- studies ------------------------------------------------------------------------------------
+
+
+def test_a_real_study_end_to_end(tmp_path):
+    cfg = _config(tmp_path, {"optimizer.lr": {"log_uniform": [1e-3, 1e-1]},
+                             "model.hidden": {"choice": [[8], [16, 8]]}, "metric": "accuracy"})
+    result = nw.tune(cfg, trials=3, verbose=0)
+    tune_dir = tmp_path / "runs" / "iris-tune"
+    assert result.tune_dir == tune_dir.resolve() and (tune_dir / "study.db").is_file()
+    assert len(result.trials) == 3 and all((tune_dir / "trials" / str(n)).is_dir() for n in range(3))
+    assert result.best_value == max(t["value"] for t in result.trials if t["value"] is not None)
+    assert set(result.best_params) == {"optimizer.lr", "model.hidden"}
+    assert isinstance(result.best_config["model"]["hidden"], list) and "tune" not in result.best_config
+    best = nw.load_config(tune_dir / "best.yaml")
+    assert best.optimizer.lr == pytest.approx(result.best_params["optimizer.lr"])
+    trained = nw.run(tune_dir / "best.yaml", ["train.epochs=1", f"run_dir={tmp_path / 'again'}"],
+                     verbose=0)
+    assert "val" in trained.scores
+    page = (tune_dir / "tune.html").read_text()
+    assert page.count("<img") >= 2 and "data:image/png;base64," in page
+    text = result.summary()
+    assert "COMPLETE" in text and "best.yaml" in text
+
+
+def test_pruning_and_a_diverging_trial(tmp_path):
+    # SGD at 1e-7 learns nothing (pruned against a trial that learns); at 1e9 it diverges.
+    cfg = _config(tmp_path, {"optimizer.lr": {"choice": [0.05, 1e-7, 1e9]}, "sampler": "random",
+                             "seed": 1, "pruner": {"name": "median", "n_startup_trials": 1}},
+                  optimizer={"name": "sgd", "lr": 0.05}, train={"epochs": 3, "batch_size": 16})
+    result = nw.tune(cfg, trials=5, verbose=0)
+    states = [t["state"] for t in result.trials]
+    assert len(states) == 5 and "COMPLETE" in states, states
+    pruned = [t for t in result.trials if t["state"] == "PRUNED"]
+    failed = [t for t in result.trials if t["state"] == "FAIL"]
+    assert pruned and all("pruned at epoch" in t["reason"] for t in pruned), result.trials
+    assert failed and all(t["params"]["optimizer.lr"] == 1e9 for t in failed)
+    assert all("NonFiniteLossError" in t["reason"] for t in failed), failed
+    assert result.best_params["optimizer.lr"] == 0.05
+
+
+def test_two_workers_share_the_study(tmp_path):
+    cfg = _config(tmp_path, {"optimizer.lr": {"log_uniform": [1e-3, 1e-1]}},
+                  train={"epochs": 3, "batch_size": 4})
+    result = nw.tune(cfg, trials=4, jobs=2, verbose=0)
+    finished = [t for t in result.trials if t["state"] in ("COMPLETE", "PRUNED", "FAIL")]
+    assert len(finished) >= 4
+    assert len({t["worker_pid"] for t in result.trials}) == 2
+    assert os.getpid() not in {t["worker_pid"] for t in result.trials}
+
+
+def test_a_killed_tune_continues_where_it_stopped(tmp_path):
+    cfg = _config(tmp_path, {"optimizer.lr": {"log_uniform": [1e-3, 1e-1]}, "pruner": "none"},
+                  train={"epochs": 12, "batch_size": 4})
+    path = tmp_path / "iris.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    db = tmp_path / "runs" / "iris-tune" / "study.db"
+    command = [sys.executable, "-m", "netwright", "tune", str(path), "--trials", "3", "-q"]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    states: dict = {}
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            try:
+                states = _states(db) if db.exists() else {}
+            except sqlite3.OperationalError:
+                continue  # the tables are not made yet, or the file is locked
+            if "COMPLETE" in states.values() and "RUNNING" in states.values():
+                break
+        assert proc.poll() is None, proc.stderr.read().decode()
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    complete = {n for n, s in states.items() if s == "COMPLETE"}
+    running = {n for n, s in states.items() if s == "RUNNING"}
+    assert complete and len(running) == 1
+    again = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    assert again.returncode == 0, again.stderr
+    after = _states(db)
+    assert {n for n, s in after.items() if s == "COMPLETE"} >= complete
+    assert all(after[n] == "FAIL" for n in running)
+    assert sum(s in ("COMPLETE", "PRUNED", "FAIL") for s in after.values()) == 3
+    assert "RUNNING" not in after.values()
+
+
+def test_the_command_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from netwright.cli import app
+
+    path = tmp_path / "iris.yaml"
+    path.write_text(yaml.safe_dump(_config(tmp_path, {"optimizer.lr": {"log_uniform": [1e-3, 1e-1]}})))
+    out = CliRunner().invoke(app, ["tune", str(path), "--trials", "2", "-q"])
+    assert out.exit_code == 0, out.output
+    assert "COMPLETE" in out.output and "best.yaml" in out.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(_config(tmp_path, {"optimizer.lr": {"loguniform": [1e-3, 1]}})))
+    out = CliRunner().invoke(app, ["tune", str(bad), "--trials", "2"])
+    assert out.exit_code != 0 and "log_uniform" in out.output
