@@ -66,6 +66,8 @@ _EXPORTS = {
     "texts": "netwright.data.texts",
     "audio": "netwright.data.audio",
     "lr_find": "netwright.tuning.lr_find",
+    "Classifier": "netwright.sklearn",
+    "Regressor": "netwright.sklearn",
     "tune": "netwright.tuning.search",
     # errors
     "NetwrightError": "netwright.errors",
@@ -103,6 +105,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .data.images import images
     from .data.texts import texts
     from .data.audio import audio
+    from .sklearn import Classifier, Regressor
     from .tuning.lr_find import lr_find
     from .tuning.search import tune
     from .diagnosis import DoctorError, Finding, Report, doctor, preflight

@@ -22,7 +22,7 @@ def lr_find_cmd(
     start_lr: float = typer.Option(1e-7, "--start-lr", help="The first learning rate."),
     end_lr: float = typer.Option(10.0, "--end-lr", help="The last learning rate."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the plot here (PNG; default: "
-                                       "lr_find.png beside the config's run directory)."),
+                                       "<run_dir>/<name>-lr_find.png of the config)."),
     trust_code: bool = typer.Option(False, "--trust-code", help=_TRUST_HELP),
 ) -> None:
     """The learning-rate range test (Smith, 2017) on a config's model and data: the loss over

@@ -208,7 +208,9 @@ def decode_all(audio: AudioList, num_workers: int = 0) -> list[torch.Tensor]:
     from torch.utils.data import DataLoader
 
     loader = DataLoader(_Clips(audio), batch_size=None, num_workers=num_workers)
-    return [clip for clip in loader]
+    # A clip from a worker lives in shared memory with a file descriptor of its own: a copy
+    # lets it go, or 2,400 cached clips would exhaust the process's descriptors.
+    return [clip.clone() if num_workers else clip for clip in loader]
 
 
 def level_counts(clips: Sequence[torch.Tensor], names: Sequence[str]) -> dict:

@@ -342,8 +342,10 @@ def prepare_data(cfg: DataConfig, loss_task: str, loss_name: str | None = None, 
         what = ("texts (a folder of class folders of .txt files, or a table with data.text)"
                 if image_only[:1] == ["tokenizer"] else
                 "sounds (a folder of class folders of sound files, or a table with data.audio)"
-                if image_only[0] in ("sample_rate", "duration", "group") else
-                "images (a folder of class folders, or a table with data.image)")
+                if image_only[:1] and image_only[0] in ("sample_rate", "duration", "group") else
+                "images (a folder of class folders, or a table with data.image)" if image_only else
+                "images or sounds (a folder of class folders, or a table with data.image or "
+                "data.audio)")
         raise ConfigError(f"data.{(image_only or ['cache'])[0]}: only for {what}; "
                           f"{cfg.source!r} is not one.")
     source = cfg.source

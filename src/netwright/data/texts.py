@@ -73,8 +73,8 @@ def folder_kind(root: Path) -> str | None:
             break
     if kinds == {"text"}:
         return "text"
-    if kinds == {"audio"}:
-        return "audio"
+    if "audio" in kinds and "images" not in kinds:
+        return "audio"  # sound files, perhaps with their transcripts (.txt) beside them
     return "images" if kinds else None
 
 

@@ -196,7 +196,8 @@ def doctor(model: nn.Module, data: Any, *, val: Any = None, deep: bool = False,
     if isinstance(loss_fn, nn.Module):
         loss_fn = copy.deepcopy(loss_fn).to(device)  # the user's loss object stays where it is
     epochs_ = int(opts.epochs)
-    batches = make_batches(source, batch_size=batch_size, shuffle=False, device=device, generator=None)
+    batches = make_batches(source, batch_size=batch_size, shuffle=False, device=device,
+                           generator=None, drop_last=opts.drop_last)
     head = batches.peek()
     if head is None:
         raise DataError("data: no batch could be read for the checks (an IterableDataset without "
@@ -207,7 +208,7 @@ def doctor(model: nn.Module, data: Any, *, val: Any = None, deep: bool = False,
     if isinstance(source, InMemory):
         whole = (source.x, source.y)
         full, rest = divmod(len(source), batch_size)
-        sizes = [batch_size] * full + ([rest] if rest else [])
+        sizes = [batch_size] * full + ([rest] if rest and not opts.drop_last else [])
     steps = max(1, len(sizes) if sizes else len(batches))
 
     names = metric_names(metrics)
@@ -219,7 +220,8 @@ def doctor(model: nn.Module, data: Any, *, val: Any = None, deep: bool = False,
     default_monitor = monitor or ("val_loss" if has_val else "train_loss")
 
     opt_instance = optimizer if isinstance(optimizer, torch.optim.Optimizer) else None
-    make_optimizer = optimizer_factory(optimizer, lr)
+    make_optimizer = optimizer_factory(optimizer, lr, weight_decay=opts.weight_decay,
+                                       decay_norm_and_bias=opts.decay_norm_and_bias)
     schedule = None
     if scheduler is not None:
         # A stand-in optimizer: building a scheduler sets the lr of the optimizer it is given.

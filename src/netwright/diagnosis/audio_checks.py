@@ -15,9 +15,13 @@ from .report import Finding, finding
 
 
 def expected(model: nn.Module, attr: str) -> tuple[str, int] | None:
-    """(module name, value) of the first module of ``model`` that states ``attr``
-    (``sample_rate`` or ``num_samples``): netwright's sound models and feature layers do."""
+    """(module name, value) of the first of netwright's sound modules in ``model`` (its audio
+    models and feature layers) that states ``attr`` (``sample_rate`` or ``num_samples``). A
+    user's own module with such an attribute (a Monte-Carlo model's ``num_samples``) is not
+    one."""
     for name, module in model.named_modules():
+        if type(module).__module__ != "netwright.models.audio":
+            continue
         value = getattr(module, attr, None)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return (name or type(module).__name__), value
@@ -54,7 +58,7 @@ def audio_findings(model: nn.Module, x: Any, audio: dict | None) -> list[Finding
             f"nw.audio(..., sample_rate={rate[1]})), or build the model with "
             f"sample_rate={audio['sample_rate']}", rate[0]))
     length = expected(model, "num_samples")
-    if length is not None and isinstance(x, torch.Tensor) and x.ndim >= 2 \
+    if length is not None and audio is not None and isinstance(x, torch.Tensor) and x.ndim >= 2 \
             and x.shape[-1] != length[1]:
         sr = (audio or {}).get("sample_rate") or (rate[1] if rate else None)
         secs = f" ({length[1] / sr:g} s at {sr} Hz)" if sr else ""

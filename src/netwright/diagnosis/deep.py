@@ -195,8 +195,11 @@ def _overfit_findings(model: nn.Module, x: Any, y: torch.Tensor, loss_fn: Callab
         f"batch will not learn the data.", hint, "optimizer")]
 
 
-def optimizer_factory(optimizer: Any, lr: float | None) -> Callable[[nn.Module], torch.optim.Optimizer]:
-    """Builds the user's optimizer (same class and settings) on a copy of the model."""
+def optimizer_factory(optimizer: Any, lr: float | None, *, weight_decay: float = 0.0,
+                      decay_norm_and_bias: bool = True,
+                      ) -> Callable[[nn.Module], torch.optim.Optimizer]:
+    """Builds the user's optimizer (same class and settings, fit's ``weight_decay`` too) on a
+    copy of the model."""
     if isinstance(optimizer, torch.optim.Optimizer):
         cls = type(optimizer)
         settings = dict(optimizer.defaults)
@@ -211,10 +214,11 @@ def optimizer_factory(optimizer: Any, lr: float | None) -> Callable[[nn.Module],
                 return torch.optim.Adam(params, lr=float(settings.get("lr", 1e-3)))
         return make
     spec = optimizer if optimizer is not None else "adam"
-    decay_nb, spec_lr = True, None
+    decay_nb, spec_lr = decay_norm_and_bias, None
     if isinstance(spec, Mapping):
         spec = dict(spec)
-        decay_nb = bool(spec.pop("decay_norm_and_bias", True))
+        decay_nb = bool(spec.pop("decay_norm_and_bias", decay_nb))
         spec_lr = spec.pop("lr", None)
     base_lr = float(spec_lr or lr or 1e-3)
-    return lambda net: build_optimizer(spec, net, lr=base_lr, decay_norm_and_bias=decay_nb)
+    return lambda net: build_optimizer(spec, net, lr=base_lr, weight_decay=weight_decay,
+                                       decay_norm_and_bias=decay_nb)

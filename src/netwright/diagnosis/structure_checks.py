@@ -68,7 +68,10 @@ def attribute_findings(model: nn.Module) -> list[Finding]:
                     plain.append((owner, name, value))
                 continue
             found = list(_inside(value))
-            mods = [m for m in found if isinstance(m, nn.Module) and id(m) not in registered]
+            # Parameter-free modules (activations) in a list change nothing: only layers whose
+            # weights or buffers would be lost are reported.
+            mods = [m for m in found if isinstance(m, nn.Module) and id(m) not in registered
+                    and any(True for _ in m.parameters()) | any(True for _ in m.buffers())]
             if mods:
                 kind = "dict" if isinstance(value, Mapping) else type(value).__name__
                 params = sum(p.numel() for m in mods for p in m.parameters() if not _lazy(p))
@@ -119,9 +122,10 @@ def _weights(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
 
 
 def symmetric_findings(model: nn.Module) -> list[Finding]:
-    """NW219: two or more trainable weight layers whose weights are all one value (zeros or a
-    constant): every unit of such a layer computes the same and gets the same gradient, so
-    they stay identical (or, at zero, get no gradient at all)."""
+    """NW219: every trainable weight layer (two or more) has all its weights one value (zeros or
+    a constant): the units of each layer compute the same and get the same gradient, so they
+    stay identical. One randomly initialised layer among them breaks the symmetry (LoRA's zero
+    B matrix, zero-initialised convolutions), so then nothing is reported."""
     weights = [(n, p) for n, p in _weights(model) if p.requires_grad]
     if len(weights) < 2:
         return []
@@ -131,14 +135,15 @@ def symmetric_findings(model: nn.Module) -> list[Finding]:
             flat = p.detach().reshape(-1)
             if flat.numel() and not flat.is_complex() and bool((flat == flat[0]).all()):
                 constant.append((name, float(flat[0])))
-    if len(constant) < 2:
-        return []
+    if len(constant) < len(weights):
+        return []  # one random layer next to them breaks the symmetry (LoRA, zero-convolutions)
     values = sorted({v for _, v in constant})
     return [finding(
-        "NW219", f"{len(constant)} of {len(weights)} weight layers have every weight equal "
+        "NW219", f"all {len(weights)} weight layers have every weight equal "
         f"({listed([repr(n) for n, _ in constant])}; value {', '.join(f'{v:g}' for v in values[:3])}): "
-        f"their units compute the same output and get the same gradient, so they stay identical "
-        f"(at 0, no gradient reaches them at all) and the network acts as if one unit wide.",
+        f"the units of each layer compute the same output and get the same gradient, so they "
+        f"stay identical (and behind a zero layer the earlier layers get no gradient at all): "
+        f"the network acts as if one unit wide.",
         "leave torch's default initialisation, or use a random one (nn.init.kaiming_uniform_, "
         "xavier_uniform_); zero-initialise at most a last layer", constant[0][0].rpartition(".")[0]
         or "model")]

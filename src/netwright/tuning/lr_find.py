@@ -404,7 +404,9 @@ def _run(model: nn.Module, data: Any, *, loss: Any, optimizer: Any, start_lr: fl
         raw.append(current)
         smoothed.append(smooth_loss)
         best = min(best, smooth_loss)
-        if i > 0 and smooth_loss > diverge * best:
+        # "diverge x its best", measured from the best so that a loss that can be 0 or negative
+        # (a custom loss) is not taken for a divergence: best + (diverge - 1) * |best|.
+        if i > 0 and smooth_loss - best > (diverge - 1) * abs(best) and smooth_loss != best:
             stopped = (f"diverged at lr {lr:.3g} (the smoothed loss passed {diverge:g} x its "
                        f"best at step {i + 1} of {steps})")
             break
