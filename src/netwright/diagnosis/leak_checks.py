@@ -5,7 +5,8 @@ perfect function of it: the model learns that column, and fails on real data tha
 and training data sorted by label with shuffling off (each stretch of batches holds one class,
 so the model chases the class of the moment and ends biased to the last one).
 
-All three are cheap: row hashes (one pass, vectorised), per-class minima and maxima of each
+All three are cheap: one random projection per row (a matrix-vector product) with exact
+comparison of the rows that match, per-class minima and maxima of each
 feature over at most ``_ROWS`` rows, and the count of label changes.
 """
 
@@ -23,17 +24,33 @@ _SAMPLE = 512  # items of a Dataset hashed for the duplicate check
 _MIN_ROWS = 30  # fewer rows prove nothing about a feature and the target
 
 
-def _row_hashes(x: torch.Tensor) -> np.ndarray:
-    """One 64-bit hash per row of ``x`` (its bytes, so -0.0 and 0.0 differ; NaN rows equal)."""
-    a = np.ascontiguousarray(x.detach().cpu().reshape(len(x), -1).numpy())
-    raw = a.view(np.uint8).reshape(len(a), -1)
-    pad = (-raw.shape[1]) % 8
-    if pad:
-        raw = np.concatenate([raw, np.zeros((len(raw), pad), np.uint8)], axis=1)
-    words = raw.view(np.uint64)
-    weights = np.random.default_rng(12345).integers(1, 2 ** 63, words.shape[1], dtype=np.uint64) | 1
-    with np.errstate(over="ignore"):
-        return (words * weights).sum(axis=1, dtype=np.uint64) ^ np.uint64(words.shape[1])
+def _row_keys(x: torch.Tensor) -> torch.Tensor:
+    """One number per row of ``x``: its dot product with a fixed random vector (in its own
+    floating dtype). Equal
+    rows get equal keys; different rows, different keys but for a chance that
+    :func:`_shared_rows` rules out by comparing the rows themselves. A matrix-vector product:
+    about 1 ms for 4,000 MNIST rows."""
+    flat = x.detach().reshape(len(x), -1)
+    if not flat.is_floating_point():
+        flat = flat.double()  # ids and counts: exact in float64
+    weights = torch.randn(flat.shape[1], generator=torch.Generator().manual_seed(12345),
+                          dtype=flat.dtype)
+    return flat @ weights
+
+
+def _shared_rows(train: torch.Tensor, val: torch.Tensor) -> tuple[np.ndarray, float]:
+    """(validation rows also in training, by index; the share of training rows that repeat an
+    earlier training row)."""
+    tk, vk = _row_keys(train).numpy(), _row_keys(val).numpy()
+    order = np.argsort(tk, kind="stable")
+    sorted_keys = tk[order]
+    pos = np.searchsorted(sorted_keys, vk)
+    pos = np.clip(pos, 0, len(sorted_keys) - 1)
+    candidates = np.nonzero(sorted_keys[pos] == vk)[0]
+    tflat, vflat = train.detach().reshape(len(train), -1), val.detach().reshape(len(val), -1)
+    hits = [int(i) for i in candidates if torch.equal(vflat[i], tflat[order[pos[i]]])]
+    repeated = 1 - len(np.unique(tk)) / len(tk)
+    return np.asarray(hits, dtype=np.int64), repeated
 
 
 def _dataset_rows(data: Any, limit: int = _SAMPLE) -> tuple[torch.Tensor | None, int]:
@@ -95,14 +112,12 @@ def duplicate_findings(train: Any, val: Any, *, sample: bool = True) -> list[Fin
                 total = len(vx)
         if tx is None or vx is None or tx.shape[1:] != vx.shape[1:] or not len(vx) or not len(tx):
             return []
-        vh, th = _row_hashes(vx), _row_hashes(tx)
-        hit = np.isin(vh, th)
-        count = int(hit.sum())
-        examples = [int(i) for i in np.nonzero(hit)[0][:3]]
+        hits, repeated = _shared_rows(tx, vx)
+        count = len(hits)
+        examples = hits[:3].tolist()
         # Data whose rows repeat anyway (a few binary features) shares rows between any two
         # splits: only an overlap well above the training data's own repetition is a copy.
-        repeated = 1 - len(np.unique(th)) / len(th)
-        if count and count / len(vh) <= 2 * repeated + 0.01:
+        if count and count / len(vx) <= 2 * repeated + 0.01:
             return []
     if not count:
         return []
@@ -130,13 +145,14 @@ def leakage_findings(x: Any, y: Any, task: str | None) -> list[Finding]:
     if X is None or not isinstance(y, torch.Tensor) or len(X) < _MIN_ROWS or len(y) != len(X):
         return []
     step = max(1, len(X) // _ROWS)
-    X = X[::step].detach().double()
+    X = X[::step].detach().float()
     t = y[::step].detach()
     leaks: list[tuple[int, str]] = []
     if task == "regression" or (t.is_floating_point() and t.reshape(len(t), -1).shape[1] == 1
                                 and len(torch.unique(t)) > 30):
         if X.shape[1] < 2:
             return []  # one feature that predicts the values is a model, not a leak
+        X = X.double()
         v = t.reshape(len(t), -1)[:, 0].double()
         xc, vc = X - X.mean(0), v - v.mean()
         denom = xc.norm(dim=0) * vc.norm()
@@ -150,20 +166,32 @@ def leakage_findings(x: Any, y: Any, task: str | None) -> list[Finding]:
         classes, ids = torch.unique(labels, return_inverse=True)
         if len(classes) < 2 or torch.bincount(ids).min() < 2:
             return []
-        k = len(classes)
-        idx = ids[:, None].expand_as(X)
-        lo = torch.full((k, X.shape[1]), float("inf"), dtype=X.dtype).scatter_reduce(0, idx, X, "amin")
-        hi = torch.full((k, X.shape[1]), float("-inf"), dtype=X.dtype).scatter_reduce(0, idx, X, "amax")
-        per_class_constant = (lo == hi).all(0)
+        # Candidates on every 8th row first (a leaking column is constant within each class
+        # there too), then only those columns over all the rows read: 5x cheaper on MNIST.
+        columns = torch.arange(X.shape[1])
+        for rows in (slice(None, None, 8), slice(None)):
+            if not len(columns):
+                return []
+            sub, sub_ids = X[rows][:, columns], ids[rows]
+            k = len(classes)
+            idx = sub_ids[:, None].expand_as(sub)
+            lo = torch.full((k, sub.shape[1]), float("inf"), dtype=X.dtype).scatter_reduce(
+                0, idx, sub, "amin", include_self=True)
+            hi = torch.full((k, sub.shape[1]), float("-inf"), dtype=X.dtype).scatter_reduce(
+                0, idx, sub, "amax", include_self=True)
+            keep = (lo == hi).all(0) & (lo.amax(0) != lo.amin(0))  # not a constant column
+            lo, columns = lo[:, keep], columns[keep]
+        per_class_constant = torch.ones(len(columns), dtype=torch.bool)
         # The column names the class: one value per class, a different one for each. A column
         # shared by several classes (a category above the label) is a fair feature.
         ordered = lo.sort(0).values
         varies = (ordered[1:] != ordered[:-1]).all(0)
-        for j in torch.nonzero(per_class_constant & varies).flatten().tolist():
-            same = bool(torch.equal(lo[:, j], classes.double()))
-            leaks.append((int(j), "equal to the label" if same else
+        for c in torch.nonzero(per_class_constant & varies).flatten().tolist():
+            j = int(columns[c])
+            same = bool(torch.equal(lo[:, c], classes.to(lo.dtype)))
+            leaks.append((j, "equal to the label" if same else
                           "one value per class (" + ", ".join(
-                              f"{int(c)}→{float(v):g}" for c, v in list(zip(classes, lo[:, j]))[:4])
+                              f"{int(k_)}→{float(v):g}" for k_, v in list(zip(classes, lo[:, c]))[:4])
                           + (", ..." if k > 4 else "") + ")"))
     if not leaks:
         return []
