@@ -54,6 +54,7 @@ def tune(config: str | os.PathLike | Mapping | RunConfig, overrides: Sequence[st
     # Read from a file, the messages name the file.
     cfg = load_config(raw) if where == "config" else load_config(config, overrides)
     space = parse_space(raw, f"{where}: tune" if where != "config" else "tune")
+    _pruner(space)  # its options checked now, before any trial
     if not cfg.data.val:
         raise ConfigError(f"{where}: data.val is 0: a search compares trials on validation data. "
                           f"Fix: hold some out, e.g. data.val: 0.1.")
@@ -273,8 +274,8 @@ def _pruner(space: Space) -> Any:
         if space.pruner["name"] == "hyperband":
             return optuna.pruners.HyperbandPruner(**options)
         return optuna.pruners.NopPruner(**options)
-    except TypeError as exc:
-        raise ConfigError(f"tune.pruner: {exc}. Fix: use the pruner's own options (median: "
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"tune.pruner: {str(exc).rstrip('.')}. Fix: use the pruner's own options (median: "
                           f"n_startup_trials, n_warmup_steps; hyperband: min_resource, "
                           f"reduction_factor).") from None
 

@@ -344,7 +344,7 @@ def _settings(space: Space, flat: Mapping[str, Any], raw: Mapping) -> None:
     space.direction = direction
     pruner = flat.get("pruner", "median")
     pruner = {"name": pruner} if isinstance(pruner, str) or pruner is None else dict(pruner)
-    name = str(pruner.get("name") or "none").lower()
+    name = str(pruner.get("name") or "median").lower()  # {n_startup_trials: 2}: the default
     if name not in PRUNERS:
         raise ConfigError(f"tune.pruner: unknown pruner {short_repr(name)}.{did_you_mean(name, PRUNERS)} "
                           f"Expected one of: {', '.join(PRUNERS)}.")
