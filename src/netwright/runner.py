@@ -216,7 +216,7 @@ def run(config: str | os.PathLike | Mapping | RunConfig, overrides: Sequence[str
     cfg = load_config(config, overrides)
     _, info = resolve_loss(cfg.loss)
     if not trust_code:  # refuse before any data is read
-        _check_model_classes(cfg.model, config)
+        check_model_classes(cfg.model, f"config file {str(config)!r}")
     data = prepare_data(cfg.data, info.task, info.name)
     # One seeding point before the model is made: its initial weights come from torch's global
     # generator, so without this the same config gave different weights on every run.
@@ -310,8 +310,9 @@ def _report(run_dir: Path, model: nn.Module, data: Prepared, findings: Any, verb
     write_report(run_dir, model=model, data=data, findings=findings)
 
 
-def _check_model_classes(spec: Any, source: Any) -> None:
-    """Every ``{"class": ...}`` in a spec from a file, checked on the string (nothing imported)."""
+def check_model_classes(spec: Any, where: str) -> None:
+    """Every ``{"class": ...}`` in a spec from a file, checked on the string (nothing imported);
+    a class outside the trusted packages is an UntrustedCodeError that starts with ``where``."""
     from .errors import UntrustedCodeError
     from .models.builder import check_class_target
 
@@ -321,7 +322,7 @@ def _check_model_classes(spec: Any, source: Any) -> None:
                 try:
                     check_class_target(node["class"], path, trust_code=False)
                 except UntrustedCodeError as exc:
-                    raise UntrustedCodeError(f"config file {str(source)!r}: {exc}") from None
+                    raise UntrustedCodeError(f"{where}: {exc}") from None
             for key, value in node.items():
                 walk(value, f"{path}.{key}")
         elif isinstance(node, list):

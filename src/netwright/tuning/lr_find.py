@@ -438,11 +438,13 @@ def lr_find_config(config: Any, overrides: Sequence[str] = (), *, steps: int = 2
     """
     from ..config import load_config
     from ..data.prepare import prepare_data
-    from ..runner import build_model
+    from ..runner import build_model, check_model_classes
     from ..training.devices import seed_everything
 
     _check_range(steps, start_lr, end_lr, 0.05, 4.0)
     cfg = load_config(config, overrides)
+    if not trust_code and not isinstance(config, Mapping):  # refused before any data is read
+        check_model_classes(cfg.model, f"config file {str(config)!r}")
     _, info = resolve_loss(cfg.loss)
     data = prepare_data(cfg.data, info.task, info.name)
     with _kept_random_state():

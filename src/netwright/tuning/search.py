@@ -59,7 +59,9 @@ def tune(config: str | os.PathLike | Mapping | RunConfig, overrides: Sequence[st
         raise ConfigError(f"{where}: data.val is 0: a search compares trials on validation data. "
                           f"Fix: hold some out, e.g. data.val: 0.1.")
     if not trust_code:
-        _check_classes(raw.get("model"), where)
+        from ..runner import check_model_classes  # refused now, not in every trial
+
+        check_model_classes(raw.get("model"), where)
     tune_dir = (Path(cfg.run_dir) / f"{cfg.name}-tune").resolve()
     tune_dir.mkdir(parents=True, exist_ok=True)
     url = storage or f"sqlite:///{tune_dir / 'study.db'}"
@@ -111,27 +113,6 @@ def _raw_config(config: Any, overrides: Sequence[str]) -> tuple[dict, str]:
         if not isinstance(raw, dict):
             raise ConfigError(f"config file {where!r}: expected a mapping at the top.")
     return apply_overrides(raw, overrides), where
-
-
-def _check_classes(spec: Any, where: str) -> None:
-    """A model ``class`` outside the trusted packages is refused now, not in every trial."""
-    from ..errors import UntrustedCodeError
-    from ..models.builder import check_class_target
-
-    def walk(node: Any, path: str) -> None:
-        if isinstance(node, Mapping):
-            if "class" in node and set(node) <= {"class", "args"}:
-                try:
-                    check_class_target(node["class"], path, trust_code=False)
-                except UntrustedCodeError as exc:
-                    raise UntrustedCodeError(f"{where}: {exc}") from None
-            for key, value in node.items():
-                walk(value, f"{path}.{key}")
-        elif isinstance(node, list):
-            for i, value in enumerate(node):
-                walk(value, f"{path}[{i}]")
-
-    walk(spec, "model")
 
 
 # --- the study ----------------------------------------------------------------------------------
