@@ -82,8 +82,11 @@ def _info(path: Path) -> tuple[int, int, int] | str:
             return "the file is empty (zero bytes)"
         info = sf.info(str(path))
     except (RuntimeError, sf.LibsndfileError, OSError) as exc:  # noqa: B014
-        with open(path, "rb") as fh:
-            head = fh.read(12)
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(12)
+        except OSError as unreadable:  # no permission, a folder named .wav ...
+            return f"the file cannot be read ({type(unreadable).__name__}: {unreadable})"
         return f"not a sound file soundfile can read (it starts with {head!r}: {exc})"
     if info.frames <= 0:
         return "the file holds no samples (zero length)"
