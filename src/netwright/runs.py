@@ -167,7 +167,7 @@ class LoadedRun:
         recursively, or a list of files; ``labelled``: a folder of class folders or a table
         like the training one, whose labels are the run's classes. ``.path(i)`` names each."""
         from .data.audio import SOUNDS, AudioFiles, AudioList, check_audio, conversion_notes, list_audio
-        from .data.images import files_from
+        from .data.files import files_from
 
         info = self.audio
         if info is None:

@@ -162,7 +162,7 @@ def read_sounds(inputs: str | os.PathLike, audio: dict,
     the run's sample rate, the centre cut or padded to its length (the ONNX model then computes
     the features itself). What reading them did (resampled, padded...) goes to ``notes``."""
     from .data.audio import SOUNDS, check_audio, conversion_notes, decode, fit_length
-    from .data.images import files_from
+    from .data.files import files_from
 
     paths = files_from(inputs, SOUNDS)
     _, infos, _ = check_audio(paths, skip_bad=False)

@@ -25,7 +25,8 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import ConfigError, DataError
-from .images import FileKind, encode_labels, scan_folder, scan_table
+from .files import FileKind
+from .images import encode_labels, scan_folder, scan_table
 
 __all__ = ["AUDIO_SUFFIXES", "SOUNDS", "AudioList", "AudioFiles", "list_audio", "check_audio",
            "decode", "fit_length", "audio", "prepare_audio", "is_audio_source", "level_counts",
@@ -406,7 +407,7 @@ def prepare_audio(cfg: Any, loss_task: str, loss_name: str | None = None) -> Any
     :class:`AudioFiles` datasets: stratified by class (seeded), or by ``data.group`` so that no
     group (speaker) is in two splits. No statistics are fitted: the model's feature layers
     normalise (log-mel in dB, batch norm)."""
-    from .prepare import Prepared, split_indices
+    from .prepare import Prepared, class_splits
     from .sound_augment import build_sound_augment
 
     if loss_task == "regression":
@@ -434,12 +435,7 @@ def prepare_audio(cfg: Any, loss_task: str, loss_name: str | None = None) -> Any
         listed.notes.append(f"split by data.group {group!r}: {len(set(map(str, listed.groups)))} "
                             f"groups, none in two splits")
     else:
-        mode = {"random": "random", "ordered": "ordered"}.get(cfg.split, "stratified")
-        rest, test_idx = split_indices(len(labels), labels, cfg.test, mode, cfg.seed, "test")
-        keep, val_local = split_indices(len(rest), labels[rest],
-                                         cfg.val / (1 - cfg.test) if cfg.test else cfg.val,
-                                         mode, cfg.seed + 1, "val")
-        train_idx, val_idx = rest[keep], rest[val_local]
+        train_idx, val_idx, test_idx = class_splits(labels, cfg)
     whole = AudioFiles(listed, binary=loss_task == "binary")
     if cfg.cache == "memory":
         whole.cache = decode_all(listed, default_workers(False))

@@ -24,13 +24,13 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import ConfigError, DataError
+from .files import IMAGE_SUFFIXES, IMAGES, FileKind, files_from, image_files_in
 
 __all__ = ["IMAGE_SUFFIXES", "FileKind", "IMAGES", "encode_labels", "ImageList", "ImageFiles",
            "scan_folder", "scan_table", "files_from",
            "list_images", "check_images", "decode", "fit_stats", "images", "prepare_images",
            "export_images", "decode_all"]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 _PIL_ONLY = (".bmp", ".tif", ".tiff")
 # Per-channel statistics are fitted on at most this many training images (seeded sample)
 # when the images are not cached; a cached set is measured whole.
@@ -52,43 +52,6 @@ class ImageList:
     notes: list[str] = field(default_factory=list)  # stated conversions, for the run's log
 
 
-def image_files_in(folder: Path, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
-
-
-@dataclass(frozen=True)
-class FileKind:
-    """The words the folder and table scanners use for one kind of file."""
-
-    noun: str  # "image", "sound"
-    suffixes: tuple[str, ...]
-    column: str  # the config field naming a table's path column
-    example: str  # a folder layout, for messages
-
-
-IMAGES = FileKind("image", IMAGE_SUFFIXES, "data.image", "root/cat/1.png, root/dog/2.jpg")
-
-
-def files_from(items: Any, kind: FileKind = IMAGES) -> list[Path]:
-    """The files to predict on: a file, a folder (searched recursively for ``kind``'s files),
-    or a list of either; a missing file or an empty folder is an error naming it."""
-    items = [items] if isinstance(items, (str, os.PathLike)) else list(items)
-    paths: list[Path] = []
-    for item in items:
-        p = Path(item)
-        if p.is_dir():
-            found = image_files_in(p, kind.suffixes)
-            if not found:
-                raise DataError(f"folder {str(p)!r} holds no {kind.noun} files "
-                                f"({', '.join(kind.suffixes)}).")
-            paths += found
-        elif not p.is_file():
-            raise DataError(f"{kind.noun} {str(p)!r} does not exist.")
-        else:
-            paths.append(p)
-    if not paths:
-        raise DataError(f"predict: no {kind.noun} files given.")
-    return paths
 
 
 def scan_folder(root: Path, need_two: bool = True, kind: FileKind = IMAGES,
@@ -476,7 +439,7 @@ def prepare_images(cfg: Any, loss_task: str, loss_name: str | None = None) -> An
     :class:`ImageFiles` datasets (stratified by class, seeded) and whose ``x_stats`` are the
     per-channel statistics of the training split (or ``data.mean`` / ``data.std``)."""
     from .augment import build_augment
-    from .prepare import Prepared, split_indices
+    from .prepare import Prepared, class_splits
 
     if loss_task == "regression":
         raise ConfigError(
@@ -496,14 +459,7 @@ def prepare_images(cfg: Any, loss_task: str, loss_name: str | None = None) -> An
                         f"{len(listed.classes)}: {listed.classes[:10]}. Fix: loss: cross_entropy.")
     augment = build_augment(cfg.augment, listed.size, "data.augment", listed.channels)
     labels = listed.labels
-    mode = "random" if cfg.split == "random" else "stratified"
-    if cfg.split == "ordered":
-        mode = "ordered"
-    rest, test_idx = split_indices(len(labels), labels, cfg.test, mode, cfg.seed, "test")
-    keep, val_local = split_indices(len(rest), labels[rest],
-                                     cfg.val / (1 - cfg.test) if cfg.test else cfg.val,
-                                     mode, cfg.seed + 1, "val")
-    train_idx, val_idx = rest[keep], rest[val_local]
+    train_idx, val_idx, test_idx = class_splits(labels, cfg)
     whole = ImageFiles(listed, binary=loss_task == "binary")
     if cfg.cache == "memory":
         whole.cache = decode_all(listed, default_workers(False, False))

@@ -19,7 +19,7 @@ from ..config import DataConfig
 from ..errors import ConfigError, DataError
 from .builtin import BUILTIN, load_builtin, load_series
 
-__all__ = ["Prepared", "prepare_data", "read_table", "features_from_file", "read_npy"]
+__all__ = ["Prepared", "prepare_data", "class_splits", "read_table", "features_from_file", "read_npy"]
 
 
 @dataclass
@@ -242,6 +242,17 @@ def split_indices(n: int, labels: np.ndarray | None, frac: float, mode: str, see
         return np.sort(keep.numpy()), np.sort(held.numpy())
     perm = np.random.default_rng(seed).permutation(n)
     return np.sort(perm[k:]), np.sort(perm[:k])
+
+
+def class_splits(labels: np.ndarray, cfg: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, val, test) positions of class-labelled files or texts by the config's fractions:
+    stratified by class (seeded), or ``data.split: random`` / ``ordered``."""
+    mode = {"random": "random", "ordered": "ordered"}.get(cfg.split, "stratified")
+    rest, test_idx = split_indices(len(labels), labels, cfg.test, mode, cfg.seed, "test")
+    keep, val_local = split_indices(len(rest), labels[rest],
+                                     cfg.val / (1 - cfg.test) if cfg.test else cfg.val,
+                                     mode, cfg.seed + 1, "val")
+    return rest[keep], rest[val_local], test_idx
 
 
 # Whole-number targets with more distinct values than this are quantities (a regression), not

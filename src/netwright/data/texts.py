@@ -382,7 +382,7 @@ def prepare_texts(cfg: Any, loss_task: str, loss_name: str | None = None,
     :class:`TokenIds` (stratified by class, seeded), with the tokenizer trained on the
     training split and what tokenizing found (truncations, unknown tokens) in ``text``."""
     from ..dataconfig import TokenizerConfig
-    from .prepare import Prepared, split_indices
+    from .prepare import Prepared, class_splits
 
     if loss_task == "regression":
         raise ConfigError(f"loss {loss_name or ''!r}: texts are read with class labels, and this "
@@ -400,12 +400,7 @@ def prepare_texts(cfg: Any, loss_task: str, loss_name: str | None = None,
         raise DataError(f"data: a binary loss needs exactly 2 classes; the texts have "
                         f"{len(listed.classes)}: {listed.classes[:10]}. Fix: loss: cross_entropy.")
     labels = listed.labels
-    mode = {"random": "random", "ordered": "ordered"}.get(cfg.split, "stratified")
-    rest, test_idx = split_indices(len(labels), labels, cfg.test, mode, cfg.seed, "test")
-    keep, val_local = split_indices(len(rest), labels[rest],
-                                    cfg.val / (1 - cfg.test) if cfg.test else cfg.val,
-                                    mode, cfg.seed + 1, "val")
-    train_idx, val_idx = rest[keep], rest[val_local]
+    train_idx, val_idx, test_idx = class_splits(labels, cfg)
     options = (cfg.tokenizer or TokenizerConfig()).model_dump()
     if tokenizer is None:
         tokenizer = train_tokenizer([listed.texts[i] for i in train_idx], **options)
