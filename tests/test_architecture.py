@@ -17,9 +17,9 @@ LAYERS = {
     "diagnosis": 3,
     "checkpoint": 4, "saving": 4, "resume": 4,
     "training": 5,
-    "exporting": 6, "serve": 6, "reporting": 6,
-    "runner": 7, "runs": 7, "tuning": 7, "sklearn": 7, "__init__": 7,
-    "cli": 8, "cli_datasets": 8, "cli_tune": 8, "__main__": 8,
+    "exporting": 6, "reporting": 6,
+    "runner": 7, "runs": 7, "tuning": 7, "sklearn": 7, "serving": 7, "__init__": 7,
+    "cli": 8, "cli_datasets": 8, "cli_tune": 8, "cli_serve": 8, "__main__": 8,
 }
 # config checks names (loss, optimizer, scheduler, metric, data set) against the registries
 # that live a layer up; it imports them inside the check, when a config is validated.

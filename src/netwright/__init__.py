@@ -69,6 +69,7 @@ _EXPORTS = {
     "Classifier": "netwright.sklearn",
     "Regressor": "netwright.sklearn",
     "tune": "netwright.tuning.search",
+    "serve": "netwright.serving.app",
     # errors
     "NetwrightError": "netwright.errors",
     "ConfigError": "netwright.errors",
@@ -108,6 +109,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .sklearn import Classifier, Regressor
     from .tuning.lr_find import lr_find
     from .tuning.search import tune
+    from .serving.app import serve
     from .diagnosis import DoctorError, Finding, Report, doctor, preflight
     from .exporting import ExportReport, export, export_all, predict_onnx
     from .models.builder import build

@@ -129,6 +129,10 @@ from .cli_tune import lr_find_cmd, tune_cmd  # noqa: E402 - `netwright lr-find`,
 app.command("lr-find")(lr_find_cmd)
 app.command("tune")(tune_cmd)
 
+from .cli_serve import serve_cmd  # noqa: E402 - `netwright serve`
+
+app.command("serve")(serve_cmd)
+
 
 def _scores_table(scores: dict, title: str):
     from rich.table import Table
@@ -251,7 +255,7 @@ def predict_cmd(
 
     try:
         if onnx:
-            from netwright.serve import predict_table_onnx
+            from netwright.serving.onnx import predict_table_onnx
 
             notes: list = []
             header, rows = predict_table_onnx(run_dir, inputs, notes)

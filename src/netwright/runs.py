@@ -258,7 +258,7 @@ class LoadedRun:
 
     def predict_table(self, X: Any) -> tuple[list[str], list[list[Any]]]:
         """Rows of predictions: class label and class probabilities, or the predicted values."""
-        from .serve import prediction_rows
+        from .serving.onnx import prediction_rows
 
         out = predict(self.model, X)
         if isinstance(out, (dict, tuple, list)):

@@ -94,7 +94,8 @@ def test_private_and_main_are_refused_even_with_trust_code():
             check_class_target(target, trust_code=True)
 
 
-@pytest.mark.parametrize("command", ["evaluate", "summary", "predict", "export"])
+@pytest.mark.parametrize("command", ["evaluate", "summary", "predict", "export", "serve",
+                                     "serve-torch"])
 def test_cli_commands_refuse_a_run_that_names_untrusted_code(tmp_path, command):
     # A complete run directory (config.yaml + model.json + weights) as `netwright train` makes it,
     # with model.json edited to name a module from the folder itself.
@@ -110,7 +111,10 @@ def test_cli_commands_refuse_a_run_that_names_untrusted_code(tmp_path, command):
     (tmp_path / "x.npy").write_bytes(b"")
     args = {"evaluate": ["evaluate", str(run)], "summary": ["summary", str(run)],
             "predict": ["predict", str(run), str(tmp_path / "x.npy")],
-            "export": ["export", str(run), "--format", "onnx"]}[command]
+            "export": ["export", str(run), "--format", "onnx"],
+            # serve: the run has no ONNX export, so it would export one (rebuilding the model)
+            "serve": ["serve", str(run), "--port", "0"],
+            "serve-torch": ["serve", str(run), "--runtime", "torch", "--port", "0"]}[command]
     before = snapshot(tmp_path)
     out = cli(*args, cwd=run.parent)
     assert out.returncode == 2, out.stdout + out.stderr

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import read_json
-from .config import read_yaml_file
-from .errors import ConfigError, DataError
+from ..atomic import read_json
+from ..config import read_yaml_file
+from ..errors import ConfigError, DataError
 
 __all__ = ["prediction_rows", "read_inputs", "read_images", "read_texts", "read_sounds",
            "predict_table_onnx"]
@@ -54,15 +54,15 @@ def prediction_rows(out: np.ndarray, task: str, classes: list | None) -> tuple[l
 
 def read_inputs(path: str | os.PathLike, data_config: dict, meta: dict) -> np.ndarray:
     """Features from a .csv/.parquet/.npz/.npy file, shaped like the model's training inputs."""
-    from .config import DataConfig
-    from .data.prepare import features_from_file
+    from ..config import DataConfig
+    from ..data.prepare import features_from_file
 
     path = Path(path)
     if not path.is_file():
         raise DataError(f"input file {str(path)!r} does not exist.")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        from .data.prepare import read_npy
+        from ..data.prepare import read_npy
 
         X = read_npy(path)
     elif suffix in (".csv", ".parquet", ".npz"):
@@ -85,7 +85,7 @@ def predict_table_onnx(run_dir: str | os.PathLike, inputs: str | os.PathLike,
                        notes: list | None = None) -> tuple[list[str], list[list[Any]]]:
     """Predictions of ``RUN_DIR/exports/model.onnx`` for a features file (image files, texts);
     what reading the inputs stated (texts cut to max_length) is appended to ``notes``."""
-    from .exporting import predict_onnx
+    from ..exporting import predict_onnx
 
     folder = Path(run_dir)
     onnx_path = folder / "exports" / "model.onnx"
@@ -127,7 +127,7 @@ def read_texts(run_dir: Path, inputs: Any, data_config: dict,
     """Texts (a .txt file, one per line, or a table's text column) tokenized by the run's
     tokenizer.json into right-padded int64 ids (the exported model finds the padding itself),
     and how many were cut to max_length."""
-    from .data.tokenize import encode_texts, load_tokenizer, texts_to_predict
+    from ..data.tokenize import encode_texts, load_tokenizer, texts_to_predict
 
     path = run_dir / "tokenizer.json"
     if not path.is_file():
@@ -143,7 +143,7 @@ def read_texts(run_dir: Path, inputs: Any, data_config: dict,
 def read_images(inputs: str | os.PathLike, images: dict) -> tuple[list[Path], np.ndarray]:
     """Image files (a file or a folder) decoded as in training: float32 (N, C, H, W) in [0, 1]
     (torchvision decodes them; the ONNX model then runs without torch)."""
-    from .data.images import check_images, decode, files_from
+    from ..data.images import check_images, decode, files_from
 
     paths = files_from(inputs)
     check_images(paths, skip_bad=False)
@@ -161,8 +161,8 @@ def read_sounds(inputs: str | os.PathLike, audio: dict,
     """Sound files (a file or a folder) read as in evaluation: float32 waveforms (N, 1, L) at
     the run's sample rate, the centre cut or padded to its length (the ONNX model then computes
     the features itself). What reading them did (resampled, padded...) goes to ``notes``."""
-    from .data.audio import SOUNDS, check_audio, conversion_notes, decode, fit_length
-    from .data.files import files_from
+    from ..data.audio import SOUNDS, check_audio, conversion_notes, decode, fit_length
+    from ..data.files import files_from
 
     paths = files_from(inputs, SOUNDS)
     _, infos, _ = check_audio(paths, skip_bad=False)
