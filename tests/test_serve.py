@@ -86,7 +86,9 @@ def wine(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(wine):
     _, run_dir, _ = wine
-    srv = Server(run_dir)  # the run has no export: the service makes it when it starts
+    # The run has no export: the service makes it when it starts. A long --max-wait-ms makes
+    # the batching test independent of how fast a busy machine sends the concurrent requests.
+    srv = Server(run_dir, "--max-wait-ms", "20")
     yield srv
     srv.stop()
 
@@ -239,18 +241,28 @@ def test_a_non_loopback_host_is_warned_about_and_bad_options_are_named(wine):
     assert done.returncode == 2 and "does not exist" in done.stderr
 
 
-def test_a_regression_run_answers_values(tmp_path):
+@pytest.mark.parametrize("data, loss", [("diabetes", "mse"), ("breast_cancer", "bce_with_logits")])
+def test_regression_answers_values_and_binary_both_probabilities(tmp_path, data, loss):
     result = nw.run({
-        "name": "diabetes", "run_dir": str(tmp_path), "model": {"zoo": "mlp", "hidden": [16]},
-        "data": {"source": "diabetes"}, "loss": "mse", "optimizer": {"name": "adam", "lr": 0.01},
+        "name": data, "run_dir": str(tmp_path), "model": {"zoo": "mlp", "hidden": [16]},
+        "data": {"source": data}, "loss": loss, "optimizer": {"name": "adam", "lr": 0.01},
         "train": {"epochs": 3, "batch_size": 64},
     }, verbose=0)
-    X, _ = nw.load_builtin("diabetes")
+    X, _ = nw.load_builtin(data)
     app = nw.serve(result.run_dir, runtime="torch")
     got = _asgi(app, "POST", "/predict", json={"rows": X[:5].tolist()})
     assert got.status_code == 200, got.text
-    want = [r["prediction"] for r in nw.predict(result.run_dir, X[:5])]
-    np.testing.assert_allclose(got.json()["values"], want, rtol=1e-4, atol=1e-4)
+    want = nw.predict(result.run_dir, X[:5])
+    if data == "diabetes":
+        np.testing.assert_allclose(got.json()["values"], [r["prediction"] for r in want],
+                                   rtol=1e-4, atol=1e-4)
+        return
+    body = got.json()
+    positive = body["classes"][1]
+    assert body["labels"] == [str(r["label"]) for r in want]
+    np.testing.assert_allclose([p[1] for p in body["probabilities"]],
+                               [r[f"p_{positive}"] for r in want], atol=1e-5)
+    np.testing.assert_allclose(np.sum(body["probabilities"], axis=1), 1.0, atol=1e-9)
 
 
 def _asgi(app, method: str, url: str, **kwargs) -> "httpx.Response":

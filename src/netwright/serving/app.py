@@ -250,7 +250,7 @@ def serve(run_dir: str | os.PathLike, *, runtime: str = "onnx", max_batch: int =
 
     @app.get("/metadata", summary="What the model takes and gives, and how it was trained")
     async def metadata() -> Any:
-        return {"run": name, "run_dir": str(model.run_dir), "task": model.task,
+        return {"run": name, "task": model.task,
                 "classes": model.classes, "input": schema.describe(), "runtime": runtime,
                 "versions": model.versions(), "results": model.results(),
                 "batching": {"enabled": batcher.enabled, "max_batch": batcher.max_batch,
