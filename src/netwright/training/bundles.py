@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..errors import ConfigError
+from ..yamlfiles import parse_own_yaml
 from .callbacks import is_better
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,9 +31,7 @@ class BundleSaver:
         self.log_keys = log_keys
         self.config = None
         if config_text is not None:
-            import yaml
-
-            self.config = yaml.safe_load(config_text)
+            self.config = parse_own_yaml(config_text)
         self.monitor, self.mode = monitor, mode
         self.best: float | None = None
         self.epoch_lr: float | None = None

@@ -28,6 +28,7 @@ from ..losses import resolve_loss
 from ..metrics import MetricSet, Task, infer_task, parse_metric
 from ..optim import Schedule, build_optimizer, build_scheduler, metric_mode, needs_closure
 from ..util import call_model, eval_mode, plain_module
+from ..yamlfiles import parse_own_yaml
 from .bundles import BundleSaver
 from .callbacks import BestWeights, CSVLogger, EarlyStopping, EpochPrinter, FitInfo, ProgressBar, is_better
 from .checks import preflight_checks, refuse, structure_checks
@@ -279,7 +280,7 @@ class Trainer:
             files = {"config.yaml": yaml.safe_dump(self._resolved_config(), sort_keys=False),
                      **(self.options.run_files or {})}
             config_text = files["config.yaml"]
-            bundle = (resume_bundle(self.run_dir, yaml.safe_load(config_text), force=self.options.force,
+            bundle = (resume_bundle(self.run_dir, parse_own_yaml(config_text), force=self.options.force,
                                     run_files=self.options.run_files or {}) if self.resume else None)
             for name, text in files.items():
                 atomic_write_text(self.run_dir / name, text)
