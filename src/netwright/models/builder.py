@@ -35,7 +35,6 @@ read from a file is made without computing a single activation (see :func:`build
 from __future__ import annotations
 
 import copy
-import inspect
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -48,9 +47,9 @@ from ..util import eval_mode, first_line
 from .arguments import (check_dtype, check_input_shape, check_names, check_sizes, json_copy,
                         sizes_digest)
 from .budget import Budget, on_meta
-from .layers import (CONTAINERS, LAYERS, Branches, Heads, LayerInfo, Repeat, Residual,
-                     accepted_args)
-from .messages import attr_path, fmt_shape, looks_like_arguments, ndim_fix, signature_text
+from .layer_args import check_ndim, infer_sizes, layer_arguments, required_arguments
+from .layers import CONTAINERS, LAYERS, Branches, Heads, LayerInfo, Repeat, Residual
+from .messages import attr_path, fmt_shape, looks_like_arguments, signature_text
 from .trust import (TORCHVISION_FIXED_ARGS, TRUSTED_MODULES, check_class_target,
                     import_module_class, torchvision_builder)
 from .vision import adapt_input_channels, check_in_channels
@@ -68,13 +67,6 @@ MAX_DEPTH = 100  # levels of nesting in a spec
 SPEC_ATTR = "netwright_spec"
 
 _BATCH = 2  # the dummy batch: >1 so that a layer squeezing the batch dimension shows up
-_WHAT = {
-    "in_features": "input features",
-    "in_channels": "input channels",
-    "num_features": "features (channels)",
-    "input_size": "features per step",
-    "normalized_shape": "trailing sizes",
-}
 
 
 def build(spec: Any, input_shape: Sequence[int] | None = None, *, input_dtype: Any = None,
@@ -482,7 +474,7 @@ class _Builder:
         if info is None:
             raise self.unknown_layer(name, path)
         label = f"{path} {name!r}"
-        kwargs = {**info.defaults, **self.arguments(info, value, label)}
+        kwargs = {**info.defaults, **layer_arguments(info, value, label)}
         inferred = info.infer is not None and info.infer not in kwargs
         if isinstance(x, torch.Tensor):
             x = self.check_input(info, kwargs, x, label)
@@ -492,7 +484,7 @@ class _Builder:
             kwargs[info.infer] = self.given_size(path, info.infer)
         elif x is not None:
             raise ModelSpecError(f"{label} needs one tensor as input; it receives {fmt_shape(x)}.")
-        missing = [a for a in _required(info) if a not in kwargs]
+        missing = [a for a in required_arguments(info) if a not in kwargs]
         if missing:
             if missing == [info.infer]:
                 raise ModelSpecError(
@@ -520,42 +512,9 @@ class _Builder:
             ) from None
         return module, self.trace(module, x, path, repr(name))
 
-    def arguments(self, info: LayerInfo, value: Any, label: str) -> dict[str, Any]:
-        accepted = accepted_args(info)
-        if value is None:
-            return {}
-        if isinstance(value, Mapping):
-            for key in value:
-                if key not in accepted:
-                    listed = ", ".join(accepted) if accepted else "none"
-                    raise ModelSpecError(
-                        f"{label} ({info.torch_name}) has no argument {key!r}."
-                        f"{did_you_mean(str(key), accepted)} Accepted arguments: {listed}."
-                    )
-            return dict(value)
-        if not info.main:
-            raise ModelSpecError(
-                f"{label} takes no main argument; received {short_repr(value)}. Fix: write it as {info.name!r}"
-                + (f" or with keyword arguments ({', '.join(accepted)})." if accepted else ".")
-            )
-        if len(info.main) == 1:
-            return {info.main[0]: value}
-        values = value if isinstance(value, list) else [value]
-        if len(values) > len(info.main):
-            raise ModelSpecError(
-                f"{label}: a list gives the main arguments {', '.join(info.main)} in order; received "
-                f"{len(values)} values {short_repr(value)}. Fix: give the others by keyword, e.g. "
-                f"{{{info.name!r}: {{{', '.join(f'{a!r}: ...' for a in info.main)}, ...}}}}."
-            )
-        return dict(zip(info.main, values))
-
     def check_input(self, info: LayerInfo, kwargs: dict, x: torch.Tensor, label: str) -> torch.Tensor:
         """Check the incoming dummy batch against the layer and fill in the inferable size."""
-        if info.ndim and x.ndim not in info.ndim:
-            raise ModelSpecError(
-                f"{label} expects input of shape {info.form}; it receives {fmt_shape(x)}. "
-                f"Fix: {ndim_fix(info, x)}."
-            )
+        check_ndim(info, x, label)
         if info.name == "embedding":
             if x.is_floating_point():
                 if x is self.root and not self.dtype_given:
@@ -567,38 +526,7 @@ class _Builder:
                     f"'embedding' first and feed int64 ids (input_dtype='int64')."
                 )
             return x
-        if info.infer and not x.is_floating_point():
-            raise ModelSpecError(
-                f"{label} expects floats; it receives integers {fmt_shape(x)}. Fix: start with "
-                f"'embedding' for token ids, or pass input_dtype='float32'."
-            )
-        if info.infer is None:
-            return x
-        if info.infer == "normalized_shape":
-            given = kwargs.get("normalized_shape")
-            inferred = x.shape[-1]
-            if given is not None:
-                sizes = [given] if isinstance(given, int) else list(given)
-                if list(x.shape[x.ndim - len(sizes):]) != sizes or len(sizes) >= x.ndim:
-                    raise ModelSpecError(
-                        f"{label} normalizes the trailing sizes {sizes}; it receives {fmt_shape(x)}. "
-                        f"Fix: leave normalized_shape out (it becomes {inferred}) or match the "
-                        f"input's last sizes."
-                    )
-                return x
-            kwargs["normalized_shape"] = inferred
-            return x
-        inferred = x.shape[-1] if info.infer in ("in_features", "input_size") else x.shape[1]
-        given = kwargs.get(info.infer)
-        if given is None:
-            kwargs[info.infer] = int(inferred)
-        elif given != inferred:
-            raise ModelSpecError(
-                f"{label} expects {given} {_WHAT[info.infer]} ({info.infer}={given}); it receives "
-                f"{fmt_shape(x)}, which has {inferred}. Fix: leave {info.infer} out to infer it, or set "
-                f"{info.infer}={inferred}."
-            )
-        return x
+        return infer_sizes(info, kwargs, x, label)
 
     def trace(self, module: nn.Module, x: Any, path: str, what: str) -> Any:
         """The module's output for the dummy batch ``x``, with every module's mode left as it was."""
@@ -617,10 +545,3 @@ class _Builder:
                 f"check its arguments against the incoming shape (the layers before it produce "
                 f"{fmt_shape(x)})."
             ) from None
-
-
-def _required(info: LayerInfo) -> list[str]:
-    if info.args is not None:
-        return [a for a in (*info.main[:1], info.infer) if a and info.main]
-    return [p.name for p in inspect.signature(info.cls.__init__).parameters.values()
-            if p.name != "self" and p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
