@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -141,6 +140,13 @@ def test_bad_requests_get_a_4xx_naming_the_field_and_the_service_keeps_serving(w
         (json.dumps({"rows": [{**named, "alcohl": 1.0}]}), 422, "rows[0].alcohl", "'alcohol'"),
         (json.dumps({"rows": [{k: v for k, v in named.items() if k != "proline"}]}), 422,
          "rows[0].proline", "missing"),
+        (json.dumps({"rows": [{**named, "ash": "high"}]}), 422, "rows[0].ash", "expected a number"),
+        (json.dumps({"rows": [good[:-1] + [1e39]]}), 422, "rows[0][12]", "float32"),
+        (json.dumps({"rows": [good[:-1] + [10 ** 400]]}), 422, "rows[0][12]", "float32"),
+        ('{"rows": ' + "[" * 900 + "1" + "]" * 900 + "}", 422, "rows", "nested"),
+        (json.dumps({"rows": [[good]]}).replace("[[[", "[[[[").replace("]]]", "]]]]"), 422,
+         "rows[0]", "13 values"),
+        (json.dumps({"rows": [good[:-1] + [True]]}).encode("utf-16"), 400, "body", "UTF-8"),
     ]
     for body, status, field, words in cases:
         r = httpx.post(server.url + "/predict", content=body,
@@ -155,7 +161,7 @@ def test_bad_requests_get_a_4xx_naming_the_field_and_the_service_keeps_serving(w
             yield b" " * 65536
 
     streamed = httpx.post(server.url + "/predict", content=chunks())
-    assert streamed.status_code == 413, streamed.text
+    assert streamed.status_code == 413 and streamed.json()["field"] == "body", streamed.text
     assert httpx.get(server.url + "/predict").status_code == 405
     ok = httpx.post(server.url + "/predict", json={"rows": [good]})
     assert ok.status_code == 200 and ok.json()["labels"] == ["barolo"]
@@ -164,21 +170,20 @@ def test_bad_requests_get_a_4xx_naming_the_field_and_the_service_keeps_serving(w
 def test_concurrent_requests_share_model_calls(wine, server):
     _, _, frame = wine
     X = frame.drop(columns="cultivar").values
+    groups = [X[i:i + 1 + i % 3].tolist() for i in range(0, 120, 3)]  # 40 requests, 1-3 rows
     before = httpx.get(server.url + "/metadata").json()["batching"]
-    alone = [httpx.post(server.url + "/predict", json={"rows": [row.tolist()]}).json()
-             for row in X[:40]]
+    alone = [httpx.post(server.url + "/predict", json={"rows": g}).json() for g in groups]
 
     async def together():
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-            return await asyncio.gather(*(client.post("/predict", json={"rows": [row.tolist()]})
-                                          for row in X[:40]))
+            return await asyncio.gather(*(client.post("/predict", json={"rows": g}) for g in groups))
 
     answers = asyncio.run(together())
     assert [a.json() for a in answers] == alone  # each request gets its own rows back
     after = httpx.get(server.url + "/metadata").json()["batching"]
     calls = after["model_calls"] - before["model_calls"] - 40  # the 40 one-by-one calls
     assert after["requests"] - before["requests"] == 80
-    assert calls < 40 and after["largest_batch"] > 1, after
+    assert calls < 40, after  # at least two of the concurrent requests shared a model call
 
 
 def test_metadata_health_and_openapi(wine, server):
@@ -226,11 +231,11 @@ def test_two_worker_processes_serve_one_port(wine):
 
 
 def test_a_non_loopback_host_is_warned_about_and_bad_options_are_named(wine):
-    from netwright.cli_serve import _loopback
+    from netwright.cli_serve import is_loopback
     from netwright.errors import ConfigError
 
-    assert _loopback("127.0.0.1") and _loopback("localhost") and _loopback("::1")
-    assert not _loopback("0.0.0.0") and not _loopback("192.168.1.4")
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4")
     _, run_dir, _ = wine
     with pytest.raises(ConfigError, match="runtime: expected one of onnx, torch"):
         nw.serve(run_dir, runtime="tensorrt")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -70,6 +69,31 @@ def test_an_image_run_takes_uploads_and_pixel_rows(tmp_path):
     assert "netwright-serve-" not in broken.json()["detail"]  # the upload's name, not a temp path
     field = _asgi(app, "POST", "/predict", files=[("image", ("a.png", files[0].read_bytes()))])
     assert field.status_code == 422 and "'files'" in field.json()["detail"]
+    # Images whose decoded size is out of proportion to their bytes are refused from the header.
+    from PIL import Image
+
+    large = io.BytesIO()
+    Image.new("L", (5000, 5000)).save(large, format="PNG")  # 25 M pixels in ~25 KB
+    r = _asgi(app, "POST", "/predict", files=[("files", ("large.png", large.getvalue()))])
+    assert r.status_code == 413 and r.json()["field"] == "files[0]", r.text
+    r = _asgi(app, "POST", "/predict", files=[("files", ("bomb.png", _png_claiming(40000, 40000)))])
+    assert r.status_code == 422 and "too large to decode safely" in r.json()["detail"], r.text
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A 1 x 1 PNG whose header says ``width`` x ``height`` (checksums valid)."""
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (1, 1)).save(buf, format="PNG")
+    data = bytearray(buf.getvalue())
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4:ihdr + 12] = struct.pack(">II", width, height)
+    data[ihdr + 17:ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr:ihdr + 17])))
+    return bytes(data)
 
 
 def test_a_text_run_takes_texts_and_a_text_file(tmp_path):
@@ -98,9 +122,26 @@ def test_a_text_run_takes_texts_and_a_text_file(tmp_path):
         assert r.status_code == 200, r.text
         _agree(r.json(), want)
         assert "cut to it" in r.json()["notes"][0]  # the long text passes max_length
-    upload = _asgi(app, "POST", "/predict",
-                   files=[("files", ("t.txt", "\n".join(texts).encode(), "text/plain"))])
+    upload = _asgi(app, "POST", "/predict",  # with a byte-order mark, as some editors save
+                   files=[("files", ("t.txt", "\ufeff".encode() + "\n".join(texts).encode(),
+                                     "text/plain"))])
     _agree(upload.json(), want)
+    assert upload.json()["texts"] == texts
+    wrong = _asgi(app, "POST", "/predict", files=[("files", ("t.csv", b"review\nhola\n"))])
+    assert wrong.status_code == 415 and wrong.json()["field"] == "files[0]"
+    blank = _asgi(app, "POST", "/predict", files=[("files", ("t.txt", b"hola\n\nciao\n"))])
+    assert blank.status_code == 422 and "line 2 is empty" in blank.json()["detail"]
+
+    async def together():  # texts of different lengths padded into one batch
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://test") as client:
+            return await asyncio.gather(*(client.post("/predict", json={"texts": [t]})
+                                          for t in texts))
+
+    calls = app.state.batcher.stats.model_calls
+    for text, r in zip(texts, asyncio.run(together())):
+        _agree(r.json(), [w for w in want if w["text"] == text])
+    assert app.state.batcher.stats.model_calls - calls < len(texts)  # they shared model calls
     for body, field in (({"texts": ["ok", ""]}, "texts[1]"), ({"texts": ["ok", 3]}, "texts[1]"),
                         ({"rows": [[1]]}, "texts"), ({"texts": "ok"}, "texts")):
         bad = _asgi(app, "POST", "/predict", json=body)
@@ -141,3 +182,7 @@ def test_a_sound_run_takes_uploads_and_states_conversions(tmp_path):
     assert any("22050" in n for n in r.json()["notes"]), r.json()["notes"]
     empty = _asgi(app, "POST", "/predict", files=[("files", ("silence.wav", b""))])
     assert empty.status_code == 422 and "0 bytes" in empty.json()["detail"]
+    slow = io.BytesIO()  # 400 KB at 100 Hz: 32 million samples once read at 16 kHz
+    sf.write(slow, np.zeros(200_000, np.int16), 100, format="WAV", subtype="PCM_16")
+    r = _asgi(app, "POST", "/predict", files=[("files", ("slow.wav", slow.getvalue()))])
+    assert r.status_code == 413 and "shorter clip" in r.json()["detail"], r.text

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import typer
 
-__all__ = ["serve_cmd"]
+__all__ = ["serve_cmd", "is_loopback"]
 
 _TRUST_HELP = ("Allow a model 'class' outside torch.nn, torchvision.models and netwright to be "
                "imported (that runs its module's code). Only for files you trust.")
 
 
-def _loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` answers this machine only (127.0.0.0/8, ::1, localhost)."""
     if host == "localhost":
         return True
     try:
@@ -54,11 +55,11 @@ def serve_cmd(
     from netwright.errors import NetwrightError
     from netwright.serving.app import run_server
 
-    if not _loopback(host):
+    if not is_loopback(host):
         print(f"warning: binding to {host} answers anyone who can reach this machine; the service "
               f"has no authentication. Put it behind a proxy that has.", file=sys.stderr)
-    print(f"serving {run_dir} on http://{host}:{port} (docs: http://{host}:{port}/docs)",
-          file=sys.stderr)
+    where = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    print(f"serving {run_dir} on {where} (docs: {where}/docs)", file=sys.stderr)
     try:
         run_server(run_dir, host=host, port=port, workers=workers, access_log=access_log,
                    runtime=runtime, max_batch=max_batch, max_wait_ms=max_wait_ms,

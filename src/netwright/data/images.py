@@ -153,6 +153,8 @@ def _check_one(path: Path) -> tuple[int, int, int] | str:
             im.verify()  # PNG: every chunk's checksum, so a cut or damaged file fails here
     except UnidentifiedImageError:
         return f"not an image file (it starts with {head[:8]!r})"
+    except Image.DecompressionBombError as exc:  # a small file whose header claims gigapixels
+        return f"too large to decode safely ({exc})"
     except (OSError, SyntaxError, ValueError) as exc:
         return f"damaged or truncated ({type(exc).__name__}: {exc})"
     channels = {"1": 1, "L": 1, "P": 3, "LA": 2, "I": 1, "I;16": 1, "F": 1, "RGB": 3, "RGBA": 4,

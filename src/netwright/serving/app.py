@@ -18,7 +18,8 @@ from typing import Any
 from ..errors import ConfigError
 from .batching import Batcher
 from .model import ServedModel
-from .requests import BadRequest, files_to_inputs, parse_json, rows_from_json, texts_from_json
+from .requests import (BadRequest, files_to_inputs, parse_json, rows_from_json, texts_from_files,
+                       texts_from_json)
 
 __all__ = ["serve", "ServeOptions", "app_from_environment", "ENV_OPTIONS"]
 
@@ -29,6 +30,7 @@ _DEFAULTS = {"runtime": "onnx", "max_batch": 64, "max_wait_ms": 2.0, "batching":
              "max_rows": 1024, "max_body_mb": 8.0, "max_text_chars": 100_000, "max_files": 64,
              "threads": None, "trust_code": False}
 ServeOptions = dict  # the keyword arguments of serve(), as a mapping (for worker processes)
+_PARSE_INLINE = 256 * 1024  # bodies up to this size are parsed on the event loop (< 5 ms)
 
 
 def _require_fastapi() -> Any:
@@ -58,11 +60,16 @@ class _BodyLimit:
                 size = int(length)
             except ValueError:
                 size = -1
-            if size < 0 or size > self.limit:
-                what = f"{size / 2 ** 20:.1f} MB" if size >= 0 else f"Content-Length {length!r}"
+            if size < 0:
+                await _send_json(send, 400, BadRequest(
+                    400, "body", f"Content-Length {length.decode('latin-1')[:40]!r} is not a "
+                                 f"number of bytes.").body())
+                return
+            if size > self.limit:
                 await _send_json(send, 413, BadRequest(
-                    413, "body", f"the request body ({what}) is over this service's limit of "
-                                 f"{mb:g} MB (--max-body-mb). Fix: send fewer rows per request.").body())
+                    413, "body", f"the request body ({size / 2 ** 20:.1f} MB) is over this "
+                                 f"service's limit of {mb:g} MB (--max-body-mb). Fix: send fewer "
+                                 f"rows per request.").body())
                 return
         received = 0
 
@@ -71,12 +78,10 @@ class _BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
-                    from fastapi import HTTPException
-
-                    raise HTTPException(413, f"the request body is over this service's limit of "
-                                             f"{mb:g} MB (--max-body-mb). Fix: send fewer rows "
-                                             f"per request.")
+                if received > self.limit:  # raised inside the endpoint: answered as a 413
+                    raise BadRequest(413, "body", f"the request body is over this service's "
+                                                  f"limit of {mb:g} MB (--max-body-mb). Fix: send "
+                                                  f"fewer rows per request.")
             return message
 
         await self.app(scope, limited, send)
@@ -172,16 +177,25 @@ def serve(run_dir: str | os.PathLike, *, runtime: str = "onnx", max_batch: int =
     async def bad_request(_: Any, exc: BadRequest) -> Any:
         return JSONResponse(exc.body(), status_code=exc.status)
 
+    @app.exception_handler(Exception)
+    async def failure(_: Any, exc: Exception) -> Any:  # the model failed on checked input
+        log.error("predict failed: %s: %s", type(exc).__name__, exc)
+        return JSONResponse({"detail": f"the model failed: {exc}"}, status_code=500)
+
     async def read_uploads(request: Any) -> tuple[list[str], Any, list]:
         from starlette.concurrency import run_in_threadpool
 
         try:
             form = await request.form(max_files=max_files, max_fields=8)
-        except fastapi.HTTPException:
+        except BadRequest:
             raise
         except Exception as exc:  # noqa: BLE001 - the multipart parser's own error kinds
-            raise BadRequest(400, "body", f"the multipart body cannot be read ({exc}). Fix: send "
-                                          f"the files as the form field 'files'.") from None
+            detail = str(getattr(exc, "detail", exc))
+            if "Too many files" in detail:
+                raise BadRequest(413, "files", f"more than {max_files} files in one request (its "
+                                               f"max_files). Fix: send them in several requests.") from None
+            raise BadRequest(400, "body", f"the multipart body cannot be read ({detail}). Fix: "
+                                          f"send the files as the form field 'files'.") from None
         uploads = []
         try:
             for key, item in form.multi_items():
@@ -195,14 +209,8 @@ def serve(run_dir: str | os.PathLike, *, runtime: str = "onnx", max_batch: int =
             raise BadRequest(422, "files", "the form holds no files; upload them as the field 'files'.")
         notes: list = []
         if schema.kind == "text":
-            texts = []
-            for i, (fname, content) in enumerate(uploads):
-                try:
-                    text = content.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    raise BadRequest(422, f"files[{i}]", f"files[{i}] ({fname!r}) is not UTF-8 "
-                                     f"text (byte {exc.start}).") from None
-                texts += [line.removesuffix("\r") for line in text.split("\n") if line.strip()]
+            texts = texts_from_files(uploads, errors=model.config["data"].get("encoding_errors")
+                                     or "strict")
             texts = texts_from_json({"texts": texts}, max_rows, max_text_chars)
             return texts, _encode(texts, notes), notes
         if schema.kind not in ("images", "audio"):
@@ -220,29 +228,34 @@ def serve(run_dir: str | os.PathLike, *, runtime: str = "onnx", max_batch: int =
             notes.append(f"{encoded.truncated} text(s) longer than {limit} tokens were cut to it")
         return encoded.padded()
 
+    def read_json(body: bytes, notes: list) -> Any:
+        if schema.kind == "text":
+            texts = texts_from_json(parse_json(body, '{"texts": ["a text", ...]}'), max_rows,
+                                    max_text_chars)
+            return _encode(texts, notes)  # the texts are the client's own: not echoed back
+        return rows_from_json(parse_json(body, '{"rows": [[...], ...]}'), schema, max_rows,
+                              booleans=b"true" in body or b"false" in body)
+
     @app.post("/predict", openapi_extra=_REQUEST_DOC, summary="Predict for rows, texts or files")
     async def predict(request: fastapi.Request) -> Any:
+        from starlette.concurrency import run_in_threadpool
+
         notes: list = []
         given = None
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
             given, X, notes = await read_uploads(request)
         else:
             body = await request.body()
-            if schema.kind == "text":
-                data = parse_json(body, '{"texts": ["a text", ...]}')
-                given = texts_from_json(data, max_rows, max_text_chars)
-                X = _encode(given, notes)
-                given = None  # the texts are the client's own: not echoed back
-            else:
-                X = rows_from_json(parse_json(body, '{"rows": [[...], ...]}'), schema, max_rows,
-                                   booleans=b"true" in body or b"false" in body)
+            # A large body is parsed on a worker thread: the event loop keeps answering others.
+            X = (read_json(body, notes) if len(body) < _PARSE_INLINE
+                 else await run_in_threadpool(read_json, body, notes))
         out = await batcher.submit(X)
         answer = model.answer(out)
         if given is not None:
-            answer = {"files": given} | answer
+            answer = {"texts" if schema.kind == "text" else "files": given} | answer
         if notes:
             answer["notes"] = notes
-        return Response(json.dumps(answer).encode(), media_type="application/json")
+        return Response(json.dumps(answer, allow_nan=False).encode(), media_type="application/json")
 
     @app.get("/health", summary="Is the service up")
     async def health() -> Any:
@@ -250,7 +263,7 @@ def serve(run_dir: str | os.PathLike, *, runtime: str = "onnx", max_batch: int =
 
     @app.get("/metadata", summary="What the model takes and gives, and how it was trained")
     async def metadata() -> Any:
-        return {"run": name, "task": model.task,
+        return {"run": name, "task": model.task, "export_stale": model.export_stale,
                 "classes": model.classes, "input": schema.describe(), "runtime": runtime,
                 "versions": model.versions(), "results": model.results(),
                 "batching": {"enabled": batcher.enabled, "max_batch": batcher.max_batch,
@@ -276,8 +289,10 @@ def run_server(run_dir: str | os.PathLike, *, host: str = "127.0.0.1", port: int
                **options: Any) -> None:
     """Serve until stopped (Ctrl-C): one process, or ``workers`` processes that each load the
     model and share the port."""
-    import uvicorn
-
+    try:
+        import uvicorn
+    except ImportError:
+        raise ConfigError("serving needs uvicorn. Fix: pip install 'netwright[serve]'.") from None
     unknown = sorted(set(options) - set(_DEFAULTS))
     if unknown:
         raise ConfigError(f"serve: unknown option(s) {unknown}; known: {sorted(_DEFAULTS)}.")

@@ -55,15 +55,20 @@ class Batcher:
         self.max_batch, self.max_wait = max(1, int(max_batch)), max(0.0, max_wait_ms) / 1000
         self.enabled = enabled and self.max_batch > 1
         self.stats = BatchStats()
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="netwright-model")
+        self._executor: ThreadPoolExecutor | None = None
         self._queue: asyncio.Queue | None = None
         self._task: asyncio.Task | None = None
         self._lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _run(self, batch: Any) -> np.ndarray:
+    def _run(self, batch: Any, rows: int) -> np.ndarray:
         start = time.perf_counter()
         out = self.model(batch)
         self.stats.model_seconds += time.perf_counter() - start
+        if not isinstance(out, np.ndarray) or out.ndim < 1 or len(out) != rows:
+            shape = getattr(out, "shape", type(out).__name__)
+            raise RuntimeError(f"the model returned {shape} for a batch of {rows} rows; expected "
+                               f"one output row per input row.")
         return out
 
     def _count(self, rows: int) -> None:
@@ -72,67 +77,95 @@ class Batcher:
         self.stats.largest_batch = max(self.stats.largest_batch, rows)
         self.stats.batch_sizes[rows] = self.stats.batch_sizes.get(rows, 0) + 1
 
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:  # made on first use: an app can be started, stopped, started
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="netwright-model")
+        return self._executor
+
     async def submit(self, x: Any) -> np.ndarray:
         """The model's outputs for ``x`` (a batch of one request's rows)."""
         self.stats.requests += 1
         loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a new event loop (a server started again): new queue, lock
+            self._fail_waiting(RuntimeError("the batcher was restarted"))
+            self._loop, self._lock, self._queue, self._task = loop, asyncio.Lock(), None, None
         if not self.enabled:
-            if self._lock is None:
-                self._lock = asyncio.Lock()
             async with self._lock:  # one model call at a time, in arrival order
                 self._count(len(x))
-                return await loop.run_in_executor(self._executor, self._run, x)
+                return await loop.run_in_executor(self._pool(), self._run, x, len(x))
         if self._task is None or self._task.done():
+            self._fail_waiting(RuntimeError("the batcher was restarted"))
             self._queue = asyncio.Queue()
-            self._task = loop.create_task(self._collect(), name="netwright-batcher")
+            self._task = loop.create_task(self._collect(self._queue), name="netwright-batcher")
         future = loop.create_future()
         await self._queue.put((x, future))
         return await future
 
-    async def _collect(self) -> None:
-        loop = asyncio.get_running_loop()
+    def _fail_waiting(self, exc: BaseException) -> None:
+        """Every request still queued gets ``exc`` (none waits forever)."""
         queue = self._queue
+        while queue is not None and not queue.empty():
+            _, future = queue.get_nowait()
+            if not future.done():
+                try:
+                    future.set_exception(exc)
+                except RuntimeError:  # its event loop is closed: nobody waits on it any more
+                    pass
+
+    async def _collect(self, queue: asyncio.Queue) -> None:
+        loop = asyncio.get_running_loop()
         held = None  # an input that did not fit the last batch: it starts the next
         while True:
             first = held if held is not None else await queue.get()
-            held = None
-            items, rows = [first], len(first[0])
-            deadline = loop.time() + self.max_wait
-            while rows < self.max_batch:
-                try:
-                    item = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    left = deadline - loop.time()
-                    if left <= 0:
-                        break
-                    try:
-                        item = await asyncio.wait_for(queue.get(), left)
-                    except asyncio.TimeoutError:
-                        break
-                if rows + len(item[0]) > self.max_batch:
-                    held = item
-                    break
-                items.append(item)
-                rows += len(item[0])
-            items = [(x, f) for x, f in items if not f.done()]  # a client that went away
-            if not items:
-                continue
-            self._count(rows)
+            held, items = None, [first]
             try:
-                batch = self.collate([x for x, _ in items])
-                out = await loop.run_in_executor(self._executor, self._run, batch)
-            except Exception as exc:  # noqa: BLE001 - every waiting request gets the error
+                rows = len(first[0])
+                deadline = loop.time() + self.max_wait
+                while rows < self.max_batch:
+                    try:
+                        item = queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        left = deadline - loop.time()
+                        if left <= 0:
+                            break
+                        try:
+                            item = await asyncio.wait_for(queue.get(), left)
+                        except asyncio.TimeoutError:
+                            break
+                    if rows + len(item[0]) > self.max_batch:
+                        held = item
+                        break
+                    items.append(item)
+                    rows += len(item[0])
+                items = [(x, f) for x, f in items if not f.done()]  # a client that went away
+                if not items:
+                    continue
+                rows = sum(len(x) for x, _ in items)
+                self._count(rows)
+                out = await loop.run_in_executor(self._pool(), self._run,
+                                                 self.collate([x for x, _ in items]), rows)
+                start = 0
+                for x, f in items:
+                    if not f.done():
+                        f.set_result(out[start:start + len(x)])
+                    start += len(x)
+            except asyncio.CancelledError:
+                for _, f in items + ([held] if held is not None else []):
+                    if not f.done():
+                        f.set_exception(RuntimeError("the service is shutting down"))
+                raise
+            except Exception as exc:  # noqa: BLE001 - every request of this batch gets the error;
+                # the batcher itself goes on with the next one.
                 for _, f in items:
                     if not f.done():
                         f.set_exception(exc)
-                continue
-            start = 0
-            for x, f in items:
-                if not f.done():
-                    f.set_result(out[start:start + len(x)])
-                start += len(x)
 
     def close(self) -> None:
+        """Stop collecting and let the model thread go; the next request starts both again."""
         if self._task is not None:
             self._task.cancel()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+            self._task = None
+        self._fail_waiting(RuntimeError("the service is shutting down"))
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None

@@ -22,10 +22,14 @@ from ..atomic import read_json
 from ..config import read_yaml_file
 from ..errors import ConfigError
 
-__all__ = ["InputSchema", "ServedModel", "RUNTIMES"]
+__all__ = ["InputSchema", "ServedModel", "ModelFailure", "RUNTIMES"]
 
 RUNTIMES = ("onnx", "torch")
 log = logging.getLogger("netwright.serve")
+
+
+class ModelFailure(RuntimeError):
+    """The model could not answer checked inputs (a 500, with this message)."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,7 @@ class ServedModel:
         self.tokenizer = self._tokenizer() if self.schema.kind == "text" else None
         self._torch_model = None
         self._session = None
+        self.export_stale = False
         if runtime == "onnx":
             self._session = self._onnx(trust_code, threads)
         else:
@@ -143,8 +148,22 @@ class ServedModel:
             log.warning("%s has no ONNX export: exporting it now (as `netwright export %s "
                         "--format onnx`)", self.run_dir, self.run_dir)
             loaded = open_run(self.run_dir, trust_code=trust_code)
-            path.parent.mkdir(exist_ok=True)
+            try:
+                path.parent.mkdir(exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(f"{str(self.run_dir)!r} has no ONNX export and its exports "
+                                  f"folder cannot be made ({exc.strerror}). Fix: export it where "
+                                  f"you can write (netwright export), or serve with --runtime "
+                                  f"torch.") from None
             export(loaded.model, path, format="onnx", example=self.schema.shape or None)
+        else:
+            weights = self.run_dir / "weights.safetensors"
+            self.export_stale = (weights.is_file()
+                                 and weights.stat().st_mtime > path.stat().st_mtime + 1)
+            if self.export_stale:
+                log.warning("%s is older than the run's weights.safetensors: it may hold earlier "
+                            "weights. Export again (netwright export %s --format onnx "
+                            "--overwrite) or serve with --runtime torch.", path, self.run_dir)
         session = onnx_session(path, threads)
         if len(session.get_inputs()) != 1 or len(session.get_outputs()) != 1:
             raise ConfigError(f"{str(path)!r}: the service answers models with one input and one "
@@ -209,6 +228,10 @@ class ServedModel:
         """The JSON answer for one request's outputs: ``labels`` and ``probabilities`` (one per
         class, in ``classes`` order) for classification, ``values`` for regression."""
         out = np.asarray(out, dtype=np.float64)
+        if not np.isfinite(out).all():
+            rows = np.flatnonzero(~np.isfinite(out.reshape(len(out), -1)).all(axis=1)).tolist()
+            raise ModelFailure(f"the model's outputs for row(s) {rows[:10]} are NaN or infinite "
+                               f"(the inputs were finite and in range); it cannot be answered.")
         if self.task == "multiclass":
             z = out.reshape(len(out), -1)
             z = np.exp(z - z.max(axis=1, keepdims=True))

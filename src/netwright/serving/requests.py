@@ -17,9 +17,16 @@ import numpy as np
 from ..errors import NetwrightError
 from .model import InputSchema
 
-__all__ = ["BadRequest", "rows_from_json", "texts_from_json", "parse_json", "files_to_inputs"]
+__all__ = ["BadRequest", "rows_from_json", "texts_from_json", "texts_from_files", "parse_json",
+           "files_to_inputs"]
 
 _SHOWN = 60  # characters of a received value quoted back
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+# Uploads are decoded into memory: at most this many samples (values) per sound file after
+# resampling, and pixels per image, so that a small file claiming hours of audio at 1 Hz or a
+# 20000 x 20000 image cannot take the service's memory.
+MAX_SOUND_SAMPLES = 2 ** 24  # 17 minutes at 16 kHz
+MAX_IMAGE_PIXELS = 4096 * 4096
 
 
 class BadRequest(Exception):
@@ -44,8 +51,13 @@ def parse_json(body: bytes, example: str) -> dict:
         raise BadRequest(400, "body", f"the request body is empty; expected JSON such as {example}. "
                                       f"Fix: send the JSON with Content-Type: application/json.")
     try:
-        data = json.loads(body)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(400, "body", f"the request body is not UTF-8 text (byte {exc.start}); "
+                                      f"JSON is sent as UTF-8. Fix: encode the JSON as UTF-8.") from None
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
         raise BadRequest(400, "body", f"the request body is not JSON ({str(exc)[:120]}); expected "
                                       f"{example}. Fix: send valid JSON with Content-Type: "
                                       f"application/json.") from None
@@ -93,8 +105,11 @@ def _bad_value(row: Any, where: str) -> BadRequest | None:
     if isinstance(row, float) and not math.isfinite(row):
         return BadRequest(422, where, f"{where}: {row} is not a finite number; the model cannot "
                                       f"use NaN or infinity. Fix: fill or drop the missing value.")
-    if isinstance(row, int) and abs(row) > 2 ** 53:
-        return BadRequest(422, where, f"{where}: {row} is too large a number for float32 inputs.")
+    if abs(row) > FLOAT32_MAX:
+        return BadRequest(422, where, f"{where}: {_shown(row)} is beyond float32's range "
+                                      f"(±{FLOAT32_MAX:.4g}), the model's input type; it would "
+                                      f"become infinity. Fix: send the value in the training "
+                                      f"data's units.")
     return None
 
 
@@ -121,7 +136,13 @@ def _row_by_name(row: dict, i: int, names: tuple[str, ...]) -> list:
         raise BadRequest(422, f"rows[{i}].{missing[0]}", f"rows[{i}]: feature {missing[0]!r} is "
                          f"missing ({len(missing)} of {len(names)} missing). Fix: give every "
                          f"feature the model was trained on, by name.")
-    return [row[n] for n in names]
+    values = [row[n] for n in names]
+    for n, v in zip(names, values):
+        bad = _bad_value(v, f"rows[{i}].{n}") if not isinstance(v, list) else BadRequest(
+            422, f"rows[{i}].{n}", f"rows[{i}].{n}: expected a number; received a list.")
+        if bad is not None:
+            raise bad
+    return values
 
 
 def rows_from_json(data: dict, schema: InputSchema, max_rows: int, *,
@@ -137,6 +158,15 @@ def rows_from_json(data: dict, schema: InputSchema, max_rows: int, *,
         rows = [_row_by_name(r, i, schema.feature_names) if isinstance(r, dict) else r
                 for i, r in enumerate(rows)]
     try:
+        return _rows_array(rows, schema, booleans)
+    except RecursionError:  # lists nested hundreds deep: walking them exhausts the stack
+        raise BadRequest(422, "rows", f"rows are nested far deeper than the model's input "
+                                      f"{list(schema.shape)}. Fix: send each row as {schema.size} "
+                                      f"numbers, flat or nested in that shape.") from None
+
+
+def _rows_array(rows: list, schema: InputSchema, booleans: bool) -> np.ndarray:
+    try:
         X = np.asarray(rows)
     except (ValueError, TypeError, OverflowError):
         X = None
@@ -146,12 +176,15 @@ def rows_from_json(data: dict, schema: InputSchema, max_rows: int, *,
             if bad is not None:
                 raise bad
     if X is not None and X.dtype.kind in "iuf" and X.ndim >= 2:
-        if X.dtype.kind == "f" and not np.isfinite(X).all():
-            i = int(np.flatnonzero(~np.isfinite(X.reshape(len(X), -1)).all(axis=1))[0])
-            raise _bad_value(rows[i], f"rows[{i}]") or BadRequest(422, f"rows[{i}]", "not finite")
-        if X.dtype.kind in "iu" and np.abs(X).max() > 2 ** 53:
-            i = int(np.flatnonzero((np.abs(X.reshape(len(X), -1)) > 2 ** 53).any(axis=1))[0])
-            raise _bad_value(rows[i], f"rows[{i}]") or BadRequest(422, f"rows[{i}]", "too large")
+        flat = X.reshape(len(X), -1)
+        wrong = ~np.isfinite(flat) if X.dtype.kind == "f" else np.zeros(flat.shape, bool)
+        if X.dtype.kind == "f":
+            wrong |= np.abs(np.where(wrong, 0, flat)) > FLOAT32_MAX
+        else:  # int64 from JSON: beyond float32's range (np.abs(-2**63) overflows, so compare)
+            wrong |= (flat > FLOAT32_MAX) | (flat < -FLOAT32_MAX)
+        if wrong.any():
+            i = int(np.flatnonzero(wrong.any(axis=1))[0])
+            raise _bad_value(rows[i], f"rows[{i}]") or BadRequest(422, f"rows[{i}]", "out of range")
     else:
         # Not one rectangular block of numbers: find the first row that says why.
         for i, row in enumerate(rows):
@@ -205,6 +238,33 @@ def texts_from_json(data: dict, max_rows: int, max_chars: int) -> list[str]:
     return texts
 
 
+def texts_from_files(uploads: list[tuple[str, bytes]], *, errors: str = "strict") -> list[str]:
+    """The texts of uploaded ``.txt`` files, one per line, read as ``netwright predict`` reads a
+    .txt file (UTF-8, a BOM dropped, the run's ``data.encoding_errors``); a blank line, a byte
+    that is not UTF-8 or another file kind is named with the file and line."""
+    from ..data.tokenize import decode_bytes
+
+    texts: list[str] = []
+    for i, (name, content) in enumerate(uploads):
+        if Path(name).suffix.lower() != ".txt":
+            raise BadRequest(415, f"files[{i}]", f"files[{i}] ({name!r}): a text run reads .txt "
+                             f"files (one text per line), or JSON {{\"texts\": [...]}}.")
+        try:
+            text, _ = decode_bytes(content, f"files[{i}] ({name!r})", errors)
+        except NetwrightError as exc:
+            raise BadRequest(422, f"files[{i}]", str(exc).split(" Fix:")[0]
+                             + " Fix: save the file as UTF-8.") from None
+        lines = [line.removesuffix("\r") for line in text.split("\n")]
+        if lines and lines[-1] == "":
+            lines.pop()
+        for k, line in enumerate(lines):
+            if not line.strip():
+                raise BadRequest(422, f"files[{i}]", f"files[{i}] ({name!r}), line {k + 1} is "
+                                 f"empty; there is nothing to predict from. Fix: remove it.")
+        texts += lines
+    return texts
+
+
 def files_to_inputs(uploads: list[tuple[str, bytes]], schema: InputSchema, meta: dict,
                     notes: list) -> tuple[list[str], np.ndarray]:
     """Uploaded image or sound files decoded exactly as ``netwright predict`` reads files
@@ -230,6 +290,7 @@ def files_to_inputs(uploads: list[tuple[str, bytes]], schema: InputSchema, meta:
             path.write_bytes(content)
             paths.append(path)
         try:
+            _check_sizes(paths, names, schema, meta)
             if schema.kind == "images":
                 _, X = read_images(paths, meta["images"])
             else:
@@ -243,3 +304,40 @@ def files_to_inputs(uploads: list[tuple[str, bytes]], schema: InputSchema, meta:
             message = message.split(" Fix:")[0] + " Fix: send a file that opens in other programs."
             raise BadRequest(422, field, message) from None
     return names, np.ascontiguousarray(X, dtype=np.float32)
+
+
+def _check_sizes(paths: list[Path], names: list[str], schema: InputSchema, meta: dict) -> None:
+    """Refuse (413) a file whose decoded size would be out of proportion to its bytes, from its
+    header alone, before anything is decoded."""
+    if schema.kind == "images":
+        from ..data.images import check_images
+
+        _, shapes, _ = check_images(paths, skip_bad=False)
+        _check_total([h * w for h, w, _ in shapes], MAX_IMAGE_PIXELS, "pixels")
+        for i, (h, w, _) in enumerate(shapes):
+            if h * w > MAX_IMAGE_PIXELS:
+                raise BadRequest(413, f"files[{i}]", f"files[{i}] ({names[i]!r}) is {w} x {h} "
+                                 f"pixels; the service decodes at most {MAX_IMAGE_PIXELS:,} pixels "
+                                 f"per image (the model reads {meta['images'].get('size')}). Fix: "
+                                 f"resize it first.")
+        return
+    from ..data.audio import check_audio
+
+    _, infos, _ = check_audio(paths, skip_bad=False)
+    rate = int(meta["audio"]["sample_rate"])
+    sizes = [max(f * c, int(f * rate / max(r, 1))) for f, r, c in infos]
+    _check_total(sizes, MAX_SOUND_SAMPLES, "samples")
+    for i, (frames, file_rate, channels) in enumerate(infos):
+        decoded = sizes[i]
+        if decoded > MAX_SOUND_SAMPLES:
+            raise BadRequest(413, f"files[{i}]", f"files[{i}] ({names[i]!r}) holds {frames:,} frames "
+                             f"at {file_rate} Hz ({channels} channel(s)): {decoded:,} samples once "
+                             f"read at {rate} Hz; the service reads at most {MAX_SOUND_SAMPLES:,} "
+                             f"per file. Fix: send a shorter clip.")
+
+
+def _check_total(sizes: list[int], limit: int, unit: str) -> None:
+    if len(sizes) > 1 and sum(sizes) > 4 * limit and max(sizes) <= limit:
+        raise BadRequest(413, "files", f"the {len(sizes)} files decode to {sum(sizes):,} {unit} in "
+                                       f"all; one request decodes at most {4 * limit:,}. Fix: send "
+                                       f"them in several requests.")
