@@ -167,7 +167,7 @@ def serve(run_dir: str | os.PathLike, *, runtime: str = "onnx", max_batch: int =
 
     name = str(model.config.get("name") or model.run_dir.name)
     app = fastapi.FastAPI(title=f"netwright: {name}", version=model.versions().get("netwright") or "",
-                          description=f"Predictions of the run {str(model.run_dir)!r} "
+                          description=f"Predictions of the netwright run {name!r} "
                                       f"({model.task}, {schema.kind} input, {runtime} runtime).",
                           lifespan=lifespan)
     app.add_middleware(_BodyLimit, limit=int(max_body_mb * 2 ** 20))
@@ -242,7 +242,7 @@ def serve(run_dir: str | os.PathLike, *, runtime: str = "onnx", max_batch: int =
 
         notes: list = []
         given = None
-        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
             given, X, notes = await read_uploads(request)
         else:
             body = await request.body()
