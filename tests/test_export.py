@@ -120,7 +120,8 @@ ZOO_CASES = {
     "gru": ((6, 3), {"outputs": 2, "num_layers": 2}),
     "text_classifier": ((7,), {"vocab_size": 30, "num_classes": 3}),
     "text_cnn": ((7,), {"vocab_size": 30, "num_classes": 3, "channels": 4}),
-    "text_transformer": ((7,), {"vocab_size": 30, "num_classes": 3, "d_model": 8, "nhead": 2}),
+    "text_transformer": ((7,), {"vocab_size": 30, "num_classes": 3, "d_model": 8, "nhead": 2,
+                                "conv_kernel": 3}),
     "audio_cnn": ((1, 4000), {"num_classes": 3, "n_mels": 16, "channels": [4, 8]}),
     "m5": ((1, 7000), {"num_classes": 3, "channels": 4}),
 }

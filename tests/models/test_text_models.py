@@ -59,6 +59,17 @@ def test_zoo_text_models_ignore_padding(name):
     check_padding_invariance(zoo_model(name))
 
 
+def test_the_transformers_convolution_ignores_padding_and_takes_odd_widths_only():
+    torch.manual_seed(0)
+    model = build_zoo("text_transformer", (12,), vocab_size=VOCAB, num_classes=3, conv_kernel=3,
+                      **ZOO_ARGS["text_transformer"]).eval()
+    assert model.conv.kernel_size == (3,)
+    check_padding_invariance(model)
+    for width in (2, -1):
+        with pytest.raises(Exception, match="conv_kernel must be 0 or an odd width"):
+            build_zoo("text_transformer", (12,), vocab_size=VOCAB, conv_kernel=width)
+
+
 @pytest.mark.parametrize("cell, bidirectional, num_layers, pool", RNN_CASES)
 def test_text_rnn_ignores_padding_and_its_export_paths_equal_packing(cell, bidirectional,
                                                                      num_layers, pool):

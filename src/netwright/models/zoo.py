@@ -359,9 +359,11 @@ def text_cnn(input_shape: Sequence[int] | None = None, *, vocab_size: int, num_c
 def text_transformer(input_shape: Sequence[int] | None = None, *, vocab_size: int,
                      num_classes: int = 2, d_model: int = 64, nhead: int = 4, num_layers: int = 2,
                      dim_feedforward: int = 128, dropout: float = 0.1, max_length: int = 512,
-                     padding_idx: int = 0) -> nn.Module:
+                     conv_kernel: int = 0, padding_idx: int = 0) -> nn.Module:
     """A Transformer encoder (sinusoidal positions, padding masked) → masked mean → Linear over
     right-padded int64 token ids (N, T ≤ ``max_length``) (:class:`~netwright.models.text.TextTransformer`).
+    ``conv_kernel``: an odd width adds a residual Conv1d (GELU) over the embeddings, local n-gram
+    features before the attention (0, the default: none).
 
     >>> build_zoo("text_transformer", (12,), vocab_size=100, d_model=16)(torch.randint(1, 100, (3, 12))).shape
     torch.Size([3, 2])
@@ -372,7 +374,7 @@ def text_transformer(input_shape: Sequence[int] | None = None, *, vocab_size: in
     return _text("text_transformer", TextTransformer, input_shape, vocab_size, num_classes,
                  d_model=d_model, nhead=nhead, num_layers=num_layers,
                  dim_feedforward=dim_feedforward, dropout=dropout, max_length=max_length,
-                 padding_idx=padding_idx)
+                 conv_kernel=int(conv_kernel), padding_idx=padding_idx)
 
 
 def _waveform_length(kind: str, input_shape: Sequence[int] | None) -> int | None:

@@ -1,10 +1,12 @@
 """Dynamic batching: requests that arrive together are answered by one model call.
 
 Each request's input waits in a queue. One task on the event loop takes the first waiting
-input, then every other one already queued, and keeps collecting until the batch holds
-``max_batch`` rows or ``max_wait_ms`` has passed since the first; the batch then runs on one
-worker thread (off the event loop, which keeps reading requests) and each request gets its own
-rows back. While a batch runs, the next one gathers: under load, batches grow by themselves.
+input, then every other one already queued; when the batcher was idle it keeps collecting
+until the batch holds ``max_batch`` rows or ``max_wait_ms`` has passed since the first. The
+batch then runs on one worker thread (off the event loop, which keeps reading requests) and
+each request gets its own rows back. While a batch runs, the next one gathers, and it goes as
+soon as the model is free (the model call was its wait): under load, batches grow by themselves
+and the model never idles waiting for stragglers.
 With batching off every request is its own model call, one at a time, on the same thread.
 """
 
@@ -116,11 +118,14 @@ class Batcher:
         loop = asyncio.get_running_loop()
         held = None  # an input that did not fit the last batch: it starts the next
         while True:
+            # Idle (nothing queued): the first request waits up to max_wait for company. Right
+            # after a model call, what queued meanwhile goes at once: the call was the wait.
+            idle = held is None and queue.empty()
             first = held if held is not None else await queue.get()
             held, items = None, [first]
             try:
                 rows = len(first[0])
-                deadline = loop.time() + self.max_wait
+                deadline = loop.time() + (self.max_wait if idle else 0.0)
                 while rows < self.max_batch:
                     try:
                         item = queue.get_nowait()
