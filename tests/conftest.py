@@ -13,8 +13,9 @@ import torch.nn.functional as F
 collect_ignore = ["distributed/worker.py"]
 
 # Data sets netwright makes on first use (spoken_digits) go to a cache of this test session,
-# never the user's own (~/.cache/netwright); subprocesses inherit it.
-if "NETWRIGHT_CACHE" not in os.environ:
+# never the user's own (~/.cache/netwright); subprocesses inherit it. Each pytest-xdist worker
+# has its own (a cache set by the process that started the workers would be shared by them).
+if "NETWRIGHT_CACHE" not in os.environ or os.environ.get("PYTEST_XDIST_WORKER"):
     import tempfile
 
     os.environ["NETWRIGHT_CACHE"] = tempfile.mkdtemp(prefix="netwright-cache-")

@@ -45,8 +45,16 @@ def test_an_unknown_file_falls_back_to_scikit_learns_loader(monkeypatch):
     assert "sklearn.datasets" in sys.modules
 
 
+def test_a_set_is_read_once_per_process_and_callers_get_copies():
+    X, y = load_builtin("wine")
+    X[:] = 0  # a caller scaling its arrays in place
+    again, y2 = load_builtin("wine")
+    assert again.any() and np.array_equal(y, y2) and "wine" in builtin._LOADED
+
+
 def test_scikit_learn_not_found_is_the_same_clear_error(monkeypatch):
     monkeypatch.setattr(builtin.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(builtin, "_LOADED", {})  # as in a process that has not read it yet
     assert builtin._read_sklearn_copy("iris") is None
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # `import sklearn.datasets` fails
     with pytest.raises(builtin.ConfigError, match=r"ships in the package 'scikit-learn', which is "
