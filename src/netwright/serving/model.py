@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from ..atomic import read_json
-from ..config import read_yaml_file
 from ..errors import ConfigError
+from .onnx import read_run_files
 
 __all__ = ["InputSchema", "ServedModel", "ModelFailure", "RUNTIMES"]
 
@@ -71,13 +71,7 @@ def _read_run(folder: Path) -> tuple[dict, dict]:
     if not folder.is_dir():
         raise ConfigError(f"run directory {str(folder)!r} does not exist. Fix: pass the folder "
                           f"`netwright train` printed.")
-    meta = read_json(folder / "model.json", what="model.json", error=ConfigError)
-    config = read_yaml_file(folder / "config.yaml", fix="Fix: pass a folder made by `netwright train`.")
-    if not isinstance(meta, dict) or not isinstance(config, dict) or not isinstance(config.get("data"), dict):
-        raise ConfigError(f"run directory {str(folder)!r}: model.json and config.yaml must be the "
-                          f"mappings `netwright train` writes. Fix: pass a folder made by "
-                          f"`netwright train`.")
-    return meta, config
+    return read_run_files(folder)
 
 
 def _schema(meta: dict) -> InputSchema:

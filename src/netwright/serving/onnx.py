@@ -20,7 +20,7 @@ from ..config import read_yaml_file
 from ..errors import ConfigError, DataError
 
 __all__ = ["prediction_rows", "read_inputs", "read_images", "read_texts", "read_sounds",
-           "predict_table_onnx"]
+           "predict_table_onnx", "read_run_files"]
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -92,12 +92,7 @@ def predict_table_onnx(run_dir: str | os.PathLike, inputs: str | os.PathLike,
     if not onnx_path.is_file():
         raise ConfigError(f"{str(onnx_path)!r} does not exist. Fix: `netwright export {folder} "
                           f"--format onnx` first.")
-    meta = read_json(folder / "model.json", what="model.json", error=ConfigError)
-    config = read_yaml_file(folder / "config.yaml", fix="Fix: pass a folder made by `netwright train`.")
-    if not isinstance(meta, dict) or not isinstance(config, dict) or not isinstance(config.get("data"), dict):
-        raise ConfigError(f"run directory {str(folder)!r}: model.json and config.yaml must be the "
-                          f"mappings `netwright train` writes (config.yaml with a data section). Fix: "
-                          f"pass a folder made by `netwright train`.")
+    meta, config = read_run_files(folder)
     images = meta.get("images")
     texts = None
     if isinstance(meta.get("text"), dict):
@@ -120,6 +115,18 @@ def predict_table_onnx(run_dir: str | os.PathLike, inputs: str | os.PathLike,
     if isinstance(images, dict) or isinstance(meta.get("audio"), dict):
         return ["path"] + header, [[str(p)] + row for p, row in zip(paths, rows)]
     return header, rows
+
+
+def read_run_files(folder: Path) -> tuple[dict, dict]:
+    """(model.json, config.yaml) of a run directory, each checked to be the mapping `netwright
+    train` writes (config.yaml with a data section); read without torch."""
+    meta = read_json(folder / "model.json", what="model.json", error=ConfigError)
+    config = read_yaml_file(folder / "config.yaml", fix="Fix: pass a folder made by `netwright train`.")
+    if not isinstance(meta, dict) or not isinstance(config, dict) or not isinstance(config.get("data"), dict):
+        raise ConfigError(f"run directory {str(folder)!r}: model.json and config.yaml must be the "
+                          f"mappings `netwright train` writes (config.yaml with a data section). Fix: "
+                          f"pass a folder made by `netwright train`.")
+    return meta, config
 
 
 def read_texts(run_dir: Path, inputs: Any, data_config: dict,
