@@ -8,6 +8,7 @@ sees them (:mod:`.requests`); concurrent ones are batched (:mod:`.batching`).
 """
 
 
+import inspect
 import json
 import logging
 import os
@@ -21,15 +22,11 @@ from .model import ServedModel
 from .requests import (BadRequest, files_to_inputs, parse_json, rows_from_json, texts_from_files,
                        texts_from_json)
 
-__all__ = ["serve", "ServeOptions", "app_from_environment", "ENV_OPTIONS"]
+__all__ = ["serve", "app_from_environment", "run_server", "ENV_OPTIONS"]
 
 ENV_OPTIONS = "NETWRIGHT_SERVE_OPTIONS"
 log = logging.getLogger("netwright.serve")
 
-_DEFAULTS = {"runtime": "onnx", "max_batch": 64, "max_wait_ms": 2.0, "batching": True,
-             "max_rows": 1024, "max_body_mb": 8.0, "max_text_chars": 100_000, "max_files": 64,
-             "threads": None, "trust_code": False}
-ServeOptions = dict  # the keyword arguments of serve(), as a mapping (for worker processes)
 _PARSE_INLINE = 256 * 1024  # bodies up to this size are parsed on the event loop (< 5 ms)
 
 
@@ -293,9 +290,10 @@ def run_server(run_dir: str | os.PathLike, *, host: str = "127.0.0.1", port: int
         import uvicorn
     except ImportError:
         raise ConfigError("serving needs uvicorn. Fix: pip install 'netwright[serve]'.") from None
-    unknown = sorted(set(options) - set(_DEFAULTS))
+    known = sorted(p for p in inspect.signature(serve).parameters if p != "run_dir")
+    unknown = sorted(set(options) - set(known))
     if unknown:
-        raise ConfigError(f"serve: unknown option(s) {unknown}; known: {sorted(_DEFAULTS)}.")
+        raise ConfigError(f"serve: unknown option(s) {unknown}; known: {known}.")
     if workers < 1:
         raise ConfigError(f"--workers: expected 1 or more; received {workers}.")
     if workers > 1 and not options.get("threads"):
