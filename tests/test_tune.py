@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -124,6 +125,45 @@ def test_pruning_and_a_diverging_trial(tmp_path):
     assert failed and all(t["params"]["optimizer.lr"] == 1e9 for t in failed)
     assert all("NonFiniteLossError" in t["reason"] for t in failed), failed
     assert result.best_params["optimizer.lr"] == 0.05
+
+
+def test_the_median_pruner_decides_as_optunas_own_should_prune(tmp_path):
+    # PruneOnMetric asks a percentile pruner itself (the completed trials read once, the trial's
+    # values kept in memory) instead of through two database reads an epoch: the same answers.
+    import optuna
+
+    from netwright.tuning.search import PruneOnMetric, open_storage
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}")
+    study = optuna.create_study(storage=storage, direction="maximize",
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=2,
+                                                                   n_warmup_steps=1))
+    rng = np.random.default_rng(0)
+    answers = []
+    for number in range(8):
+        trial = study.ask()
+        pruning = PruneOnMetric(trial, "val_accuracy")
+        start = rng.uniform(0.2, 0.6)
+        for step in range(6):
+            value = float(start + 0.05 * step + rng.normal(0, 0.05))
+            trial.report(value, step)
+            ours, optunas = pruning.should_prune(value, step), trial.should_prune()
+            assert ours == optunas, (number, step, ours, optunas)
+            answers.append(ours)
+        study.tell(trial, value)
+    assert True in answers and False in answers  # both answers were exercised
+
+
+def test_trials_record_their_own_times_without_the_search(tmp_path):
+    cfg = _config(tmp_path, {"optimizer.lr": {"log_uniform": [1e-3, 1e-1]}, "pruner": "median"},
+                  train={"epochs": 3, "batch_size": 16})
+    result = nw.tune(cfg, trials=2, verbose=0)
+    for t in result.trials:
+        assert 0 < t["fit_seconds"] <= t["run_seconds"] <= t["seconds"], t
+        assert t["epoch"] in (1, 2, 3) and Path(t["run_dir"]).is_dir()
+    with sqlite3.connect(result.tune_dir / "study.db") as con:  # one attribute a trial, not six
+        keys = {k for (k,) in con.execute("SELECT key FROM trial_user_attributes")}
+    assert keys == {"netwright"}, keys
 
 
 def test_two_workers_share_the_study(tmp_path):

@@ -11,6 +11,7 @@ inside the functions that need it.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import socket
@@ -24,7 +25,7 @@ from ..atomic import atomic_write_text
 from ..config import RunConfig, apply_overrides, config_to_dict, load_config, read_yaml_file
 from ..errors import ConfigError, NetwrightError
 from .space import Space, apply_params, parse_space
-from .tune_report import TuneResult, trial_rows, write_html
+from .tune_report import TuneResult, trial_info, trial_rows, write_html
 
 __all__ = ["tune", "TuneResult", "PruneOnMetric", "open_storage"]
 
@@ -218,7 +219,8 @@ def _fail_interrupted(study: Any, storage: Any) -> int:
 
     host, n = socket.gethostname(), 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if t.user_attrs.get("host") == host and not _alive(t.user_attrs.get("worker_pid")):
+        attrs = t.user_attrs
+        if trial_info(attrs, "host") == host and not _alive(trial_info(attrs, "worker_pid")):
             trial_id = t._trial_id  # Optuna's storage key for the trial
             try:
                 storage.set_trial_user_attr(trial_id, "error", "interrupted: its worker process "
@@ -266,31 +268,91 @@ def _pruner(space: Space) -> Any:
 
 class PruneOnMetric:
     """A netwright callback: reports each epoch's metric to the Optuna trial and stops the run
-    (``optuna.TrialPruned``) when the pruner says so. ``seconds`` is the training time so far."""
+    (``optuna.TrialPruned``) when the pruner says so. ``seconds`` is the training time so far,
+    without ``search_seconds``: the time spent reporting to the study and asking the pruner.
+
+    A percentile pruner (``median``, the default) decides here, from the values this trial
+    reported and the study's completed trials read at most every ``REFRESH_S`` seconds, which is
+    what Optuna's ``trial.should_prune()`` computes with two database reads an epoch; any other
+    pruner (``hyperband``, which keeps its own records in the study) is asked through Optuna."""
+
+    REFRESH_S = 2.0
 
     def __init__(self, trial: Any, metric: str):
         self.trial, self.metric = trial, metric
         self.started = time.perf_counter()
+        self.ended: float | None = None
+        self.search_seconds = 0.0
+        self._values: dict[int, float] = {}
+        self._completed: _Completed | None = None
 
     @property
     def seconds(self) -> float:
-        return time.perf_counter() - self.started
+        end = time.perf_counter() if self.ended is None else self.ended
+        return end - self.started - self.search_seconds
 
     def on_fit_start(self, info: Any) -> None:
-        self.started = time.perf_counter()
+        self.started, self.ended, self.search_seconds = time.perf_counter(), None, 0.0
+
+    def on_fit_end(self, history: list, model: Any) -> None:
+        self.ended = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict, model: Any) -> None:
         value = logs.get(self.metric)
         if not isinstance(value, (int, float)) or not math.isfinite(value):
             return
         step = int(logs.get("epoch", epoch))
-        self.trial.report(float(value), step)
-        if self.trial.should_prune():
+        start = time.perf_counter()
+        try:
+            self.trial.report(float(value), step)
+            prune = self.should_prune(float(value), step)
+            if prune:
+                why = f"pruned at epoch {step} ({self.metric} {value:.4g})"
+                self.trial.set_user_attr("pruned", why)
+        finally:
+            self.search_seconds += time.perf_counter() - start
+        if prune:
             import optuna
 
-            why = f"pruned at epoch {step} ({self.metric} {value:.4g})"
-            self.trial.set_user_attr("pruned", why)
             raise optuna.TrialPruned(why)
+
+    def should_prune(self, value: float, step: int) -> bool:
+        """The pruner's answer once ``value`` is reported at ``step``."""
+        import optuna
+
+        pruner = self.trial.study.pruner
+        if isinstance(pruner, optuna.pruners.NopPruner):  # pruner: none
+            return False
+        if not isinstance(pruner, optuna.pruners.PercentilePruner):  # MedianPruner is one
+            return self.trial.should_prune()
+        self._values.setdefault(step, value)  # as report() does: a step's first value counts
+        if self._completed is None:
+            self._completed = _Completed(self.trial.study, self.REFRESH_S)
+        me = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING,
+                                       intermediate_values=dict(self._values))
+        return pruner.prune(self._completed, me)
+
+
+class _Completed:
+    """The study as a percentile pruner reads it: its completed trials, read again when older
+    than ``refresh_s`` (other workers may finish trials meanwhile); all else is the study's."""
+
+    def __init__(self, study: Any, refresh_s: float):
+        self._study, self._refresh_s, self._read_at = study, refresh_s, -math.inf
+        self._trials: list = []
+
+    def get_trials(self, deepcopy: bool = True, states: Any = None) -> list:
+        from optuna.trial import TrialState
+
+        if states is None or tuple(states) != (TrialState.COMPLETE,):
+            return self._study.get_trials(deepcopy=deepcopy, states=states)
+        if time.perf_counter() - self._read_at > self._refresh_s:
+            self._trials = self._study.get_trials(deepcopy=False, states=states)
+            self._read_at = time.perf_counter()
+        return copy.deepcopy(self._trials) if deepcopy else list(self._trials)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
 
 
 class _Objective:
@@ -303,37 +365,44 @@ class _Objective:
         from ..runner import run
 
         job, space = self.job, self.space
-        trial.set_user_attr("worker_pid", os.getpid())
-        trial.set_user_attr("host", socket.gethostname())
+        # Who runs it, written first: a resumed search fails the trials of dead workers.
+        trials_dir = Path(job["tune_dir"]) / "trials"
+        info = {"worker_pid": os.getpid(), "host": socket.gethostname(),
+                "run_dir": str(trials_dir / str(trial.number))}
+        trial.set_user_attr("netwright", info)
         params = {p.path: p.suggest(trial) for p in space.params}
         raw = apply_params(job["raw"], params)
-        raw["run_dir"] = str(Path(job["tune_dir"]) / "trials")
-        raw["name"] = str(trial.number)
-        trial.set_user_attr("run_dir", str(Path(raw["run_dir"]) / raw["name"]))
+        raw["run_dir"], raw["name"] = str(trials_dir), str(trial.number)
         pruning = PruneOnMetric(trial, space.metric)
+        started = time.perf_counter()
+
+        def record(**more: Any) -> None:  # one write: the trial's own times, without the search's
+            run_seconds = time.perf_counter() - started - pruning.search_seconds
+            trial.set_user_attr("netwright", {**info, "fit_seconds": round(pruning.seconds, 4),
+                                              "run_seconds": round(run_seconds, 4), **more})
+
         try:
             # A trial's report.html (a second of plots each) is left out: tune.html shows the
             # trials, and `netwright report RUN_DIR` draws any trial's report from its files.
             result = run(raw, verbose=0, trust_code=job["trust_code"], callbacks=[pruning],
                          report=False)
         except optuna.TrialPruned:
-            trial.set_user_attr("fit_seconds", round(pruning.seconds, 4))
+            record()
             raise
         except NetwrightError as exc:
-            trial.set_user_attr("fit_seconds", round(pruning.seconds, 4))
+            record()
             trial.set_user_attr("error", f"{type(exc).__name__}: {str(exc)[:600]}")
             raise
         except Exception as exc:  # noqa: BLE001 - e.g. out of memory at a searched batch size:
             # that trial fails with its reason, the search goes on (KeyboardInterrupt stops it).
-            trial.set_user_attr("fit_seconds", round(pruning.seconds, 4))
+            record()
             trial.set_user_attr("error", f"{type(exc).__name__}: {str(exc)[:600]}")
             raise NetwrightError(f"trial {trial.number}: {type(exc).__name__}: {exc}") from exc
-        trial.set_user_attr("run_dir", str(result.run_dir))  # as numbered by the run
         fit = result.fit
-        trial.set_user_attr("fit_seconds", round(fit.seconds, 4))
         row = next((r for r in fit.history if r.get("epoch") == fit.weights_epoch), fit.final)
         value = row.get(space.metric)
-        trial.set_user_attr("epoch", row.get("epoch"))
+        info["run_dir"] = str(result.run_dir)  # as numbered by the run
+        record(epoch=row.get("epoch"))
         if not isinstance(value, (int, float)) or not math.isfinite(value):
             why = f"{space.metric} at epoch {row.get('epoch')} is {value!r}"
             trial.set_user_attr("error", why)
@@ -381,8 +450,9 @@ def work(job: dict, index: int) -> None:
             return
         if job["parent"] != os.getpid() and os.getppid() != job["parent"]:
             return  # the tune command that started this worker was killed
-        done = len(study.get_trials(deepcopy=False, states=finished))
-        running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        states = [t.state for t in study.get_trials(deepcopy=False)]  # one read of the study
+        done = sum(state in finished for state in states)
+        running = states.count(TrialState.RUNNING)
         if done >= job["trials"]:
             return
         if done + running >= job["trials"]:  # the last trials are another worker's: wait

@@ -14,7 +14,7 @@ from typing import Any
 from ..atomic import atomic_write_text
 from .space import Space
 
-__all__ = ["TuneResult", "trial_rows", "write_html", "trials_table"]
+__all__ = ["TuneResult", "trial_info", "trial_rows", "write_html", "trials_table"]
 
 
 @dataclass
@@ -100,9 +100,17 @@ def trials_table(result: TuneResult) -> Any:
     return table
 
 
+def trial_info(attrs: Mapping, key: str) -> Any:
+    """``key`` of what netwright records of a trial (the user attribute ``netwright``: one
+    write instead of one a key), or of the separate attribute that older studies hold."""
+    info = attrs.get("netwright")
+    return info[key] if isinstance(info, dict) and key in info else attrs.get(key)
+
+
 def trial_rows(study: Any, space: Space) -> list[dict]:
     """Every trial of the study as plain data: number, state, params (as the config holds
-    them), value, seconds (wall), fit_seconds (training), reason, run_dir, worker_pid."""
+    them), value, seconds (wall), fit_seconds (training), run_seconds (the whole run, training
+    included; both without the search's own reporting), reason, run_dir, worker_pid."""
     rows = []
     for t in study.get_trials(deepcopy=False):
         attrs = t.user_attrs
@@ -113,8 +121,10 @@ def trial_rows(study: Any, space: Space) -> list[dict]:
             "number": t.number, "state": t.state.name, "params": space.decode(t.params),
             "value": t.value if t.state.name == "COMPLETE" else None,
             "seconds": t.duration.total_seconds() if t.duration else None,
-            "fit_seconds": attrs.get("fit_seconds"), "epoch": attrs.get("epoch"),
-            "reason": reason, "run_dir": attrs.get("run_dir"), "worker_pid": attrs.get("worker_pid"),
+            "fit_seconds": trial_info(attrs, "fit_seconds"),
+            "run_seconds": trial_info(attrs, "run_seconds"), "epoch": trial_info(attrs, "epoch"),
+            "reason": reason, "run_dir": trial_info(attrs, "run_dir"),
+            "worker_pid": trial_info(attrs, "worker_pid"),
         })
     return rows
 
