@@ -20,6 +20,13 @@ if "NETWRIGHT_CACHE" not in os.environ or os.environ.get("PYTEST_XDIST_WORKER"):
 
     os.environ["NETWRIGHT_CACHE"] = tempfile.mkdtemp(prefix="netwright-cache-")
 
+# Under pytest-xdist, each worker process (and what it starts: CLI runs, torchrun ranks) uses one
+# torch thread: two workers with torch's default of one thread per core oversubscribe the cores
+# and wait on each other. A test that needs more threads sets them itself.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+
 
 class SimpleNet(nn.Module):
     """The article's SimpleNet, verbatim (it ends in softmax)."""
