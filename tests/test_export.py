@@ -118,7 +118,7 @@ ZOO_CASES = {
     "rnn": ((6, 3), {"num_classes": 3}),
     "lstm": ((6, 3), {"num_classes": 2, "bidirectional": True}),
     "gru": ((6, 3), {"outputs": 2, "num_layers": 2}),
-    "text_classifier": ((7,), {"vocab_size": 30, "num_classes": 3}),
+    "text_classifier": ((7,), {"vocab_size": 30, "num_classes": 3, "conv_kernel": 3}),
     "text_cnn": ((7,), {"vocab_size": 30, "num_classes": 3, "channels": 4}),
     "text_transformer": ((7,), {"vocab_size": 30, "num_classes": 3, "d_model": 8, "nhead": 2,
                                 "conv_kernel": 3}),

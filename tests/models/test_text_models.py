@@ -59,15 +59,35 @@ def test_zoo_text_models_ignore_padding(name):
     check_padding_invariance(zoo_model(name))
 
 
-def test_the_transformers_convolution_ignores_padding_and_takes_odd_widths_only():
+@pytest.mark.parametrize("name", ["text_transformer", "text_classifier"])
+def test_the_convolution_over_the_embeddings_ignores_padding_and_takes_odd_widths_only(name):
     torch.manual_seed(0)
-    model = build_zoo("text_transformer", (12,), vocab_size=VOCAB, num_classes=3, conv_kernel=3,
-                      **ZOO_ARGS["text_transformer"]).eval()
+    model = build_zoo(name, (12,), vocab_size=VOCAB, num_classes=3, conv_kernel=3,
+                      **ZOO_ARGS[name]).eval()
     assert model.conv.kernel_size == (3,)
+    with torch.no_grad():  # a padding row that is not zero (a state dict from elsewhere)
+        model.embedding.weight[0].fill_(5.0)
     check_padding_invariance(model)
+    plain = build_zoo(name, (12,), vocab_size=VOCAB, num_classes=3, **ZOO_ARGS[name])
+    assert plain.conv is None and not any(k.startswith("conv.") for k in plain.state_dict())
     for width in (2, -1):
         with pytest.raises(Exception, match="conv_kernel must be 0 or an odd width"):
-            build_zoo("text_transformer", (12,), vocab_size=VOCAB, conv_kernel=width)
+            build_zoo(name, (12,), vocab_size=VOCAB, conv_kernel=width)
+
+
+def test_the_rnns_convolution_is_in_every_export_path():
+    torch.manual_seed(0)
+    model = TextRNN(VOCAB, 3, cell="gru", embed_dim=8, hidden_size=6, bidirectional=True,
+                    pool="mean", conv_kernel=3).eval()
+    ids = texts([9, 3, 1, 6, 2, 9, 4])
+    with torch.no_grad():
+        packed = model(ids)
+        for path in ("padded", "scan"):
+            model.force_path = path
+            torch.testing.assert_close(model(ids), packed, atol=1e-5, rtol=0)
+        model.force_path = None
+        model.conv.weight.zero_()  # without its convolution the model answers otherwise
+        assert not torch.allclose(model(ids), packed, atol=1e-3)
 
 
 @pytest.mark.parametrize("cell, bidirectional, num_layers, pool", RNN_CASES)

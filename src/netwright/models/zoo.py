@@ -327,10 +327,13 @@ def _text(kind: str, cls: type, input_shape: Sequence[int] | None, vocab_size: i
 def text_classifier(input_shape: Sequence[int] | None = None, *, vocab_size: int,
                     num_classes: int = 2, cell: str = "lstm", embed_dim: int = 64,
                     hidden_size: int = 64, num_layers: int = 1, bidirectional: bool = False,
-                    dropout: float = 0.0, pool: str = "mean", padding_idx: int = 0) -> nn.Module:
+                    dropout: float = 0.0, pool: str = "mean", conv_kernel: int = 0,
+                    padding_idx: int = 0) -> nn.Module:
     """Embedding → LSTM/GRU/RNN (``cell``) → (Dropout) → Linear over right-padded int64 token
     ids (N, T) (:class:`~netwright.models.text.TextRNN`): packed eagerly, so padding never
     changes a result. ``pool``: ``"mean"`` (default), ``"max"`` or ``"last"``.
+    ``conv_kernel``: an odd width adds a residual Conv1d (GELU) over the embeddings, local
+    n-gram features before the recurrent layer (0, the default: none).
 
     >>> m = build_zoo("text_classifier", (12,), vocab_size=100, num_classes=4)
     >>> m(torch.randint(1, 100, (3, 12))).shape
@@ -339,7 +342,7 @@ def text_classifier(input_shape: Sequence[int] | None = None, *, vocab_size: int
     return _text("text_classifier", TextRNN, input_shape, vocab_size, num_classes, cell=cell,
                  embed_dim=embed_dim, hidden_size=hidden_size, num_layers=num_layers,
                  bidirectional=bool(bidirectional), dropout=dropout, pool=pool,
-                 padding_idx=padding_idx)
+                 conv_kernel=int(conv_kernel), padding_idx=padding_idx)
 
 
 def text_cnn(input_shape: Sequence[int] | None = None, *, vocab_size: int, num_classes: int = 2,
