@@ -292,3 +292,21 @@ def test_fit_uses_torch_fused_optimizer_where_available():
     assert opt.defaults.get("fused") is True
     plain = nw.build_optimizer({"name": "adam", "fused": False}, model, lr=1e-3)
     assert not plain.defaults.get("fused")
+
+
+def test_without_a_seed_torchs_own_generator_decides_and_is_never_reseeded():
+    # seed=None: netwright seeds nothing; the data order's seed comes from torch's generator as
+    # the caller left it, so torch.manual_seed before fit repeats the run (as in a torch loop).
+    X, y = torch.randn(96, 5), torch.randint(0, 3, (96,))
+
+    def trained(global_seed):
+        torch.manual_seed(0)
+        model = nn.Linear(5, 3)  # the same initial weights every time
+        torch.manual_seed(global_seed)
+        nw.fit(model, (X, y), loss="cross_entropy", epochs=2, batch_size=8, seed=None,
+               val=0.25, verbose=0)
+        return model.weight.detach().clone(), torch.rand(1)  # and what the generator gives next
+
+    (a, after_a), (b, after_b), (c, _) = trained(5), trained(5), trained(6)
+    assert torch.equal(a, b) and torch.equal(after_a, after_b)  # repeated, never reseeded
+    assert not torch.equal(a, c)  # another global seed: another split and data order

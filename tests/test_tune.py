@@ -3,6 +3,7 @@ diverging trials, several workers, resuming after SIGKILL, the command line."""
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sqlite3
@@ -127,30 +128,44 @@ def test_pruning_and_a_diverging_trial(tmp_path):
     assert result.best_params["optimizer.lr"] == 0.05
 
 
-def test_the_median_pruner_decides_as_optunas_own_should_prune(tmp_path):
-    # PruneOnMetric asks a percentile pruner itself (the completed trials read once, the trial's
-    # values kept in memory) instead of through two database reads an epoch: the same answers.
+PRUNERS = [("maximize", {"n_startup_trials": 2, "n_warmup_steps": 1}),
+           ("minimize", {"n_startup_trials": 1, "interval_steps": 2, "n_min_trials": 3}),
+           ("maximize", {"percentile": 25.0, "n_startup_trials": 3})]
+
+
+@pytest.mark.parametrize("direction, options", PRUNERS)
+def test_the_percentile_pruner_decides_as_optunas_own_should_prune(tmp_path, direction, options):
+    # PruneOnMetric asks a median/percentile pruner itself (the completed trials read when the
+    # trial starts, its own values kept in memory) instead of through Optuna's should_prune(),
+    # which reads the study every epoch: the same answers, epoch after epoch (the callback's
+    # answer recorded just before Optuna's own is asked on the same stored values).
     import optuna
 
     from netwright.tuning.search import PruneOnMetric, open_storage
 
+    options = dict(options)
+    kind = (optuna.pruners.PercentilePruner if "percentile" in options
+            else optuna.pruners.MedianPruner)
     storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}")
-    study = optuna.create_study(storage=storage, direction="maximize",
-                                pruner=optuna.pruners.MedianPruner(n_startup_trials=2,
-                                                                   n_warmup_steps=1))
+    study = optuna.create_study(storage=storage, direction=direction, pruner=kind(**options))
     rng = np.random.default_rng(0)
     answers = []
-    for number in range(8):
+    for number in range(9):
         trial = study.ask()
-        pruning = PruneOnMetric(trial, "val_accuracy")
+        pruning = PruneOnMetric(trial, "val_metric")
+        asked = []
+        pruning.should_prune = lambda value, step, ask=pruning.should_prune: (
+            asked.append(ask(value, step)) or False)  # record, never stop: every epoch compared
         start = rng.uniform(0.2, 0.6)
         for step in range(6):
             value = float(start + 0.05 * step + rng.normal(0, 0.05))
-            trial.report(value, step)
-            ours, optunas = pruning.should_prune(value, step), trial.should_prune()
-            assert ours == optunas, (number, step, ours, optunas)
-            answers.append(ours)
-        study.tell(trial, value)
+            if step == 3 and number == 4:
+                value = float("nan")  # not reported, by either
+            pruning.on_epoch_end(step, {"val_metric": value, "epoch": step}, None)
+            if math.isfinite(value):
+                assert asked[-1] == trial.should_prune(), (number, step, options)
+                answers.append(asked[-1])
+        study.tell(trial, start)
     assert True in answers and False in answers  # both answers were exercised
 
 
@@ -210,6 +225,25 @@ def test_a_killed_tune_continues_where_it_stopped(tmp_path):
     assert all(after[n] == "FAIL" for n in running)
     assert sum(s in ("COMPLETE", "PRUNED", "FAIL") for s in after.values()) == 3
     assert "RUNNING" not in after.values()
+
+
+def test_a_trial_killed_before_its_worker_recorded_itself_fails_after_the_grace_period(
+        tmp_path, monkeypatch):
+    # Optuna creates a trial RUNNING; a worker killed before its first write (and heartbeat)
+    # leaves a trial no heartbeat check fails: without this, a resumed search waited forever.
+    import optuna
+
+    from netwright.tuning import search
+
+    storage = search.open_storage(f"sqlite:///{tmp_path / 'study.db'}")
+    study = optuna.create_study(storage=storage, study_name="s")
+    orphan = study.ask()  # RUNNING, no worker recorded
+    assert search._fail_interrupted(study, storage) == 0  # young: its worker may be writing
+    monkeypatch.setattr(search, "GRACE_S", 0)
+    assert search._fail_interrupted(study, storage) == 1
+    (trial,) = study.get_trials()
+    assert trial.number == orphan.number and trial.state.name == "FAIL"
+    assert "before it recorded itself" in trial.user_attrs["error"]
 
 
 def test_the_command_line(tmp_path):

@@ -67,7 +67,9 @@ class TrainConfig(StrictModel):
     eval_batch_size: Optional[Whole] = Field(None, ge=1, description="samples per evaluation "
                                              "batch (default: max(batch_size, 256))")
     seed: Optional[Whole] = Field(0, description="seeds Python, NumPy and torch before anything "
-                                  "random is made (None: not seeded, not repeatable)")
+                                  "random is made (None: netwright seeds nothing and draws the "
+                                  "data order's seed from torch's generator, so torch.manual_seed "
+                                  "before fit repeats a run)")
     device: str = Field("auto", description="'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda', "
                         "'cuda:N' or 'mps'")
     precision: Literal["32", "bf16-mixed", "16-mixed"] = Field(

@@ -342,7 +342,7 @@ def text_classifier(input_shape: Sequence[int] | None = None, *, vocab_size: int
     return _text("text_classifier", TextRNN, input_shape, vocab_size, num_classes, cell=cell,
                  embed_dim=embed_dim, hidden_size=hidden_size, num_layers=num_layers,
                  bidirectional=bool(bidirectional), dropout=dropout, pool=pool,
-                 conv_kernel=int(conv_kernel), padding_idx=padding_idx)
+                 conv_kernel=conv_kernel, padding_idx=padding_idx)
 
 
 def text_cnn(input_shape: Sequence[int] | None = None, *, vocab_size: int, num_classes: int = 2,
@@ -377,7 +377,7 @@ def text_transformer(input_shape: Sequence[int] | None = None, *, vocab_size: in
     return _text("text_transformer", TextTransformer, input_shape, vocab_size, num_classes,
                  d_model=d_model, nhead=nhead, num_layers=num_layers,
                  dim_feedforward=dim_feedforward, dropout=dropout, max_length=max_length,
-                 conv_kernel=int(conv_kernel), padding_idx=padding_idx)
+                 conv_kernel=conv_kernel, padding_idx=padding_idx)
 
 
 def _waveform_length(kind: str, input_shape: Sequence[int] | None) -> int | None:

@@ -68,14 +68,14 @@ def tune(config: str | os.PathLike | Mapping | RunConfig, overrides: Sequence[st
     url = storage or f"sqlite:///{tune_dir / 'study.db'}"
     base = {k: v for k, v in raw.items() if k != "tune"}
     started = time.perf_counter()
-    study = _open_study(url, cfg.name, space, verbose)
+    study, storage_opened = _open_study(url, cfg.name, space, verbose)
     job = {"raw": base, "space": space, "url": url, "study": cfg.name, "trials": trials,
            "deadline": None if timeout is None else time.time() + timeout,
            "trust_code": trust_code, "verbose": verbose, "tune_dir": str(tune_dir),
            "parent": os.getpid()}
     crashed = []
     if jobs == 1:
-        work(job, 0)
+        work(job, 0, storage_opened)  # in this process: the storage opened above
     else:
         import multiprocessing
 
@@ -171,9 +171,10 @@ def _space_key(space: Space) -> list:
             for p in space.params]
 
 
-def _open_study(url: str, name: str, space: Space, verbose: int) -> Any:
+def _open_study(url: str, name: str, space: Space, verbose: int) -> tuple[Any, Any]:
     """Create (or load) the study; an existing one must search the same space and metric. Its
-    trials left RUNNING by a process of this machine that is gone are marked FAIL now."""
+    trials left RUNNING by a process of this machine that is gone are marked FAIL now.
+    Returns the study and its storage."""
     import optuna
 
     _quiet_optuna()
@@ -197,7 +198,7 @@ def _open_study(url: str, name: str, space: Space, verbose: int) -> Any:
         note = f"; {failed} interrupted trial(s) marked FAIL" if failed else ""
         print(f"tune: study {name!r} in {url}: {done} finished trial(s) kept{note}",
               file=sys.stderr)
-    return study
+    return study, storage
 
 
 def _alive(pid: Any) -> bool:
@@ -213,22 +214,36 @@ def _alive(pid: Any) -> bool:
 
 
 def _fail_interrupted(study: Any, storage: Any) -> int:
-    """Trials RUNNING in a process of this machine that no longer exists: FAIL, with why.
-    (Those of other machines fail when their heartbeat is older than the grace period.)"""
+    """Trials RUNNING in a process of this machine that no longer exists: FAIL, with why; and
+    trials whose worker never recorded itself (killed in the milliseconds between Optuna
+    creating the trial and netwright's first write, before any heartbeat: a trial no heartbeat
+    check would ever fail) once they are older than the grace period. (Those of other
+    machines fail when their heartbeat is older than the grace period.)"""
+    import datetime
+
     from optuna.trial import TrialState
 
     host, n = socket.gethostname(), 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         attrs = t.user_attrs
-        if trial_info(attrs, "host") == host and not _alive(trial_info(attrs, "worker_pid")):
-            trial_id = t._trial_id  # Optuna's storage key for the trial
-            try:
-                storage.set_trial_user_attr(trial_id, "error", "interrupted: its worker process "
-                                            "ended (killed?) while the trial ran")
-                storage.set_trial_state_values(trial_id, TrialState.FAIL)
-                n += 1
-            except Exception:  # noqa: BLE001 - another process finished it first
-                continue
+        worker_host, pid = trial_info(attrs, "host"), trial_info(attrs, "worker_pid")
+        if worker_host is None and pid is None:
+            age = (datetime.datetime.now() - t.datetime_start).total_seconds() \
+                if t.datetime_start is not None else math.inf
+            if age < GRACE_S:
+                continue  # a worker may be about to record itself
+            why = "interrupted: its worker stopped (killed?) before it recorded itself"
+        elif worker_host == host and not _alive(pid):
+            why = "interrupted: its worker process ended (killed?) while the trial ran"
+        else:
+            continue
+        trial_id = t._trial_id  # Optuna's storage key for the trial
+        try:
+            storage.set_trial_user_attr(trial_id, "error", why)
+            storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            n += 1
+        except Exception:  # noqa: BLE001 - another process finished it first
+            continue
     return n
 
 
@@ -271,16 +286,19 @@ class PruneOnMetric:
     (``optuna.TrialPruned``) when the pruner says so. ``seconds`` is the training time so far,
     without ``search_seconds``: the time spent reporting to the study and asking the pruner.
 
-    A percentile pruner (``median``, the default) decides here, from the values this trial
-    reported and the study's completed trials read at most every ``REFRESH_S`` seconds, which is
-    what Optuna's ``trial.should_prune()`` computes with two database reads an epoch; any other
-    pruner (``hyperband``, which keeps its own records in the study) is asked through Optuna."""
+    Optuna's own ``MedianPruner``/``PercentilePruner`` (``median``, the default) is asked here,
+    from the values this trial reported and the study's completed trials, read when the trial
+    starts and again when that read is older than ``REFRESH_S`` seconds: what Optuna's
+    ``trial.should_prune()`` computes with a read of the study every epoch. With one worker the
+    answers are the same; with several, a trial another worker completed counts up to
+    ``REFRESH_S`` seconds later. Any other pruner (``hyperband``, which keeps its own records in
+    the study; a subclass that may read more of the trial) is asked through Optuna."""
 
     REFRESH_S = 2.0
 
     def __init__(self, trial: Any, metric: str):
         self.trial, self.metric = trial, metric
-        self.started = time.perf_counter()
+        self.started: float | None = None  # set when the fit starts training
         self.ended: float | None = None
         self.search_seconds = 0.0
         self._values: dict[int, float] = {}
@@ -288,6 +306,9 @@ class PruneOnMetric:
 
     @property
     def seconds(self) -> float:
+        """The training loop's seconds so far (0 when a run failed before it began)."""
+        if self.started is None:
+            return 0.0
         end = time.perf_counter() if self.ended is None else self.ended
         return end - self.started - self.search_seconds
 
@@ -323,7 +344,7 @@ class PruneOnMetric:
         pruner = self.trial.study.pruner
         if isinstance(pruner, optuna.pruners.NopPruner):  # pruner: none
             return False
-        if not isinstance(pruner, optuna.pruners.PercentilePruner):  # MedianPruner is one
+        if type(pruner) not in (optuna.pruners.MedianPruner, optuna.pruners.PercentilePruner):
             return self.trial.should_prune()
         self._values.setdefault(step, value)  # as report() does: a step's first value counts
         if self._completed is None:
@@ -428,7 +449,7 @@ def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def work(job: dict, index: int) -> None:
+def work(job: dict, index: int, storage: Any = None) -> None:
     """One worker: trials on the shared study until it holds ``job['trials']`` finished ones,
     the deadline passes, or the process that started it is gone. Run in the caller's process
     (one job) or in a spawned one per job."""
@@ -436,7 +457,7 @@ def work(job: dict, index: int) -> None:
     from optuna.trial import TrialState
 
     _quiet_optuna()
-    storage = open_storage(job["url"])
+    storage = storage if storage is not None else open_storage(job["url"])
     space: Space = job["space"]
     probe = optuna.load_study(study_name=job["study"], storage=storage)
     # A seed per worker and per start: a resumed search does not repeat its first trials.
@@ -458,6 +479,7 @@ def work(job: dict, index: int) -> None:
         if done + running >= job["trials"]:  # the last trials are another worker's: wait
             time.sleep(1.0)
             optuna.storages.fail_stale_trials(study)
+            _fail_interrupted(study, storage)
             continue
         study.optimize(objective, n_trials=1, catch=(NetwrightError,), callbacks=callbacks,
                        gc_after_trial=False, show_progress_bar=False)
