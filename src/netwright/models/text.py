@@ -71,7 +71,8 @@ def _local_conv(width: int, channels: int) -> nn.Conv1d | None:
     width, or 0: none)."""
     if isinstance(width, bool) or not isinstance(width, numbers.Integral) or width < 0 \
             or (width and width % 2 == 0):
-        raise ValueError(f"conv_kernel must be 0 or an odd width; received {width!r}.")
+        raise ValueError(f"conv_kernel must be 0 or an odd width; received {width!r}. Fix: e.g. "
+                         f"conv_kernel: 3 (three neighbouring tokens), or 0 for none.")
     width = int(width)
     return nn.Conv1d(channels, channels, width, padding=width // 2) if width else None
 

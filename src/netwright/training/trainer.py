@@ -173,9 +173,7 @@ class Trainer:
         if self.options.seed is not None:
             seed_everything(int(self.options.seed))
         world = self.world
-        # Every rank shuffles with the same seed, then takes its own part of the order. Without
-        # a seed it is drawn from torch's generator as the caller left it (never reseeded from
-        # the OS), so torch.manual_seed before fit repeats the run, as in a plain torch loop.
+        # One shuffling seed for every rank; without one, torch's generator as the caller left it.
         seed = world.broadcast(int(self.options.seed) if self.options.seed is not None
                                else int(torch.randint(0, 2**31 - 1, ()).item()))
         train_src = to_source(train, arg="train", target=self.options.target)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import json
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
