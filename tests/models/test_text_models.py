@@ -167,3 +167,82 @@ def test_text_transformer_refuses_texts_past_max_length():
     model(texts([6]))
     with pytest.raises(ValueError, match=r"max_length=6.*received 7"):
         model(texts([7]))
+
+
+# --- the bag of hashed n-grams ------------------------------------------------------------------
+
+
+def bag_model(name, **extra):
+    """A zoo text model with a bag of 1- to 3-grams whose rows are random (they start at zero,
+    which would hide any mistake in which rows a text reads)."""
+    torch.manual_seed(0)
+    model = build_zoo(name, (12,), vocab_size=VOCAB, num_classes=3, ngrams=3, ngram_buckets=97,
+                      **{**ZOO_ARGS[name], **extra}).eval()
+    with torch.no_grad():
+        model.ngram_bag.table.weight.normal_()
+    return model
+
+
+def reference_bag(bag, ids):
+    """The bag's scores computed by hand: the n-grams of [begin] + text + [end] enumerated in
+    Python, hashed with Python integers."""
+    base, rows = VOCAB + 2, []
+    out = []
+    for row in ids.tolist():
+        text = [VOCAB] + [t for t in row if t != 0] + [VOCAB + 1]
+        rows = []
+        for n in range(1, bag.max_n + 1):
+            for start in range(len(text) - n + 1):
+                h = 0
+                for code in text[start:start + n]:
+                    h = (h * base + code) % bag.PRIME
+                mixed = ((h + n * 1_000_003) % bag.PRIME) * 2_654_435_761
+                rows.append((mixed >> 16) % bag.buckets)
+        table = bag.table.weight.detach()
+        out.append(table[rows].sum(0) * bag.scale / len(rows) ** 0.5)
+    return torch.stack(out)
+
+
+def test_the_bag_reads_each_texts_ngrams_with_its_begin_and_end_markers():
+    from netwright.models.text import NgramBag, padding_mask
+
+    torch.manual_seed(0)
+    bag = NgramBag(VOCAB, 3, max_n=3, buckets=97)
+    with torch.no_grad():
+        bag.table.weight.normal_()
+    ids = texts([9, 3, 1, 6, 2], width=11)
+    got = bag(ids, padding_mask(ids, 0))
+    torch.testing.assert_close(got, reference_bag(bag, ids), atol=1e-5, rtol=1e-5)
+    # a text filling the whole width still gets its end marker
+    full = texts([4, 4])
+    torch.testing.assert_close(bag(full, padding_mask(full, 0)), reference_bag(bag, full))
+    # reversed texts share their unigrams, not their bigrams: the bag tells them apart
+    ab, ba = torch.tensor([[5, 7]]), torch.tensor([[7, 5]])
+    assert not torch.allclose(bag(ab, ab != 0), bag(ba, ba != 0))
+
+
+@pytest.mark.parametrize("name", sorted(ZOO_ARGS))
+def test_the_bag_ignores_padding_is_added_to_the_network_and_exports(name, tmp_path):
+    model = bag_model(name)
+    check_padding_invariance(model)
+    ids = texts([9, 3, 1, 6, 2])
+    with torch.no_grad():
+        with_bag = model(ids)
+        model.ngram_bag.table.weight.zero_()
+        without = model(ids)
+        model.ngram_bag.table.weight.copy_(bag_model(name).ngram_bag.table.weight)
+    torch.testing.assert_close(with_bag - without, reference_bag(model.ngram_bag, ids),
+                               atol=1e-5, rtol=1e-5)
+    program = torch.export.export(model, (texts([7, 3, 5]),), dynamic_shapes=_dynamic())
+    other = texts([11, 1, 4, 8, 2, 11, 6], seed=2)
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(other), model(other), atol=1e-5, rtol=0)
+
+
+def test_the_bag_options_are_checked_and_none_by_default():
+    assert zoo_model("text_classifier").ngram_bag is None
+    assert not any(k.startswith("ngram_bag") for k in zoo_model("text_cnn").state_dict())
+    for field, value in (("ngrams", -1), ("ngrams", 2.5), ("ngram_buckets", 0)):
+        with pytest.raises(Exception, match=f"{field} must be a positive integer; received"):
+            build_zoo("text_transformer", (12,), vocab_size=VOCAB, **{field: value, "ngrams": 2}
+                      if field == "ngram_buckets" else {field: value})

@@ -328,12 +328,16 @@ def text_classifier(input_shape: Sequence[int] | None = None, *, vocab_size: int
                     num_classes: int = 2, cell: str = "lstm", embed_dim: int = 64,
                     hidden_size: int = 64, num_layers: int = 1, bidirectional: bool = False,
                     dropout: float = 0.0, pool: str = "mean", conv_kernel: int = 0,
+                    ngrams: int = 0, ngram_buckets: int = 1 << 16,
                     padding_idx: int = 0) -> nn.Module:
     """Embedding → LSTM/GRU/RNN (``cell``) → (Dropout) → Linear over right-padded int64 token
     ids (N, T) (:class:`~netwright.models.text.TextRNN`): packed eagerly, so padding never
     changes a result. ``pool``: ``"mean"`` (default), ``"max"`` or ``"last"``.
     ``conv_kernel``: an odd width adds a residual Conv1d (GELU) over the embeddings, local
     n-gram features before the recurrent layer (0, the default: none).
+    ``ngrams``: n > 0 adds a bag of hashed n-grams of 1 to n tokens (fastText's), a linear
+    score per class beside the network (:class:`~netwright.models.text.NgramBag`;
+    ``ngram_buckets`` rows; 0, the default: none).
 
     >>> m = build_zoo("text_classifier", (12,), vocab_size=100, num_classes=4)
     >>> m(torch.randint(1, 100, (3, 12))).shape
@@ -342,31 +346,41 @@ def text_classifier(input_shape: Sequence[int] | None = None, *, vocab_size: int
     return _text("text_classifier", TextRNN, input_shape, vocab_size, num_classes, cell=cell,
                  embed_dim=embed_dim, hidden_size=hidden_size, num_layers=num_layers,
                  bidirectional=bool(bidirectional), dropout=dropout, pool=pool,
-                 conv_kernel=conv_kernel, padding_idx=padding_idx)
+                 conv_kernel=conv_kernel, ngrams=ngrams, ngram_buckets=ngram_buckets,
+                 padding_idx=padding_idx)
 
 
 def text_cnn(input_shape: Sequence[int] | None = None, *, vocab_size: int, num_classes: int = 2,
              embed_dim: int = 64, channels: int = 100, kernel_sizes: Sequence[int] = (3, 4, 5),
-             dropout: float = 0.0, padding_idx: int = 0) -> nn.Module:
+             dropout: float = 0.0, ngrams: int = 0, ngram_buckets: int = 1 << 16,
+             padding_idx: int = 0) -> nn.Module:
     """Embedding → Conv1d per kernel size → ReLU → max over real positions → Linear over
     right-padded int64 token ids (N, T) (:class:`~netwright.models.text.TextCNN`).
+    ``ngrams``: n > 0 adds a bag of hashed n-grams of 1 to n tokens (fastText's), a linear
+    score per class beside the network (:class:`~netwright.models.text.NgramBag`;
+    ``ngram_buckets`` rows; 0, the default: none).
 
     >>> build_zoo("text_cnn", (12,), vocab_size=100, channels=8)(torch.randint(1, 100, (3, 12))).shape
     torch.Size([3, 2])
     """
     return _text("text_cnn", TextCNN, input_shape, vocab_size, num_classes, embed_dim=embed_dim,
                  channels=channels, kernel_sizes=tuple(_int_list("kernel_sizes", kernel_sizes)),
-                 dropout=dropout, padding_idx=padding_idx)
+                 dropout=dropout, ngrams=ngrams, ngram_buckets=ngram_buckets,
+                 padding_idx=padding_idx)
 
 
 def text_transformer(input_shape: Sequence[int] | None = None, *, vocab_size: int,
                      num_classes: int = 2, d_model: int = 64, nhead: int = 4, num_layers: int = 2,
                      dim_feedforward: int = 128, dropout: float = 0.1, max_length: int = 512,
-                     conv_kernel: int = 0, padding_idx: int = 0) -> nn.Module:
+                     conv_kernel: int = 0, ngrams: int = 0, ngram_buckets: int = 1 << 16,
+                     padding_idx: int = 0) -> nn.Module:
     """A Transformer encoder (sinusoidal positions, padding masked) → masked mean → Linear over
     right-padded int64 token ids (N, T ≤ ``max_length``) (:class:`~netwright.models.text.TextTransformer`).
     ``conv_kernel``: an odd width adds a residual Conv1d (GELU) over the embeddings, local n-gram
     features before the attention (0, the default: none).
+    ``ngrams``: n > 0 adds a bag of hashed n-grams of 1 to n tokens (fastText's), a linear
+    score per class beside the network (:class:`~netwright.models.text.NgramBag`;
+    ``ngram_buckets`` rows; 0, the default: none).
 
     >>> build_zoo("text_transformer", (12,), vocab_size=100, d_model=16)(torch.randint(1, 100, (3, 12))).shape
     torch.Size([3, 2])
@@ -377,7 +391,8 @@ def text_transformer(input_shape: Sequence[int] | None = None, *, vocab_size: in
     return _text("text_transformer", TextTransformer, input_shape, vocab_size, num_classes,
                  d_model=d_model, nhead=nhead, num_layers=num_layers,
                  dim_feedforward=dim_feedforward, dropout=dropout, max_length=max_length,
-                 conv_kernel=conv_kernel, padding_idx=padding_idx)
+                 conv_kernel=conv_kernel, ngrams=ngrams, ngram_buckets=ngram_buckets,
+                 padding_idx=padding_idx)
 
 
 def _waveform_length(kind: str, input_shape: Sequence[int] | None) -> int | None:
