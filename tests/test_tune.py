@@ -3,6 +3,7 @@ diverging trials, several workers, resuming after SIGKILL, the command line."""
 
 from __future__ import annotations
 
+import csv
 import math
 import os
 import signal
@@ -162,6 +163,7 @@ def test_the_percentile_pruner_decides_as_optunas_own_should_prune(tmp_path, dir
             if step == 3 and number == 4:
                 value = float("nan")  # not reported, by either
             pruning.on_epoch_end(step, {"val_metric": value, "epoch": step}, None)
+            pruning.flush()  # the values kept in memory, stored for Optuna's own answer
             if math.isfinite(value):
                 assert asked[-1] == trial.should_prune(), (number, step, options)
                 answers.append(asked[-1])
@@ -179,6 +181,80 @@ def test_trials_record_their_own_times_without_the_search(tmp_path):
     with sqlite3.connect(result.tune_dir / "study.db") as con:  # one attribute a trial, not six
         keys = {k for (k,) in con.execute("SELECT key FROM trial_user_attributes")}
     assert keys == {"netwright"}, keys
+
+
+def test_every_epochs_value_reaches_the_study_in_one_commit_a_trial(tmp_path):
+    # With the median pruner the values are kept in memory and written when the trial ends:
+    # each trial's stored values are its run's validation metric epoch by epoch, a pruned
+    # trial's value is its last one, and a trial's values cost one commit, not one an epoch.
+    import optuna
+    import sqlalchemy
+
+    import netwright.tuning.search as search
+
+    commits: list[int] = []
+    real = search._write_reports
+
+    def count(_connection):
+        commits.append(1)
+
+    def counted(trial, values):
+        engine = trial.storage._backend.engine
+        sqlalchemy.event.listen(engine, "commit", count)
+        try:
+            real(trial, values)
+        finally:
+            sqlalchemy.event.remove(engine, "commit", count)
+        assert len(commits) == 1 and len(values) >= 1, (len(commits), values)
+        commits.clear()
+
+    cfg = _config(tmp_path, {"optimizer.lr": {"choice": [0.05, 1e-7]}, "sampler": "random",
+                             "seed": 0, "pruner": {"name": "median", "n_startup_trials": 1},
+                             "metric": "accuracy"},
+                  optimizer={"name": "sgd", "lr": 0.05}, train={"epochs": 4, "batch_size": 16})
+    search._write_reports = counted
+    try:
+        result = nw.tune(cfg, trials=4, verbose=0)
+    finally:
+        search._write_reports = real
+    study = optuna.load_study(study_name=result.study_name, storage=result.storage)
+    states = set()
+    for t in study.get_trials():
+        states.add(t.state.name)
+        if t.state == optuna.trial.TrialState.PRUNED:  # a stopped run writes no metrics.csv
+            epoch = int(t.user_attrs["netwright"]["pruned"].split("epoch ")[1].split()[0])
+            assert sorted(t.intermediate_values) == list(range(1, epoch + 1))
+            assert t.value == t.intermediate_values[epoch]
+            continue
+        with open(Path(t.user_attrs["netwright"]["run_dir"]) / "metrics.csv") as f:
+            expected = {int(row["epoch"]): float(row["val_accuracy"]) for row in csv.DictReader(f)}
+        assert len(expected) == 4 and t.intermediate_values == pytest.approx(expected), t.number
+    assert {"COMPLETE", "PRUNED"} <= states, states
+
+
+def test_values_kept_in_memory_are_reported_one_by_one_to_other_storages():
+    import optuna
+
+    from netwright.tuning.search import PruneOnMetric
+
+    study = optuna.create_study(direction="maximize")  # in memory: no RDB session to batch in
+    trial = study.ask()
+    pruning = PruneOnMetric(trial, "val_accuracy")
+    for step, value in enumerate([0.5, 0.6, float("nan"), 0.7]):
+        pruning.on_epoch_end(step, {"val_accuracy": value, "epoch": step}, None)
+    assert study.trials[0].intermediate_values == {}  # not yet written
+    pruning.on_fit_end([], None)
+    assert study.trials[0].intermediate_values == {0: 0.5, 1: 0.6, 3: 0.7}
+    study.tell(trial, 0.7)
+    # a pruned trial's values are written before the callback stops the fit (Optuna then gives
+    # the trial its last one), also when the callback is used in an objective of one's own
+    study.pruner = optuna.pruners.MedianPruner(n_startup_trials=1)
+    trial = study.ask()
+    pruning = PruneOnMetric(trial, "val_accuracy")
+    pruning.on_epoch_end(0, {"val_accuracy": 0.55, "epoch": 0}, None)
+    with pytest.raises(optuna.TrialPruned):
+        pruning.on_epoch_end(1, {"val_accuracy": 0.1, "epoch": 1}, None)
+    assert study.trials[1].intermediate_values == {0: 0.55, 1: 0.1}
 
 
 def test_two_workers_share_the_study(tmp_path):

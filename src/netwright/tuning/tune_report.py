@@ -115,7 +115,7 @@ def trial_rows(study: Any, space: Space) -> list[dict]:
     rows = []
     for t in study.get_trials(deepcopy=False):
         attrs = t.user_attrs
-        reason = attrs.get("error") or attrs.get("pruned") or ""
+        reason = attrs.get("error") or trial_info(attrs, "pruned") or ""
         if t.state.name == "FAIL" and not reason:
             reason = "interrupted: no heartbeat from its worker (killed?)"
         rows.append({
