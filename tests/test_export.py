@@ -141,6 +141,7 @@ def test_zoo_model_round_trips_through_every_format(name, tmp_path):
     model = build_zoo(name, shape, **args)
     if getattr(model, "ngram_bag", None) is not None:  # rows that start at zero would hide a mistake
         torch.nn.init.normal_(model.ngram_bag.table.weight)
+        torch.nn.init.normal_(model.ngram_bag.importance.weight)
     latency = {"latency_batches": (1, 64)} if name == "mlp" else NO_LATENCY
     # netwright's recurrent layers call torch's forward through super(), which TorchScript
     # cannot compile: they are traced instead, with a warning saying what that risks.

@@ -153,7 +153,10 @@ def test_the_percentile_pruner_decides_as_optunas_own_should_prune(tmp_path, dir
     answers = []
     for number in range(9):
         trial = study.ask()
-        pruning = PruneOnMetric(trial, "val_metric")
+        # odd trials: the completed trials handed over as a worker reads them before a trial
+        completed = ([t for t in study.get_trials(deepcopy=False)
+                      if t.state == optuna.trial.TrialState.COMPLETE] if number % 2 else None)
+        pruning = PruneOnMetric(trial, "val_metric", completed)
         asked = []
         pruning.should_prune = lambda value, step, ask=pruning.should_prune: (
             asked.append(ask(value, step)) or False)  # record, never stop: every epoch compared
@@ -198,7 +201,10 @@ def test_every_epochs_value_reaches_the_study_in_one_commit_a_trial(tmp_path):
     def count(_connection):
         commits.append(1)
 
+    calls: list[int] = []
+
     def counted(trial, values):
+        calls.append(trial.number)
         engine = trial.storage._backend.engine
         sqlalchemy.event.listen(engine, "commit", count)
         try:
@@ -230,6 +236,7 @@ def test_every_epochs_value_reaches_the_study_in_one_commit_a_trial(tmp_path):
             expected = {int(row["epoch"]): float(row["val_accuracy"]) for row in csv.DictReader(f)}
         assert len(expected) == 4 and t.intermediate_values == pytest.approx(expected), t.number
     assert {"COMPLETE", "PRUNED"} <= states, states
+    assert sorted(calls) == list(range(4))  # each trial's values in one write, none per epoch
 
 
 def test_values_kept_in_memory_are_reported_one_by_one_to_other_storages():

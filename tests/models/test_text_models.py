@@ -180,6 +180,7 @@ def bag_model(name, **extra):
                       **{**ZOO_ARGS[name], **extra}).eval()
     with torch.no_grad():
         model.ngram_bag.table.weight.normal_()
+        model.ngram_bag.importance.weight.normal_()
     return model
 
 
@@ -199,7 +200,9 @@ def reference_bag(bag, ids):
                 mixed = ((h + n * 1_000_003) % bag.PRIME) * 2_654_435_761
                 rows.append((mixed >> 16) % bag.buckets)
         table = bag.table.weight.detach()
-        out.append(table[rows].sum(0) * bag.scale / len(rows) ** 0.5)
+        weight = torch.nn.functional.softplus(bag.importance.weight.detach()[rows, 0])
+        scores = (table[rows] * weight[:, None]).sum(0)
+        out.append(scores * bag.scale / weight.pow(2).sum().sqrt())
     return torch.stack(out)
 
 
@@ -208,8 +211,11 @@ def test_the_bag_reads_each_texts_ngrams_with_its_begin_and_end_markers():
 
     torch.manual_seed(0)
     bag = NgramBag(VOCAB, 3, max_n=3, buckets=97)
+    assert torch.allclose(torch.nn.functional.softplus(bag.importance.weight), torch.ones(1),
+                          atol=1e-4)  # every n-gram weighs 1 at the start
     with torch.no_grad():
         bag.table.weight.normal_()
+        bag.importance.weight.normal_()
     ids = texts([9, 3, 1, 6, 2], width=11)
     got = bag(ids, padding_mask(ids, 0))
     torch.testing.assert_close(got, reference_bag(bag, ids), atol=1e-5, rtol=1e-5)
@@ -231,6 +237,7 @@ def test_the_bag_ignores_padding_is_added_to_the_network_and_exports(name, tmp_p
         model.ngram_bag.table.weight.zero_()
         without = model(ids)
         model.ngram_bag.table.weight.copy_(bag_model(name).ngram_bag.table.weight)
+        assert not torch.allclose(with_bag, without, atol=1e-3)
     torch.testing.assert_close(with_bag - without, reference_bag(model.ngram_bag, ids),
                                atol=1e-5, rtol=1e-5)
     program = torch.export.export(model, (texts([7, 3, 5]),), dynamic_shapes=_dynamic())
@@ -242,7 +249,14 @@ def test_the_bag_ignores_padding_is_added_to_the_network_and_exports(name, tmp_p
 def test_the_bag_options_are_checked_and_none_by_default():
     assert zoo_model("text_classifier").ngram_bag is None
     assert not any(k.startswith("ngram_bag") for k in zoo_model("text_cnn").state_dict())
+    from netwright.errors import ModelSpecError
+
     for field, value in (("ngrams", -1), ("ngrams", 2.5), ("ngram_buckets", 0)):
-        with pytest.raises(Exception, match=f"{field} must be a positive integer; received"):
+        with pytest.raises(ModelSpecError, match=f"{field} must be .*positive integer; received"):
             build_zoo("text_transformer", (12,), vocab_size=VOCAB, **{field: value, "ngrams": 2}
                       if field == "ngram_buckets" else {field: value})
+    # ids of another integer type hash as int64 ids do (int32 would wrap around)
+    model = bag_model("text_cnn")
+    ids = texts([9, 3, 6])
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids.int()), model(ids))

