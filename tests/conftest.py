@@ -15,10 +15,15 @@ collect_ignore = ["distributed/worker.py"]
 # Data sets netwright makes on first use (spoken_digits) go to a cache of this test session,
 # never the user's own (~/.cache/netwright); subprocesses inherit it. Each pytest-xdist worker
 # has its own (a cache set by the process that started the workers would be shared by them).
+# The process that made the cache removes it when it exits (48 MB a worker; left behind, every run
+# of the suite would add them to /tmp until the disk is full).
 if "NETWRIGHT_CACHE" not in os.environ or os.environ.get("PYTEST_XDIST_WORKER"):
+    import atexit
+    import shutil
     import tempfile
 
     os.environ["NETWRIGHT_CACHE"] = tempfile.mkdtemp(prefix="netwright-cache-")
+    atexit.register(shutil.rmtree, os.environ["NETWRIGHT_CACHE"], ignore_errors=True)
 
 # Under pytest-xdist, each worker process (and what it starts: CLI runs, torchrun ranks) uses one
 # torch thread: two workers with torch's default of one thread per core oversubscribe the cores
