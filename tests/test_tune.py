@@ -193,36 +193,37 @@ def test_every_epochs_value_reaches_the_study_in_one_commit_a_trial(tmp_path):
     import optuna
     import sqlalchemy
 
-    import netwright.tuning.search as search
+    import netwright.tuning.pruning as pruning
 
     commits: list[int] = []
-    real = search._write_reports
+    real = pruning.write_trial
 
     def count(_connection):
         commits.append(1)
 
     calls: list[int] = []
 
-    def counted(trial, values):
+    def counted(trial, values, attrs):
         calls.append(trial.number)
         engine = trial.storage._backend.engine
         sqlalchemy.event.listen(engine, "commit", count)
         try:
-            real(trial, values)
+            real(trial, values, attrs)
         finally:
             sqlalchemy.event.remove(engine, "commit", count)
-        assert len(commits) == 1 and len(values) >= 1, (len(commits), values)
+        # the values and the trial's record together
+        assert len(commits) == 1 and len(values) >= 1 and "netwright" in attrs, (commits, values)
         commits.clear()
 
     cfg = _config(tmp_path, {"optimizer.lr": {"choice": [0.05, 1e-7]}, "sampler": "random",
                              "seed": 0, "pruner": {"name": "median", "n_startup_trials": 1},
                              "metric": "accuracy"},
                   optimizer={"name": "sgd", "lr": 0.05}, train={"epochs": 4, "batch_size": 16})
-    search._write_reports = counted
+    pruning.write_trial = counted
     try:
         result = nw.tune(cfg, trials=4, verbose=0)
     finally:
-        search._write_reports = real
+        pruning.write_trial = real
     study = optuna.load_study(study_name=result.study_name, storage=result.storage)
     states = set()
     for t in study.get_trials():
@@ -327,6 +328,37 @@ def test_a_trial_killed_before_its_worker_recorded_itself_fails_after_the_grace_
     (trial,) = study.get_trials()
     assert trial.number == orphan.number and trial.state.name == "FAIL"
     assert "before it recorded itself" in trial.user_attrs["error"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_a_trial_whose_worker_pid_now_names_another_process_fails(tmp_path):
+    # A SQLite study has no heartbeats: its trials' workers are this machine's processes, known
+    # by pid and start time. A pid that a new process took (after the worker was killed, or a
+    # reboot) must not keep the worker's trial RUNNING forever; a live worker's trial is kept.
+    import socket
+
+    import optuna
+
+    from netwright.tuning import search
+
+    storage = search.open_storage(f"sqlite:///{tmp_path / 'study.db'}")
+    assert storage.get_heartbeat_interval() is None  # no heartbeat thread, no writes
+    study = optuna.create_study(storage=storage, study_name="s")
+    me = {"worker_pid": os.getpid(), "host": socket.gethostname()}
+    live, reused, old = study.ask(), study.ask(), study.ask()
+    live.set_user_attr("netwright", {**me, "worker_process": search._process(os.getpid())})
+    reused.set_user_attr("netwright", {**me, "worker_process": "another-boot/12345"})
+    old.set_user_attr("netwright", me)  # recorded before process identities: the pid alone
+    assert search._fail_interrupted(study, storage) == 1
+    states = {t.number: t.state.name for t in study.get_trials()}
+    assert states == {live.number: "RUNNING", reused.number: "FAIL", old.number: "RUNNING"}
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)  # runs until its input closes
+    identity = search._process(child.pid)
+    assert search._alive(child.pid, identity)
+    child.communicate()
+    assert identity is not None and not search._alive(child.pid, identity)
+    assert search._alive(os.getpid(), search._process(os.getpid()))
 
 
 def test_the_command_line(tmp_path):

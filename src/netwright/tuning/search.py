@@ -24,6 +24,7 @@ from typing import Any
 from ..atomic import atomic_write_text
 from ..config import RunConfig, apply_overrides, config_to_dict, load_config, read_yaml_file
 from ..errors import ConfigError, NetwrightError
+from .pruning import PruneOnMetric
 from .space import Space, apply_params, parse_space
 from .tune_report import TuneResult, trial_info, trial_rows, write_html
 
@@ -120,12 +121,18 @@ def _raw_config(config: Any, overrides: Sequence[str]) -> tuple[dict, str]:
 
 
 def open_storage(url: str) -> Any:
-    """Optuna's RDB storage for ``url`` with heartbeats (and, for SQLite, a lock timeout so
-    that several processes can share the file)."""
+    """Optuna's RDB storage for ``url``. A database server (shared by several machines) gets
+    Optuna's heartbeats: a running trial's worker writes one every ``HEARTBEAT_S`` seconds, and
+    a trial without one for ``GRACE_S`` is failed by the next worker. A SQLite file (one
+    machine's: SQLite's locks do not hold across network file systems) gets none: its trials'
+    workers are this machine's processes, checked directly (:func:`_alive`), which saves each
+    trial the heartbeat thread's writes (5.5 ms a trial, measured); and a lock timeout, so that
+    several processes can share the file."""
     import optuna
 
     _quiet_optuna()
-    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    sqlite = url.startswith("sqlite")
+    engine = {"connect_args": {"timeout": 60}} if sqlite else {}
     # A database file that does not exist yet is made by Optuna at its own schema version (and
     # stamped so): checking that version again reads its 30 migration scripts once more (50 ms).
     new_file = False
@@ -137,8 +144,9 @@ def open_storage(url: str) -> Any:
     try:
         storage = optuna.storages.RDBStorage(url, engine_kwargs=engine,
                                              skip_compatibility_check=new_file,
-                                             heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
-        if url.startswith("sqlite"):
+                                             heartbeat_interval=None if sqlite else HEARTBEAT_S,
+                                             grace_period=None if sqlite else GRACE_S)
+        if sqlite:
             _sqlite_wal(storage)
         return storage
     except Exception as exc:  # noqa: BLE001 - a bad URL or an unreachable server, said plainly
@@ -210,9 +218,25 @@ def _open_study(url: str, name: str, space: Space, verbose: int) -> tuple[Any, A
     return study, storage
 
 
-def _alive(pid: Any) -> bool:
+def _process(pid: int) -> str | None:
+    """Which process ``pid`` is on this machine: the boot and the process's start time (Linux
+    /proc), which a pid reused after the process ended, or after a reboot, does not share.
+    None where /proc does not tell."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return f"{boot}/{fields[19]}"  # stat's 22nd field, starttime (the 3rd follows the name)
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(pid: Any, process: Any = None) -> bool:
+    """Whether the worker ``pid`` of this machine still runs; ``process``: what
+    :func:`_process` said of it when it started (None: the pid alone is checked)."""
     if not isinstance(pid, int) or pid <= 0:
         return True  # unknown: leave it to the heartbeat
+    if isinstance(process, str) and _process(os.getpid()) is not None:
+        return _process(pid) == process  # None: no such process now
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -227,7 +251,7 @@ def _fail_interrupted(study: Any, storage: Any) -> int:
     trials whose worker never recorded itself (killed in the milliseconds between Optuna
     creating the trial and netwright's first write, before any heartbeat: a trial no heartbeat
     check would ever fail) once they are older than the grace period. (Those of other
-    machines fail when their heartbeat is older than the grace period.)"""
+    machines, in a server database, fail when their heartbeat is older than the grace period.)"""
     import datetime
 
     from optuna.trial import TrialState
@@ -242,7 +266,7 @@ def _fail_interrupted(study: Any, storage: Any) -> int:
             if age < GRACE_S:
                 continue  # a worker may be about to record itself
             why = "interrupted: its worker stopped (killed?) before it recorded itself"
-        elif worker_host == host and not _alive(pid):
+        elif worker_host == host and not _alive(pid, trial_info(attrs, "worker_process")):
             why = "interrupted: its worker process ended (killed?) while the trial ran"
         else:
             continue
@@ -290,174 +314,11 @@ def _pruner(space: Space) -> Any:
 # --- a worker -----------------------------------------------------------------------------------
 
 
-class PruneOnMetric:
-    """A netwright callback: reports each epoch's metric to the Optuna trial and stops the run
-    (``optuna.TrialPruned``) when the pruner says so. ``seconds`` is the training time so far,
-    without ``search_seconds``: the time spent reporting to the study and asking the pruner.
-
-    With ``median`` or no pruner, nothing but this trial's own answer reads its values while it
-    runs, so they are kept here and written to the study in one transaction by :meth:`flush`
-    (when the trial ends, pruned or not, before Optuna closes it) instead of one commit an epoch
-    (1.9 ms each, measured). ``hyperband`` reads them through Optuna at each epoch: reported then.
-
-    ``pruned`` holds why the pruner stopped the trial (also the ``TrialPruned`` message); a tune
-    records it in the trial's ``netwright`` user attribute (a separate ``pruned`` attribute in
-    studies before 2026-11-30, still read).
-
-    Optuna's own ``MedianPruner``/``PercentilePruner`` (``median``, the default) is asked here,
-    from the values this trial reported and the study's completed trials, read when the trial
-    starts and again when that read is older than ``REFRESH_S`` seconds: what Optuna's
-    ``trial.should_prune()`` computes with a read of the study every epoch. With one worker the
-    answers are the same; with several, a trial another worker completed counts up to
-    ``REFRESH_S`` seconds later. Any other pruner (``hyperband``, which keeps its own records in
-    the study; a subclass that may read more of the trial) is asked through Optuna."""
-
-    REFRESH_S = 2.0
-
-    def __init__(self, trial: Any, metric: str, completed: list | None = None):
-        import optuna
-
-        self.trial, self.metric = trial, metric
-        self.started: float | None = None  # set when the fit starts training
-        self.ended: float | None = None
-        self.search_seconds = 0.0
-        self._values: dict[int, float] = {}
-        # the study's completed trials, as the worker read them just before this trial
-        self._completed = None if completed is None else _Completed(trial.study, self.REFRESH_S,
-                                                                    completed)
-        pruner = trial.study.pruner
-        self._in_memory = type(pruner) in (optuna.pruners.NopPruner, optuna.pruners.MedianPruner,
-                                           optuna.pruners.PercentilePruner)
-        self._unwritten: dict[int, float] = {}
-        self.pruned: str | None = None  # why the pruner stopped the trial, once it has
-
-    @property
-    def seconds(self) -> float:
-        """The training loop's seconds so far (0 when a run failed before it began)."""
-        if self.started is None:
-            return 0.0
-        end = time.perf_counter() if self.ended is None else self.ended
-        return end - self.started - self.search_seconds
-
-    def on_fit_start(self, info: Any) -> None:
-        self.started, self.ended, self.search_seconds = time.perf_counter(), None, 0.0
-
-    def on_fit_end(self, history: list, model: Any) -> None:
-        self.flush()  # its time counts as the search's, inside the fit's interval
-        self.ended = time.perf_counter()
-
-    def on_epoch_end(self, epoch: int, logs: dict, model: Any) -> None:
-        value = logs.get(self.metric)
-        if not isinstance(value, (int, float)) or not math.isfinite(value):
-            return
-        step = int(logs.get("epoch", epoch))
-        start = time.perf_counter()
-        try:
-            if self._in_memory:
-                self._unwritten.setdefault(step, float(value))  # as report(): the first counts
-            else:
-                self.trial.report(float(value), step)
-            prune = self.should_prune(float(value), step)
-            if prune:  # why, for the trial's one record at its end (tune) or the exception
-                why = self.pruned = f"pruned at epoch {step} ({self.metric} {value:.4g})"
-        finally:
-            self.search_seconds += time.perf_counter() - start
-        if prune:
-            import optuna
-
-            self.flush()  # Optuna gives a pruned trial its last reported value
-            raise optuna.TrialPruned(why)
-
-    def close(self) -> None:
-        """The fit's last call, also when it raised: the values kept so far are written."""
-        self.flush()
-
-    def flush(self) -> None:
-        """Write the values kept here to the study, in one transaction where the storage is
-        Optuna's RDB storage (one ``trial.report`` each elsewhere)."""
-        values, self._unwritten = self._unwritten, {}
-        if not values:
-            return
-        start = time.perf_counter()
-        try:
-            _write_reports(self.trial, values)
-        finally:
-            self.search_seconds += time.perf_counter() - start
-
-    def should_prune(self, value: float, step: int) -> bool:
-        """The pruner's answer once ``value`` is reported at ``step``."""
-        import optuna
-
-        pruner = self.trial.study.pruner
-        if isinstance(pruner, optuna.pruners.NopPruner):  # pruner: none
-            return False
-        if type(pruner) not in (optuna.pruners.MedianPruner, optuna.pruners.PercentilePruner):
-            return self.trial.should_prune()
-        self._values.setdefault(step, value)  # as report() does: a step's first value counts
-        if self._completed is None:
-            self._completed = _Completed(self.trial.study, self.REFRESH_S)
-        me = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING,
-                                       intermediate_values=dict(self._values))
-        return pruner.prune(self._completed, me)
-
-
-def _write_reports(trial: Any, values: dict[int, float]) -> None:
-    """``trial.report(value, step)`` for each of ``values``, committed once. Optuna's public API
-    commits each report; its RDB storage's own per-report step (the one ``report`` runs) is
-    called here inside one session. Any other storage, or an Optuna without those methods:
-    one ``report`` each."""
-    storage = getattr(trial, "storage", None)
-    backend = getattr(storage, "_backend", storage)
-    try:
-        from optuna.storages._rdb.storage import RDBStorage, _create_scoped_session
-    except ImportError:  # pragma: no cover - an Optuna that moved them: the public way
-        RDBStorage = _create_scoped_session = None
-    write = getattr(backend, "_set_trial_intermediate_value_without_commit", None)
-    if RDBStorage is None or not isinstance(backend, RDBStorage) or write is None:
-        for step, value in sorted(values.items()):
-            trial.report(value, step)
-        return
-    # What report() also updates: the trial's own view, which Optuna's should_prune() reads. A
-    # step reported before keeps its first value, as report() keeps it.
-    cached = getattr(trial, "_cached_frozen_trial", None)
-    seen = cached.intermediate_values if cached is not None else {}
-    values = {step: value for step, value in values.items() if step not in seen}
-    if not values:
-        return
-    with _create_scoped_session(backend.scoped_session, True) as session:
-        for step, value in sorted(values.items()):
-            write(session, trial._trial_id, step, value)
-    seen.update(values)
-
-
-class _Completed:
-    """The study as a percentile pruner reads it: its completed trials, read again when older
-    than ``refresh_s`` (other workers may finish trials meanwhile); all else is the study's.
-    ``trials``: the completed trials as just read (none: read at the first question)."""
-
-    def __init__(self, study: Any, refresh_s: float, trials: list | None = None):
-        self._study, self._refresh_s = study, refresh_s
-        self._read_at = -math.inf if trials is None else time.perf_counter()
-        self._trials: list = list(trials or [])
-
-    def get_trials(self, deepcopy: bool = True, states: Any = None) -> list:
-        from optuna.trial import TrialState
-
-        if states is None or tuple(states) != (TrialState.COMPLETE,):
-            return self._study.get_trials(deepcopy=deepcopy, states=states)
-        if time.perf_counter() - self._read_at > self._refresh_s:
-            self._trials = self._study.get_trials(deepcopy=False, states=states)
-            self._read_at = time.perf_counter()
-        return copy.deepcopy(self._trials) if deepcopy else list(self._trials)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._study, name)
-
-
 class _Objective:
     def __init__(self, job: dict):
         self.job, self.space = job, job["space"]
         self.completed: list | None = None  # the study's completed trials, read by the worker
+        self.process = _process(os.getpid())  # which process runs the trials
 
     def __call__(self, trial: Any) -> float:
         import optuna
@@ -467,21 +328,24 @@ class _Objective:
         job, space = self.job, self.space
         # Who runs it, written first: a resumed search fails the trials of dead workers.
         trials_dir = Path(job["tune_dir"]) / "trials"
-        info = {"worker_pid": os.getpid(), "host": socket.gethostname(),
-                "run_dir": str(trials_dir / str(trial.number))}
+        info = {"worker_pid": os.getpid(), "worker_process": self.process,
+                "host": socket.gethostname(), "run_dir": str(trials_dir / str(trial.number))}
         trial.set_user_attr("netwright", info)
         params = {p.path: p.suggest(trial) for p in space.params}
         raw = apply_params(job["raw"], params)
         raw["run_dir"], raw["name"] = str(trials_dir), str(trial.number)
-        pruning = PruneOnMetric(trial, space.metric, self.completed)
+        # The epochs' values held to the end: with the trial's record, one commit.
+        pruning = PruneOnMetric(trial, space.metric, self.completed, hold=True)
         self.completed = None  # read again before the next trial
         started = time.perf_counter()
 
-        def record(**more: Any) -> None:  # one write: the trial's own times, without the search's
-            pruning.flush()  # the epochs' values, before Optuna closes the trial
+        def record(error: str | None = None, **more: Any) -> None:  # the trial's own times
             run_seconds = time.perf_counter() - started - pruning.search_seconds
-            trial.set_user_attr("netwright", {**info, "fit_seconds": round(pruning.seconds, 4),
-                                              "run_seconds": round(run_seconds, 4), **more})
+            attrs = {"netwright": {**info, "fit_seconds": round(pruning.seconds, 4),
+                                   "run_seconds": round(run_seconds, 4), **more}}
+            if error is not None:
+                attrs["error"] = error
+            pruning.flush(attrs)  # before Optuna closes the trial (a pruned one: its last value)
 
         try:
             # A trial's report.html (a second of plots each) is left out: tune.html shows the
@@ -492,22 +356,24 @@ class _Objective:
             record(pruned=pruning.pruned)
             raise
         except NetwrightError as exc:
-            record()
-            trial.set_user_attr("error", f"{type(exc).__name__}: {str(exc)[:600]}")
+            record(f"{type(exc).__name__}: {str(exc)[:600]}")
             raise
         except Exception as exc:  # noqa: BLE001 - e.g. out of memory at a searched batch size:
             # that trial fails with its reason, the search goes on (KeyboardInterrupt stops it).
-            record()
-            trial.set_user_attr("error", f"{type(exc).__name__}: {str(exc)[:600]}")
+            record(f"{type(exc).__name__}: {str(exc)[:600]}")
             raise NetwrightError(f"trial {trial.number}: {type(exc).__name__}: {exc}") from exc
+        except KeyboardInterrupt:
+            record("KeyboardInterrupt: the search was interrupted while the trial ran")
+            raise
         fit = result.fit
         row = next((r for r in fit.history if r.get("epoch") == fit.weights_epoch), fit.final)
         value = row.get(space.metric)
         info["run_dir"] = str(result.run_dir)  # as numbered by the run
-        record(epoch=row.get("epoch"))
+        why = None
         if not isinstance(value, (int, float)) or not math.isfinite(value):
             why = f"{space.metric} at epoch {row.get('epoch')} is {value!r}"
-            trial.set_user_attr("error", why)
+        record(why, epoch=row.get("epoch"))
+        if why is not None:
             raise NetwrightError(f"trial {trial.number}: {why}")
         return float(value)
 
