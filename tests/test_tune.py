@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 import netwright as nw
@@ -265,6 +266,32 @@ def test_values_kept_in_memory_are_reported_one_by_one_to_other_storages():
     assert study.trials[1].intermediate_values == {0: 0.55, 1: 0.1}
 
 
+def test_prune_on_metric_in_an_objective_of_ones_own(tmp_path, blobs):
+    # The callback as docs/tuning.md shows it, with nw.fit in a user's objective on a SQLite
+    # study: each trial's stored values are its fit's val_accuracy epoch by epoch.
+    import optuna
+
+    from netwright.tuning.pruning import PruneOnMetric
+
+    X, y = blobs
+    histories = {}
+
+    def objective(trial):
+        lr = trial.suggest_float("lr", 1e-3, 1e-1, log=True)
+        result = nw.fit(torch.nn.Linear(2, 3), (X, y), loss="cross_entropy", lr=lr, epochs=4,
+                        val=0.2, metrics=["accuracy"], verbose=0,
+                        callbacks=[PruneOnMetric(trial, "val_accuracy")])
+        histories[trial.number] = {r["epoch"]: r["val_accuracy"] for r in result.history}
+        return result.history[-1]["val_accuracy"]
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'own.db'}", direction="maximize",
+                                pruner=optuna.pruners.NopPruner())
+    study.optimize(objective, n_trials=2)
+    for t in study.get_trials():
+        assert t.state.name == "COMPLETE"
+        assert t.intermediate_values == pytest.approx(histories[t.number]), t.number
+
+
 def test_two_workers_share_the_study(tmp_path):
     cfg = _config(tmp_path, {"optimizer.lr": {"log_uniform": [1e-3, 1e-1]}},
                   train={"epochs": 3, "batch_size": 4})
@@ -273,6 +300,28 @@ def test_two_workers_share_the_study(tmp_path):
     assert len(finished) >= 4
     assert len({t["worker_pid"] for t in result.trials}) == 2
     assert os.getpid() not in {t["worker_pid"] for t in result.trials}
+
+
+def test_a_crashed_worker_s_trial_is_failed_not_left_running(tmp_path, monkeypatch):
+    # A worker process that dies in a trial (here: os._exit in the model's forward, as a
+    # segfault or the out-of-memory killer would end it) takes no part in closing its trial;
+    # the tune that started it marks the trial FAIL, with why, before it reports the crash.
+    import optuna
+
+    (tmp_path / "crashmod.py").write_text(
+        "import os\nimport torch.nn as nn\n\n\nclass Crash(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        self.l = nn.Linear(4, 3)\n\n"
+        "    def forward(self, x):\n        os._exit(3)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))  # spawned workers start with this sys.path
+    cfg = _config(tmp_path, {"optimizer.lr": {"log_uniform": [1e-3, 1e-1]}},
+                  model={"class": "crashmod:Crash"})
+    with pytest.raises(nw.NetwrightError, match=r"worker 0 \(exit code 3\).*continue"):
+        nw.tune(cfg, trials=2, jobs=2, trust_code=True, verbose=0)
+    db = tmp_path / "runs" / "iris-tune" / "study.db"
+    study = optuna.load_study(study_name="iris", storage=f"sqlite:///{db}")
+    trials = study.get_trials()
+    assert trials and all(t.state.name == "FAIL" for t in trials), [t.state for t in trials]
+    assert all("worker process ended" in t.user_attrs["error"] for t in trials)
 
 
 def test_a_killed_tune_continues_where_it_stopped(tmp_path):

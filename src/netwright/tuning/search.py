@@ -93,6 +93,8 @@ def tune(config: str | os.PathLike | Mapping | RunConfig, overrides: Sequence[st
                 if p.is_alive():
                     p.terminate()
         crashed = [f"worker {k} (exit code {p.exitcode})" for k, p in enumerate(procs) if p.exitcode]
+        if crashed:  # the trial a crashed worker ran: FAIL with why, not RUNNING in the table
+            _fail_interrupted(study, storage_opened)
     result = _finish(study, space, base, tune_dir, url, time.perf_counter() - started)
     if crashed:
         raise NetwrightError(f"tune: {', '.join(crashed)} stopped with an error (printed above); "
