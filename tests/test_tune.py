@@ -114,12 +114,25 @@ def test_a_real_study_end_to_end(tmp_path):
     assert "COMPLETE" in text and "best.yaml" in text
 
 
-def test_pruning_and_a_diverging_trial(tmp_path):
+def test_pruning_and_a_diverging_trial(tmp_path, capsys):
     # SGD at 1e-7 learns nothing (pruned against a trial that learns); at 1e9 it diverges.
+    import logging
+
     cfg = _config(tmp_path, {"optimizer.lr": {"choice": [0.05, 1e-7, 1e9]}, "sampler": "random",
                              "seed": 1, "pruner": {"name": "median", "n_startup_trials": 1}},
                   optimizer={"name": "sgd", "lr": 0.05}, train={"epochs": 3, "batch_size": 16})
-    result = nw.tune(cfg, trials=5, verbose=0)
+    logged: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: logged.append(record.getMessage())
+    logging.getLogger("optuna").addHandler(handler)  # what Optuna's own handler would print
+    try:
+        result = nw.tune(cfg, trials=5, verbose=1)
+    finally:
+        logging.getLogger("optuna").removeHandler(handler)
+    err = capsys.readouterr().err
+    # one line a trial, a failed one's with its reason; not Optuna's warning with a traceback
+    assert "FAIL" in err and "NonFiniteLossError" in err, err
+    assert not [m for m in logged if " failed with " in m], logged
     states = [t["state"] for t in result.trials]
     assert len(states) == 5 and "COMPLETE" in states, states
     pruned = [t for t in result.trials if t["state"] == "PRUNED"]

@@ -12,6 +12,7 @@ inside the functions that need it.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import os
 import socket
@@ -175,14 +176,26 @@ def _sqlite_wal(storage: Any) -> None:
 
 
 def _quiet_optuna() -> None:
-    """Optuna's INFO lines and its 'experimental feature' warnings (heartbeats) off: the
-    search prints its own one line per trial."""
+    """Optuna's INFO lines, its 'experimental feature' warnings (heartbeats) and its warning
+    with a traceback for each failed trial off: the search prints its own one line per trial,
+    a failed one's with its reason (kept in the study too: ``user_attrs['error']``)."""
+    import logging
     import warnings
 
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    runner = logging.getLogger("optuna.study._optimize")  # where study.optimize logs a trial
+    if not any(isinstance(f, _FailedTrialLines) for f in runner.filters):
+        runner.addFilter(_FailedTrialLines())
+
+
+class _FailedTrialLines(logging.Filter):
+    """Drops Optuna's 'Trial N failed with ...' records (netwright reports each trial)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Trial ") or " failed with " not in str(record.msg)
 
 
 def _space_key(space: Space) -> list:
