@@ -179,7 +179,6 @@ def _quiet_optuna() -> None:
     """Optuna's INFO lines, its 'experimental feature' warnings (heartbeats) and its warning
     with a traceback for each failed trial off: the search prints its own one line per trial,
     a failed one's with its reason (kept in the study too: ``user_attrs['error']``)."""
-    import logging
     import warnings
 
     import optuna
