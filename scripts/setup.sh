@@ -4,6 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+# A new environment takes about 7 GB (torch's CUDA-capable build and its libraries): said before
+# pip runs out of space half-way.
+if [ ! -x .venv/bin/python ]; then
+    free_kb=$(df -Pk . | awk 'NR == 2 {print $4}')
+    if [ "${free_kb:-0}" -lt 8000000 ]; then
+        echo "setup: $((free_kb / 1024)) MB free on the disk of $(pwd); the environment (.venv) needs" \
+             "about 7 GB. Fix: free space (old clones' .venv folders, /tmp), then run this again." >&2
+    fi
+fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[all,dev]"
 # Headless Chromium renders the HTML reports in the tests (tests/test_report.py). It is the
