@@ -315,26 +315,81 @@ def test_two_workers_share_the_study(tmp_path):
     assert os.getpid() not in {t["worker_pid"] for t in result.trials}
 
 
-def test_a_crashed_worker_s_trial_is_failed_not_left_running(tmp_path, monkeypatch):
-    # A worker process that dies in a trial (here: os._exit in the model's forward, as a
-    # segfault or the out-of-memory killer would end it) takes no part in closing its trial;
-    # the tune that started it marks the trial FAIL, with why, before it reports the crash.
+def test_a_crashed_worker_s_trial_is_failed_and_the_other_worker_finishes(tmp_path, monkeypatch):
+    # One of two workers dies in a trial (os._exit in the model's forward, the first time only,
+    # as a segfault or the out-of-memory killer would end it) and takes no part in closing its
+    # trial. The other worker must not wait for that trial forever: the tune reaps the dead
+    # worker at once (a zombie still shows its pid and start time), the survivor fails the
+    # trial with why and completes the study, and the tune then reports the crash.
     import optuna
 
+    marker = tmp_path / "crashed-once"
     (tmp_path / "crashmod.py").write_text(
         "import os\nimport torch.nn as nn\n\n\nclass Crash(nn.Module):\n"
         "    def __init__(self):\n        super().__init__()\n        self.l = nn.Linear(4, 3)\n\n"
-        "    def forward(self, x):\n        os._exit(3)\n")
+        "    def forward(self, x):\n        try:\n"
+        f"            os.close(os.open({str(marker)!r}, os.O_CREAT | os.O_EXCL))\n"
+        "        except FileExistsError:\n            return self.l(x)\n        os._exit(3)\n")
     monkeypatch.syspath_prepend(str(tmp_path))  # spawned workers start with this sys.path
-    cfg = _config(tmp_path, {"optimizer.lr": {"log_uniform": [1e-3, 1e-1]}},
+    cfg = _config(tmp_path, {"optimizer.lr": {"log_uniform": [1e-3, 1e-1]}, "pruner": "none"},
                   model={"class": "crashmod:Crash"})
-    with pytest.raises(nw.NetwrightError, match=r"worker 0 \(exit code 3\).*continue"):
-        nw.tune(cfg, trials=2, jobs=2, trust_code=True, verbose=0)
+    with pytest.raises(nw.NetwrightError, match=r"worker \d \(exit code 3\) stopped.*continue"):
+        nw.tune(cfg, trials=3, jobs=2, trust_code=True, verbose=0, timeout=120)
     db = tmp_path / "runs" / "iris-tune" / "study.db"
-    study = optuna.load_study(study_name="iris", storage=f"sqlite:///{db}")
-    trials = study.get_trials()
-    assert trials and all(t.state.name == "FAIL" for t in trials), [t.state for t in trials]
-    assert all("worker process ended" in t.user_attrs["error"] for t in trials)
+    trials = optuna.load_study(study_name="iris", storage=f"sqlite:///{db}").get_trials()
+    states = sorted(t.state.name for t in trials)
+    assert states == ["COMPLETE", "COMPLETE", "FAIL"], states
+    (failed,) = [t for t in trials if t.state.name == "FAIL"]
+    assert "worker process ended" in failed.user_attrs["error"]
+    # failed by the surviving worker within seconds, not by the tune at its 120 s timeout
+    assert (failed.datetime_complete - failed.datetime_start).total_seconds() < 60
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_a_worker_is_known_by_its_start_time_and_an_ended_one_is_dead():
+    from netwright.tuning import search
+
+    before = time.time()
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)  # runs until its input closes
+    identity = search._process(child.pid)
+    state, same, ticks = search._proc_stat(child.pid)
+    assert identity == same and state in "RSD"
+    # the start time /proc gives, read independently of the pid: when it was started
+    assert before - 2 <= search._started(ticks) <= time.time() + 2
+    assert search._alive(child.pid, identity)
+    assert search._alive(child.pid, None, since=before + 60)  # started before its trial
+    assert not search._alive(child.pid, None, since=before - 60)  # took the pid afterwards
+    child.stdin.close()
+    deadline = time.time() + 10
+    while search._proc_stat(child.pid)[0] != "Z" and time.time() < deadline:
+        time.sleep(0.02)  # ended, not yet reaped: a zombie still has its pid and start time
+    assert search._process(child.pid) == identity
+    assert not search._alive(child.pid, identity) and not search._alive(child.pid)
+    child.wait()
+    assert not search._alive(child.pid, identity) and not search._alive(child.pid)
+
+
+def test_a_write_that_conflicts_writes_nothing_and_keeps_the_values(tmp_path):
+    # A step stored that the trial's own view lacks: the one transaction fails as a whole, with
+    # an error (not a silently dropped write), and the callback keeps its values.
+    import optuna
+
+    from netwright.tuning.pruning import PruneOnMetric, write_trial
+    from netwright.tuning.search import open_storage
+
+    study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path / 's.db'}"))
+    trial = study.ask()
+    study._storage.set_trial_intermediate_value(trial._trial_id, 1, 0.4)  # behind its back
+    with pytest.raises(Exception):
+        write_trial(trial, {1: 0.5, 2: 0.6}, {"error": "why"})
+    (stored,) = study.get_trials()
+    assert stored.intermediate_values == {1: 0.4} and "error" not in stored.user_attrs
+    pruning = PruneOnMetric(trial, "val_metric", hold=True)
+    pruning.on_epoch_end(0, {"val_metric": 0.5, "epoch": 1}, None)
+    with pytest.raises(Exception):
+        pruning.flush({"netwright": {}})
+    assert pruning._unwritten == {1: 0.5}
 
 
 def test_a_killed_tune_continues_where_it_stopped(tmp_path):

@@ -113,6 +113,9 @@ class PruneOnMetric:
         start = time.perf_counter()
         try:
             write_trial(self.trial, values, attrs or {})
+        except BaseException:
+            self._unwritten = {**values, **self._unwritten}  # kept for another try
+            raise
         finally:
             self.search_seconds += time.perf_counter() - start
 
@@ -162,7 +165,8 @@ def write_trial(trial: Any, values: Mapping[int, float], attrs: Mapping[str, Any
             trial.set_user_attr(key, value)
         return
     trial_id = trial._trial_id  # Optuna's storage key for the trial
-    with _create_scoped_session(backend.scoped_session, True) as session:
+    # A conflict (a step stored that this trial's view lacks) raises: all or nothing is written.
+    with _create_scoped_session(backend.scoped_session) as session:
         row = models.TrialModel.find_or_raise_by_id(trial_id, session)
         backend.check_trial_is_updatable(trial_id, row.state)
         if values:

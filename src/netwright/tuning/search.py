@@ -87,21 +87,39 @@ def tune(config: str | os.PathLike | Mapping | RunConfig, overrides: Sequence[st
         for p in procs:
             p.start()
         try:
-            for p in procs:
-                p.join()
+            _join_as_they_end(procs)
         finally:
+            # Interrupted (Ctrl-C reaches the workers too): they record their trials first.
+            deadline = time.monotonic() + 5.0
             for p in procs:
+                p.join(timeout=max(0.0, deadline - time.monotonic()))
                 if p.is_alive():
                     p.terminate()
+                    p.join()
+            # the trial a crashed or stopped worker ran: FAIL with why, not left RUNNING
+            if any(p.exitcode for p in procs):
+                _fail_interrupted(study, storage_opened)
         crashed = [f"worker {k} (exit code {p.exitcode})" for k, p in enumerate(procs) if p.exitcode]
-        if crashed:  # the trial a crashed worker ran: FAIL with why, not RUNNING in the table
-            _fail_interrupted(study, storage_opened)
     result = _finish(study, space, base, tune_dir, url, time.perf_counter() - started)
     if crashed:
         raise NetwrightError(f"tune: {', '.join(crashed)} stopped with an error (printed above); "
                              f"the study keeps its trials. Fix the cause and run the same command "
                              f"to continue.")
     return result
+
+
+def _join_as_they_end(procs: list) -> None:
+    """Wait for the worker processes, reaping each as it ends: an ended worker that is not
+    reaped stays a zombie, which /proc still shows with its pid and start time, and the other
+    workers would wait for its trial."""
+    from multiprocessing.connection import wait
+
+    pending = list(procs)
+    while pending:
+        wait([p.sentinel for p in pending])
+        for p in [p for p in pending if not p.is_alive()]:
+            p.join()
+            pending.remove(p)
 
 
 def _raw_config(config: Any, overrides: Sequence[str]) -> tuple[dict, str]:
@@ -176,22 +194,20 @@ def _sqlite_wal(storage: Any) -> None:
 
 
 def _quiet_optuna() -> None:
-    """Optuna's INFO lines, its 'experimental feature' warnings (heartbeats) and its warning
-    with a traceback for each failed trial off: the search prints its own one line per trial,
-    a failed one's with its reason (kept in the study too: ``user_attrs['error']``)."""
+    """Optuna's INFO lines and its 'experimental feature' warnings (heartbeats) off: the
+    search prints its own one line per trial."""
     import warnings
 
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    runner = logging.getLogger("optuna.study._optimize")  # where study.optimize logs a trial
-    if not any(isinstance(f, _FailedTrialLines) for f in runner.filters):
-        runner.addFilter(_FailedTrialLines())
 
 
 class _FailedTrialLines(logging.Filter):
-    """Drops Optuna's 'Trial N failed with ...' records (netwright reports each trial)."""
+    """Drops Optuna's 'Trial N failed with ...' records, a traceback with each, while a worker
+    runs its trials: the search prints its own line a trial, a failed one's with its reason
+    (kept in the study too: ``user_attrs['error']``)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.msg).startswith("Trial ") or " failed with " not in str(record.msg)
@@ -232,26 +248,55 @@ def _open_study(url: str, name: str, space: Space, verbose: int) -> tuple[Any, A
     return study, storage
 
 
-def _process(pid: int) -> str | None:
-    """Which process ``pid`` is on this machine: the boot and the process's start time (Linux
-    /proc), which a pid reused after the process ended, or after a reboot, does not share.
-    None where /proc does not tell."""
+def _proc_stat(pid: int) -> tuple[str, str, int] | None:
+    """Process ``pid`` as Linux's /proc shows it: its state (``Z``: ended, not yet reaped), its
+    identity (the boot and its start time, which a pid reused after the process ended, or after
+    a reboot, does not share) and its start time in clock ticks since the boot. None where
+    /proc does not show it (no such process, a hidden one, or no /proc)."""
     try:
         boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return f"{boot}/{fields[19]}"  # stat's 22nd field, starttime (the 3rd follows the name)
-    except (OSError, IndexError):
+        # the name, in parentheses, may hold anything: the fields are read after its last ')'
+        fields = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
+        ticks = int(fields[19])  # stat's 22nd field, starttime (the 3rd, state, follows the name)
+        return fields[0].decode("ascii", "replace"), f"{boot}/{ticks}", ticks
+    except (OSError, IndexError, ValueError):
         return None
 
 
-def _alive(pid: Any, process: Any = None) -> bool:
-    """Whether the worker ``pid`` of this machine still runs; ``process``: what
-    :func:`_process` said of it when it started (None: the pid alone is checked)."""
+def _process(pid: int) -> str | None:
+    """The identity of process ``pid`` on this machine (:func:`_proc_stat`), or None."""
+    stat = _proc_stat(pid)
+    return None if stat is None else stat[1]
+
+
+def _started(ticks: int) -> float | None:
+    """The time (seconds since the epoch) a process started ``ticks`` clock ticks after the
+    boot; to the second (the boot time /proc gives is whole seconds)."""
+    try:
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, StopIteration):
+        return None
+
+
+def _alive(pid: Any, process: Any = None, since: float | None = None) -> bool:
+    """Whether the worker ``pid`` of this machine still runs. ``process``: what
+    :func:`_process` said of it when it started; records without it (before 2026-11-30) give
+    ``since``, when its trial started: a process that took the pid later is not the worker."""
     if not isinstance(pid, int) or pid <= 0:
         return True  # unknown: leave it to the heartbeat
-    if isinstance(process, str) and _process(os.getpid()) is not None:
-        return _process(pid) == process  # None: no such process now
-    try:
+    stat = _proc_stat(pid)
+    if stat is not None:
+        state, identity, ticks = stat
+        if state in ("Z", "X"):
+            return False  # ended; its parent has not reaped it yet
+        if isinstance(process, str):
+            return identity == process
+        started = _started(ticks) if since is not None else None
+        # 2 s: the boot time is whole seconds, and the worker started before its trial
+        return started is None or started <= since + 2.0
+    try:  # gone, or hidden from this user's /proc (hidepid, another pid namespace)
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
@@ -280,7 +325,9 @@ def _fail_interrupted(study: Any, storage: Any) -> int:
             if age < GRACE_S:
                 continue  # a worker may be about to record itself
             why = "interrupted: its worker stopped (killed?) before it recorded itself"
-        elif worker_host == host and not _alive(pid, trial_info(attrs, "worker_process")):
+        elif worker_host == host and not _alive(pid, trial_info(attrs, "worker_process"),
+                                                t.datetime_start.timestamp()
+                                                if t.datetime_start is not None else None):
             why = "interrupted: its worker process ended (killed?) while the trial ran"
         else:
             continue
@@ -415,7 +462,6 @@ def work(job: dict, index: int, storage: Any = None) -> None:
     the deadline passes, or the process that started it is gone. Run in the caller's process
     (one job) or in a spawned one per job."""
     import optuna
-    from optuna.trial import TrialState
 
     _quiet_optuna()
     storage = storage if storage is not None else open_storage(job["url"])
@@ -426,6 +472,20 @@ def work(job: dict, index: int, storage: Any = None) -> None:
     study = optuna.load_study(study_name=job["study"], storage=storage,
                               sampler=_sampler(space, seed), pruner=_pruner(space))
     objective, callbacks = _Objective(job), [_progress(job["verbose"])]
+    lines = logging.getLogger("optuna.study._optimize")  # where study.optimize logs a trial
+    quiet = _FailedTrialLines()
+    lines.addFilter(quiet)
+    try:
+        _trials(job, study, storage, objective, callbacks)
+    finally:
+        lines.removeFilter(quiet)
+
+
+def _trials(job: dict, study: Any, storage: Any, objective: Any, callbacks: list) -> None:
+    """The worker's loop: a trial at a time until the study is done or the worker must stop."""
+    import optuna
+    from optuna.trial import TrialState
+
     finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     while True:
         if job["deadline"] is not None and time.time() >= job["deadline"]:
