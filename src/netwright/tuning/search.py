@@ -11,6 +11,7 @@ inside the functions that need it.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -96,9 +97,11 @@ def tune(config: str | os.PathLike | Mapping | RunConfig, overrides: Sequence[st
                 if p.is_alive():
                     p.terminate()
                     p.join()
-            # the trial a crashed or stopped worker ran: FAIL with why, not left RUNNING
+            # the trial a crashed or stopped worker ran: FAIL with why, not left RUNNING (if
+            # the database cannot be reached now, the next start of the search does it)
             if any(p.exitcode for p in procs):
-                _fail_interrupted(study, storage_opened)
+                with contextlib.suppress(Exception):
+                    _fail_interrupted(study, storage_opened)
         crashed = [f"worker {k} (exit code {p.exitcode})" for k, p in enumerate(procs) if p.exitcode]
     result = _finish(study, space, base, tune_dir, url, time.perf_counter() - started)
     if crashed:
