@@ -53,8 +53,7 @@ class PruneOnMetric:
         self._completed = None if completed is None else _Completed(trial.study, self.REFRESH_S,
                                                                     completed)
         pruner = trial.study.pruner
-        self._in_memory = type(pruner) in (optuna.pruners.NopPruner, optuna.pruners.MedianPruner,
-                                           optuna.pruners.PercentilePruner)
+        self._in_memory = isinstance(pruner, optuna.pruners.NopPruner) or _asked_here(pruner)
         self._unwritten: dict[int, float] = {}
         self.pruned: str | None = None  # why the pruner stopped the trial, once it has
 
@@ -126,7 +125,7 @@ class PruneOnMetric:
         pruner = self.trial.study.pruner
         if isinstance(pruner, optuna.pruners.NopPruner):  # pruner: none
             return False
-        if type(pruner) not in (optuna.pruners.MedianPruner, optuna.pruners.PercentilePruner):
+        if not _asked_here(pruner):
             return self.trial.should_prune()
         self._values.setdefault(step, value)  # as report() does: a step's first value counts
         if self._completed is None:
@@ -134,6 +133,14 @@ class PruneOnMetric:
         me = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING,
                                        intermediate_values=dict(self._values))
         return pruner.prune(self._completed, me)
+
+
+def _asked_here(pruner: Any) -> bool:
+    """Optuna's own median/percentile pruner (not a subclass, which may read more of the
+    trial): answered here from the values in memory."""
+    import optuna
+
+    return type(pruner) in (optuna.pruners.MedianPruner, optuna.pruners.PercentilePruner)
 
 
 def write_trial(trial: Any, values: Mapping[int, float], attrs: Mapping[str, Any]) -> None:
